@@ -1,0 +1,113 @@
+import uuid
+
+from django.conf import settings
+from django.contrib.postgres.functions import RandomUUID
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Value
+from django.db.models.functions import Now
+from pgvector.django import HnswIndex, VectorField
+
+from documents.validators import validate_clean_text, validate_json_object
+
+
+class SourceDocument(models.Model):
+    """A document whose text is embedded. Writes from anywhere (ORM, psql, COPY) are picked
+    up by the enqueue triggers in queue_admin's migrations, not by Django signals."""
+
+    # Database defaults as well as Python ones, so that psql, COPY and other services can
+    # insert just (title, content) the way they would into any table.
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, db_default=RandomUUID(), editable=False)
+    title = models.CharField(
+        max_length=500, blank=True, default="", db_default="", validators=[validate_clean_text]
+    )
+    content = models.TextField(blank=True, default="", db_default="", validators=[validate_clean_text])
+    metadata = models.JSONField(
+        default=dict,
+        db_default=Value({}, output_field=models.JSONField()),
+        blank=True,
+        validators=[validate_json_object],
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
+    updated_at = models.DateTimeField(auto_now=True, db_default=Now())
+
+    class Meta:
+        db_table = "source_documents"
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["-updated_at"], name="source_documents_updated_idx")]
+
+    def __str__(self):
+        return self.title or f"Document {self.id}"
+
+    def clean_fields(self, exclude=None):
+        # Django's TextField would turn raw bytes into the string "b'...'" before any
+        # validator sees them: refuse them while they are still bytes.
+        # Likewise a metadata of None or [] counts as "blank" and would skip its validator.
+        errors = {}
+        checks = {
+            "title": validate_clean_text,
+            "content": validate_clean_text,
+            "metadata": validate_json_object,
+        }
+        for name, check in checks.items():
+            try:
+                check(getattr(self, name))
+            except ValidationError as exc:
+                errors[name] = exc.error_list
+        if errors:
+            raise ValidationError(errors)
+        super().clean_fields(exclude=exclude)
+
+    def save(self, *args, **kwargs):
+        # Validate on every save, not only in forms: the shell and scripts get the same clear
+        # error as the admin, and nothing is written.
+        self.full_clean(validate_unique=False, validate_constraints=False)
+        super().save(*args, **kwargs)
+
+
+class DocumentEmbedding(models.Model):
+    """The sidecar: one row per chunk of a document, per model.
+
+    Written only by the workers. `document_text_hash` (MD5 of the whole document at embed
+    time, the same on every chunk row) lets the triggers, backfill and reconciliation decide
+    "is this document's embedding current?" in set-based SQL without re-chunking.
+    """
+
+    document = models.ForeignKey(
+        SourceDocument,
+        # The database cascades (ON DELETE CASCADE, set in the migration) so that deletes from
+        # psql or another service clean up too; Django must not delete row by row first.
+        on_delete=models.DO_NOTHING,
+        related_name="embeddings",
+    )
+    chunk_index = models.PositiveIntegerField()
+    source_text = models.TextField()
+    source_text_hash = models.CharField(max_length=32, help_text="MD5 hex of source_text")
+    document_text_hash = models.CharField(max_length=32, help_text="MD5 hex of the whole document's content")
+    embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS)
+    model = models.CharField(max_length=200, help_text="Model name and version that produced the vector")
+    token_count = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "document_embeddings"
+        ordering = ["document_id", "chunk_index"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document", "chunk_index", "model"], name="document_embeddings_doc_chunk_model_uniq"
+            )
+        ]
+        indexes = [
+            HnswIndex(
+                name="document_embeddings_hnsw_cos",
+                fields=["embedding"],
+                m=16,
+                ef_construction=64,
+                opclasses=["vector_cosine_ops"],
+            ),
+            models.Index(fields=["model", "document"], name="document_embeddings_model_idx"),
+        ]
+
+    def __str__(self):
+        return f"{self.document_id} chunk {self.chunk_index} ({self.model})"

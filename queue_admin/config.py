@@ -1,0 +1,212 @@
+"""The typed schema of every queue setting operators can change at run time.
+
+Values live in the `embedding_queue_config` table (so a change reaches every worker without a
+restart); this module says what each key means, its type, range and default. Every write —
+admin, command, shell — goes through `validate_value`, so a bad value is refused with a
+message naming the key, the value and what is allowed.
+"""
+
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+
+PRIORITIES = ("high", "medium", "low")
+
+
+@dataclass(frozen=True)
+class ConfigKey:
+    key: str
+    label: str
+    kind: type  # bool, int, or dict (priority weights)
+    default: object
+    help_text: str
+    min_value: int | None = None
+    max_value: int | None = None
+    unit: str = ""
+    keys: tuple[str, ...] = field(default=())
+
+    def allowed(self) -> str:
+        if self.kind is bool:
+            return "true or false"
+        if self.kind is int:
+            return f"a whole number from {self.min_value} to {self.max_value}"
+        return f"an object with whole numbers from {self.min_value} to {self.max_value} for {', '.join(self.keys)}"
+
+
+SCHEMA: dict[str, ConfigKey] = {
+    item.key: item
+    for item in [
+        ConfigKey(
+            "queue_enabled",
+            "Queue enabled",
+            bool,
+            True,
+            "When off, workers stop claiming new work; items already claimed finish.",
+        ),
+        ConfigKey(
+            "batch_size",
+            "Batch size",
+            int,
+            32,
+            "Documents a worker claims at once. 1 is the slow, careful 'marathon' mode; larger batches are faster.",
+            1,
+            1000,
+            "documents",
+        ),
+        ConfigKey(
+            "max_concurrent_workers",
+            "Concurrent workers",
+            int,
+            2,
+            "How many drain tasks the cluster keeps running at once.",
+            1,
+            64,
+            "workers",
+        ),
+        ConfigKey(
+            "max_retries",
+            "Maximum retries",
+            int,
+            3,
+            "Attempts after a temporary error before an item moves to the dead-letter list.",
+            0,
+            20,
+            "retries",
+        ),
+        ConfigKey(
+            "rate_limit_delay_ms",
+            "Rate-limit delay",
+            int,
+            1000,
+            "Wait before retrying when the provider says 'too many requests' without a Retry-After.",
+            0,
+            3_600_000,
+            "ms",
+        ),
+        ConfigKey(
+            "worker_heartbeat_interval_ms",
+            "Heartbeat interval",
+            int,
+            30000,
+            "How often workers report that they are alive; silent for 3 intervals means stopped.",
+            1000,
+            600_000,
+            "ms",
+        ),
+        ConfigKey(
+            "lease_seconds",
+            "Lease length",
+            int,
+            300,
+            "How long a claimed batch belongs to its worker before others may take it back.",
+            10,
+            86_400,
+            "seconds",
+        ),
+        ConfigKey(
+            "queue_cleanup_interval_hours",
+            "Keep completed items for",
+            int,
+            24,
+            "Completed queue items older than this are deleted.",
+            1,
+            8760,
+            "hours",
+        ),
+        ConfigKey(
+            "priority_weights",
+            "Priority weights",
+            dict,
+            {"high": 3, "medium": 2, "low": 1},
+            "Higher weight is claimed first; waiting items gain weight with age so none starve.",
+            0,
+            1000,
+            keys=PRIORITIES,
+        ),
+        ConfigKey(
+            "api_quota_per_minute",
+            "Requests per minute",
+            int,
+            60,
+            "Provider requests allowed per minute, shared by all workers.",
+            1,
+            1_000_000,
+            "requests/min",
+        ),
+        ConfigKey(
+            "token_quota_per_minute",
+            "Tokens per minute",
+            int,
+            100000,
+            "Provider tokens allowed per minute, shared by all workers.",
+            1,
+            1_000_000_000,
+            "tokens/min",
+        ),
+        ConfigKey(
+            "circuit_breaker_failure_threshold",
+            "Breaker threshold",
+            int,
+            5,
+            "Consecutive provider failures that open the circuit breaker.",
+            1,
+            1000,
+            "failures",
+        ),
+        ConfigKey(
+            "circuit_breaker_recovery_seconds",
+            "Breaker recovery",
+            int,
+            60,
+            "How long the breaker stays open before a trial request.",
+            1,
+            86_400,
+            "seconds",
+        ),
+    ]
+}
+
+DEFAULTS = {key: item.default for key, item in SCHEMA.items()}
+
+
+def _is_int(value) -> bool:
+    # bool is a subclass of int in Python; True must not pass as a batch size of 1.
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def validate_value(key: str, value):
+    """Return `value` if it is valid for `key`; raise ValidationError naming key, value and range."""
+    item = SCHEMA.get(key)
+    if item is None:
+        raise ValidationError(
+            "Unknown setting %(key)r. Known settings: %(known)s.",
+            code="unknown_key",
+            params={"key": key, "known": ", ".join(SCHEMA)},
+        )
+    ok = False
+    if item.kind is bool:
+        ok = isinstance(value, bool)
+    elif item.kind is int:
+        ok = _is_int(value) and item.min_value <= value <= item.max_value
+    elif item.kind is dict:
+        ok = (
+            isinstance(value, dict)
+            and set(value) == set(item.keys)
+            and all(_is_int(v) and item.min_value <= v <= item.max_value for v in value.values())
+        )
+    if not ok:
+        raise ValidationError(
+            "%(key)s = %(value)s is not allowed: use %(allowed)s.",
+            code="invalid_value",
+            params={"key": key, "value": show_value(value), "allowed": item.allowed()},
+        )
+    return value
+
+
+def show_value(value) -> str:
+    import json
+
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)

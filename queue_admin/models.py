@@ -1,0 +1,164 @@
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import models
+
+from documents.models import SourceDocument
+from queue_admin import config
+
+
+class QueueItem(models.Model):
+    """One unit of embedding work for one document.
+
+    Rows are created by the database triggers on `source_documents` (see migration 0002) and
+    moved through their states only by the queue SQL in `queue_admin/queue_sql.py`; the admin
+    changes them through actions, never by editing fields.
+    """
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        PROCESSING = "processing"
+        COMPLETED = "completed"
+        FAILED = "failed"
+        RATE_LIMITED = "rate_limited"
+        CANCELLED = "cancelled"
+
+    class Priority(models.TextChoices):
+        HIGH = "high"
+        MEDIUM = "medium"
+        LOW = "low"
+
+    class ErrorKind(models.TextChoices):
+        TRANSIENT = "transient"
+        RATE_LIMITED = "rate_limited"
+        PERMANENT = "permanent"
+
+    LIVE_STATUSES = (Status.PENDING, Status.PROCESSING, Status.RATE_LIMITED)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    document = models.ForeignKey(
+        SourceDocument,
+        # ON DELETE CASCADE lives in the database (migration 0002) so deletes that bypass
+        # Django also remove the document's queue items; a worker holding one then finds its
+        # compare-and-set matches no row and drops the work.
+        on_delete=models.DO_NOTHING,
+        related_name="queue_items",
+    )
+    operation = models.CharField(max_length=20, default="embed")
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.PENDING)
+    priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
+    retry_count = models.PositiveIntegerField(default=0)
+    max_retries = models.PositiveIntegerField(default=3)
+    next_attempt_at = models.DateTimeField(db_default=models.functions.Now())
+    error_kind = models.CharField(max_length=20, choices=ErrorKind.choices, blank=True, default="")
+    error_message = models.TextField(blank=True, default="")
+    batch_id = models.UUIDField(null=True, blank=True)
+    worker_id = models.CharField(max_length=200, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    processing_started_at = models.DateTimeField(null=True, blank=True)
+    processing_completed_at = models.DateTimeField(null=True, blank=True)
+    estimated_tokens = models.PositiveIntegerField(default=0)
+    actual_tokens = models.PositiveIntegerField(null=True, blank=True)
+    rate_limit_delay_ms = models.PositiveIntegerField(default=0)
+    metadata = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+    updated_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        db_table = "embedding_queue"
+        verbose_name = "queue item"
+        constraints = [
+            # At most one live item per document: repeated edits coalesce into it.
+            models.UniqueConstraint(
+                fields=["document"],
+                condition=models.Q(status__in=["pending", "processing", "rate_limited"]),
+                name="embedding_queue_one_live_per_document",
+            ),
+        ]
+        indexes = [
+            # The claim query scans only claimable rows, ordered by age.
+            models.Index(
+                fields=["next_attempt_at", "created_at"],
+                condition=models.Q(status="pending"),
+                name="embedding_queue_claimable_idx",
+            ),
+            # Expired leases are found without touching finished rows.
+            models.Index(
+                fields=["lease_expires_at"],
+                condition=models.Q(status="processing"),
+                name="embedding_queue_lease_idx",
+            ),
+            models.Index(fields=["status", "priority"], name="embedding_queue_status_idx"),
+            models.Index(fields=["document"], name="embedding_queue_document_idx"),
+            models.Index(
+                fields=["processing_completed_at"],
+                condition=models.Q(status="completed"),
+                name="embedding_queue_completed_idx",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.operation} {self.document_id} ({self.status})"
+
+
+class Worker(models.Model):
+    """A worker process's registration and heartbeat; written only by the workers."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        IDLE = "idle"
+        STOPPED = "stopped"
+        ERROR = "error"
+
+    worker_id = models.CharField(max_length=200, primary_key=True)
+    hostname = models.CharField(max_length=255)
+    pid = models.PositiveIntegerField()
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IDLE)
+    last_heartbeat = models.DateTimeField(db_default=models.functions.Now())
+    current_batch_id = models.UUIDField(null=True, blank=True)
+    tasks_processed = models.PositiveBigIntegerField(default=0)
+    total_processing_time_ms = models.PositiveBigIntegerField(default=0)
+    error_count = models.PositiveBigIntegerField(default=0)
+    rate_limit_count = models.PositiveBigIntegerField(default=0)
+    created_at = models.DateTimeField(db_default=models.functions.Now())
+    updated_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        db_table = "embedding_queue_workers"
+        ordering = ["-last_heartbeat"]
+
+    def __str__(self):
+        return self.worker_id
+
+
+class QueueConfig(models.Model):
+    """One operator-editable queue setting; `queue_admin.config.SCHEMA` types and bounds it."""
+
+    config_key = models.CharField(max_length=100, unique=True)
+    config_value = models.JSONField()
+    description = models.TextField(blank=True, default="")
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "embedding_queue_config"
+        ordering = ["config_key"]
+        verbose_name = "queue setting"
+
+    def __str__(self):
+        return self.config_key
+
+    def clean(self):
+        try:
+            config.validate_value(self.config_key, self.config_value)
+        except ValidationError as exc:
+            raise ValidationError({"config_value": exc}) from None
+
+    def save(self, *args, **kwargs):
+        # Every write path (admin, command, shell) is validated here, not only forms.
+        config.validate_value(self.config_key, self.config_value)
+        super().save(*args, **kwargs)

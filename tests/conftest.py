@@ -1,0 +1,29 @@
+"""Shared fixtures. Every test runs against the real embedded PostgreSQL with pgvector that
+`make test` starts in its own data directory and port (see the Makefile)."""
+
+import pytest
+from django.db import connection
+
+from documents.models import SourceDocument
+from queue_admin.models import QueueItem
+
+
+@pytest.fixture
+def sql():
+    """Run raw SQL as a non-Django writer would (psql, another service); returns rows if any."""
+
+    def run(statement, params=None):
+        with connection.cursor() as cursor:
+            cursor.execute(statement, params)
+            return cursor.fetchall() if cursor.description else cursor.rowcount
+
+    return run
+
+
+@pytest.fixture
+def document(db):
+    return SourceDocument.objects.create(title="Doc", content="The quick brown fox jumps over the lazy dog.")
+
+
+def live_items(document_id):
+    return list(QueueItem.objects.filter(document_id=document_id, status__in=QueueItem.LIVE_STATUSES))

@@ -1,0 +1,89 @@
+"""Queue settings: seeded defaults, and every write validated against the typed schema."""
+
+import pytest
+from django.core.exceptions import ValidationError
+
+from queue_admin import config
+from queue_admin.models import QueueConfig
+
+pytestmark = pytest.mark.django_db
+
+SEED = {
+    "queue_enabled": True,
+    "batch_size": 32,
+    "max_concurrent_workers": 2,
+    "max_retries": 3,
+    "rate_limit_delay_ms": 1000,
+    "worker_heartbeat_interval_ms": 30000,
+    "lease_seconds": 300,
+    "queue_cleanup_interval_hours": 24,
+    "priority_weights": {"high": 3, "medium": 2, "low": 1},
+    "api_quota_per_minute": 60,
+    "token_quota_per_minute": 100000,
+    "circuit_breaker_failure_threshold": 5,
+    "circuit_breaker_recovery_seconds": 60,
+}
+
+
+def test_migration_seeds_every_key_with_its_default():
+    assert dict(QueueConfig.objects.values_list("config_key", "config_value")) == SEED
+    assert set(config.SCHEMA) == set(SEED)
+
+
+BAD = [
+    ("batch_size", "32", "a whole number from 1 to 1000"),
+    ("batch_size", 0, "a whole number from 1 to 1000"),
+    ("batch_size", 1001, "a whole number from 1 to 1000"),
+    ("batch_size", True, "a whole number from 1 to 1000"),
+    ("batch_size", 3.5, "a whole number from 1 to 1000"),
+    ("queue_enabled", "yes", "true or false"),
+    ("queue_enabled", 1, "true or false"),
+    ("priority_weights", {"high": 3, "medium": 2}, "high, medium, low"),
+    ("priority_weights", {"high": 3, "medium": 2, "low": -1}, "from 0 to 1000"),
+    ("priority_weights", [3, 2, 1], "high, medium, low"),
+    ("lease_seconds", None, "from 10 to 86400"),
+]
+
+
+@pytest.mark.parametrize("key, value, allowed", BAD)
+def test_invalid_values_are_refused_naming_key_value_and_range(key, value, allowed):
+    item = QueueConfig.objects.get(config_key=key)
+    before = item.config_value
+    item.config_value = value
+    with pytest.raises(ValidationError) as caught:
+        item.save()
+    message = " ".join(caught.value.messages)
+    assert key in message and allowed in message and config.show_value(value) in message
+    item.refresh_from_db()
+    assert item.config_value == before
+
+
+def test_unknown_key_is_refused():
+    with pytest.raises(ValidationError, match="Unknown setting 'batchsize'"):
+        QueueConfig.objects.create(config_key="batchsize", config_value=3)
+    assert not QueueConfig.objects.filter(config_key="batchsize").exists()
+
+
+def test_valid_value_is_saved():
+    item = QueueConfig.objects.get(config_key="batch_size")
+    item.config_value = 1
+    item.save()
+    assert QueueConfig.objects.get(config_key="batch_size").config_value == 1
+
+
+def test_admin_refuses_an_invalid_value_next_to_the_field(admin_client):
+    item = QueueConfig.objects.get(config_key="batch_size")
+    url = f"/admin/queue_admin/queueconfig/{item.pk}/change/"
+    response = admin_client.post(url, {"config_value": "5000"})
+    assert response.status_code == 200
+    assert b"batch_size = 5000 is not allowed: use a whole number from 1 to 1000" in response.content
+    item.refresh_from_db()
+    assert item.config_value == 32
+
+
+def test_admin_saves_a_valid_value_and_records_who(admin_client, admin_user):
+    item = QueueConfig.objects.get(config_key="batch_size")
+    response = admin_client.post(f"/admin/queue_admin/queueconfig/{item.pk}/change/", {"config_value": "8"})
+    assert response.status_code == 302
+    item.refresh_from_db()
+    assert (item.config_value, item.updated_by) == (8, admin_user)

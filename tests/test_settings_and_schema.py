@@ -1,0 +1,66 @@
+"""Settings fail loudly; migrations match the models; the deploy checklist passes."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "SECRET_KEY": "x" * 30 + "production-like-secret-key-for-the-check",
+    "ALLOWED_HOSTS": "sidecar.example.com",
+    "DATABASE_URL": "postgres://sidecar:secret@db.example.com:5432/sidecar",
+}
+
+
+def manage(*args, env_overrides, drop=()):
+    env = {k: v for k, v in os.environ.items() if k not in drop}
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_check_deploy_passes_with_production_settings():
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env_overrides=PRODUCTION_ENV)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout
+
+
+def test_missing_secret_key_in_production_says_how_to_fix():
+    env = dict(PRODUCTION_ENV, SECRET_KEY="")
+    result = manage("check", env_overrides=env)
+    assert result.returncode != 0
+    assert "SECRET_KEY is not set" in result.stderr and "DEBUG=1" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "name, value, expected",
+    [
+        ("EMBEDDED_DB_PORT", "eighty", "EMBEDDED_DB_PORT must be a whole number"),
+        ("EMBEDDED_DB_PORT", "80", "EMBEDDED_DB_PORT=80 is out of range"),
+        ("DATABASE_URL", "mysql://u:p@h/db", "DATABASE_URL must point to PostgreSQL"),
+        ("ALLOWED_HOSTS", "", "ALLOWED_HOSTS is empty"),
+    ],
+)
+def test_bad_settings_fail_with_the_fix_in_the_message(name, value, expected):
+    result = manage("check", env_overrides={**PRODUCTION_ENV, name: value})
+    assert result.returncode != 0
+    assert expected in result.stderr
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_agree():
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
+
+
+@pytest.mark.django_db
+def test_pgvector_is_installed_and_recent(sql):
+    (version,) = sql("SELECT extversion FROM pg_extension WHERE extname = 'vector'")[0]
+    assert tuple(int(p) for p in version.split(".")[:2]) >= (0, 7)
