@@ -64,7 +64,8 @@ def test_insert_select_of_100k_rows_enqueues_100k_items_in_one_statement(sql):
     started = time.perf_counter()
     inserted = sql(
         "INSERT INTO source_documents (id, title, content) "
-        "SELECT gen_random_uuid(), 'bulk ' || g, 'bulk document number ' || g FROM generate_series(1, 100000) g"
+        "SELECT gen_random_uuid(), 'bulk ' || g, 'bulk document number ' || g "
+        "FROM generate_series(1, 100000) g"
     )
     elapsed = time.perf_counter() - started
     assert inserted == 100_000
