@@ -1,0 +1,69 @@
+# Sidecar — the two quick-start commands are `make demo` and `make test`.
+# Needs only Python >= 3.11 and make; everything else is installed into .venv.
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+MANAGE := $(BIN)/python manage.py
+
+DEMO_ADDR ?= 127.0.0.1:8000
+DEMO_DOCUMENTS ?= 500
+DEMO_ADMIN_USER ?= admin
+DEMO_ADMIN_PASSWORD ?= admin
+
+# The tests get their own throwaway embedded PostgreSQL: own data directory, own port.
+TEST_DB_DIR := $(CURDIR)/.data/test-postgres
+TEST_DB_PORT ?= 54339
+TEST_ENV := env -u DATABASE_URL DEBUG=1 EMBEDDED_DB_DIR=$(TEST_DB_DIR) EMBEDDED_DB_PORT=$(TEST_DB_PORT)
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint db-start db-stop db-status clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Sidecar needs Python >= 3.11; found " + sys.version.split()[0] + ". Run: make PYTHON=python3.11 ...")'
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
+	  echo "Could not create $(VENV). On Debian/Ubuntu install the venv module: apt-get install python3-venv"; exit 1; }
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	@touch $(STAMP)
+
+demo: install
+	@DEBUG=1 $(MANAGE) embedded_db start
+	@DEBUG=1 $(MANAGE) migrate --no-input -v 0
+	@DEBUG=1 $(MANAGE) demo_admin --username '$(DEMO_ADMIN_USER)' --password '$(DEMO_ADMIN_PASSWORD)'
+	@DEBUG=1 $(MANAGE) load_sample_documents --limit $(DEMO_DOCUMENTS)
+	@echo
+	@echo "  Sidecar admin:  http://$(DEMO_ADDR)/admin/"
+	@echo "  Login:          $(DEMO_ADMIN_USER) / $(DEMO_ADMIN_PASSWORD)"
+	@echo "  Stop with Ctrl-C; the database keeps running (make db-stop stops it)."
+	@echo
+	@DEBUG=1 $(MANAGE) qcluster & qcluster=$$!; \
+	  trap 'kill $$qcluster 2>/dev/null; wait $$qcluster 2>/dev/null' EXIT INT TERM; \
+	  DEBUG=1 $(MANAGE) runserver $(DEMO_ADDR)
+
+test: install
+	@$(TEST_ENV) $(MANAGE) embedded_db stop >/dev/null 2>&1 || true
+	@rm -rf $(TEST_DB_DIR)
+	@status=0; $(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
+	  $(TEST_ENV) $(MANAGE) embedded_db stop || true; \
+	  rm -rf $(TEST_DB_DIR); \
+	  exit $$status
+
+lint: install
+	$(BIN)/python -m pip install --quiet ruff
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+db-start: install
+	DEBUG=1 $(MANAGE) embedded_db start
+
+db-stop: install
+	DEBUG=1 $(MANAGE) embedded_db stop
+
+db-status: install
+	DEBUG=1 $(MANAGE) embedded_db status
+
+clean: db-stop
+	rm -rf $(VENV) .data
