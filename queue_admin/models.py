@@ -77,10 +77,10 @@ class QueueItem(models.Model):
             ),
         ]
         indexes = [
-            # The claim query scans only claimable rows, ordered by age.
+            # The claim query reads the oldest claimable rows of each priority from here.
             models.Index(
-                fields=["next_attempt_at", "created_at"],
-                condition=models.Q(status="pending"),
+                fields=["priority", "next_attempt_at"],
+                condition=models.Q(status__in=["pending", "rate_limited"]),
                 name="embedding_queue_claimable_idx",
             ),
             # Expired leases are found without touching finished rows.

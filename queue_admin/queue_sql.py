@@ -1,0 +1,204 @@
+"""Every statement that reads or writes the queue's claim and lease columns.
+
+Nothing else in the project writes `status`, `worker_id`, `batch_id` or `lease_expires_at`
+of `embedding_queue` (the enqueue triggers only insert items and cancel live ones). Each write
+after the claim is compare-and-set on (id, worker_id, status = 'processing') and returns the
+rows it changed, so a worker whose lease was taken over, or whose item was cancelled or
+deleted meanwhile, learns that it no longer owns the item and drops its work.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db import connection
+
+# Waiting this long adds one point of priority weight, so low-priority work never starves:
+# with weights 3/2/1, a low item that has waited ten minutes ranks with a fresh high one.
+AGEING_SECONDS_PER_POINT = 300
+
+LIVE = ("pending", "processing", "rate_limited")
+
+
+@dataclass(frozen=True)
+class ClaimedItem:
+    id: uuid.UUID
+    document_id: uuid.UUID
+    priority: str
+    retry_count: int
+    max_retries: int
+
+
+# One statement. Each priority's oldest claimable rows come from the partial index
+# (status, priority, next_attempt_at) and are locked with SKIP LOCKED, so concurrent workers
+# never wait on each other or take the same row; then the best `limit` by weight plus age win.
+# rate_limited items whose Retry-After has passed are claimable again: "back to pending by
+# itself" needs no sweeper.
+CLAIM_BATCH = """
+WITH high AS (
+    SELECT id, priority, next_attempt_at FROM embedding_queue
+     WHERE status IN ('pending', 'rate_limited') AND priority = 'high' AND next_attempt_at <= now()
+     ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), medium AS (
+    SELECT id, priority, next_attempt_at FROM embedding_queue
+     WHERE status IN ('pending', 'rate_limited') AND priority = 'medium' AND next_attempt_at <= now()
+     ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), low AS (
+    SELECT id, priority, next_attempt_at FROM embedding_queue
+     WHERE status IN ('pending', 'rate_limited') AND priority = 'low' AND next_attempt_at <= now()
+     ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
+), chosen AS (
+    SELECT id FROM (SELECT * FROM high UNION ALL SELECT * FROM medium UNION ALL SELECT * FROM low) c
+     ORDER BY CASE priority WHEN 'high' THEN %(w_high)s WHEN 'medium' THEN %(w_medium)s ELSE %(w_low)s END
+              + extract(epoch FROM now() - next_attempt_at) / %(ageing)s DESC,
+              next_attempt_at
+     LIMIT %(limit)s
+)
+UPDATE embedding_queue q
+   SET status = 'processing', worker_id = %(worker_id)s, batch_id = %(batch_id)s,
+       lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+       processing_started_at = now(), processing_completed_at = NULL, updated_at = now()
+  FROM chosen
+ WHERE q.id = chosen.id
+RETURNING q.id, q.document_id, q.priority, q.retry_count, q.max_retries
+"""
+
+
+def claim_batch(
+    worker_id: str, limit: int, *, lease_seconds: int, weights: dict[str, int]
+) -> tuple[uuid.UUID, list[ClaimedItem]]:
+    """Claim up to `limit` items for `worker_id`; returns (batch_id, items), items may be empty."""
+    batch_id = uuid.uuid4()
+    params = {
+        "limit": limit,
+        "worker_id": worker_id,
+        "batch_id": batch_id,
+        "lease_seconds": lease_seconds,
+        "ageing": AGEING_SECONDS_PER_POINT,
+        "w_high": weights["high"],
+        "w_medium": weights["medium"],
+        "w_low": weights["low"],
+    }
+    with connection.cursor() as cursor:
+        cursor.execute(CLAIM_BATCH, params)
+        return batch_id, [ClaimedItem(*row) for row in cursor.fetchall()]
+
+
+def heartbeat(worker_id: str, lease_seconds: int) -> int:
+    """Extend the leases of everything `worker_id` holds; returns how many it still holds."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue
+                  SET lease_expires_at = now() + make_interval(secs => %s), updated_at = now()
+                WHERE worker_id = %s AND status = 'processing'""",
+            [lease_seconds, worker_id],
+        )
+        return cursor.rowcount
+
+
+def complete(item_ids: list[uuid.UUID], worker_id: str, actual_tokens: dict[uuid.UUID, int]) -> set[uuid.UUID]:
+    """Mark items done. Returns the ids this worker still owned, i.e. the ones completed.
+
+    Call inside the transaction that writes the chunks: a lost item must roll the chunks back.
+    """
+    if not item_ids:
+        return set()
+    tokens = [actual_tokens.get(item_id, 0) for item_id in item_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue q
+                  SET status = 'completed', processing_completed_at = now(), lease_expires_at = NULL,
+                      actual_tokens = t.tokens, error_kind = '', error_message = '', updated_at = now()
+                 FROM unnest(%s::uuid[], %s::integer[]) AS t(id, tokens)
+                WHERE q.id = t.id AND q.worker_id = %s AND q.status = 'processing'
+            RETURNING q.id""",
+            [item_ids, tokens, worker_id],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def retry_later(item_id: uuid.UUID, worker_id: str, *, delay_seconds: float, kind: str, message: str) -> str | None:
+    """A transient failure: back to pending after `delay_seconds`, or `failed` once the item
+    has used its retries. Returns the new status, or None if the worker no longer owned it."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue
+                  SET status = CASE WHEN retry_count + 1 > max_retries THEN 'failed' ELSE 'pending' END,
+                      retry_count = retry_count + 1,
+                      next_attempt_at = now() + make_interval(secs => %s),
+                      error_kind = %s, error_message = %s,
+                      worker_id = '', lease_expires_at = NULL, updated_at = now()
+                WHERE id = %s AND worker_id = %s AND status = 'processing'
+            RETURNING status""",
+            [delay_seconds, kind, message[:4000], item_id, worker_id],
+        )
+        row = cursor.fetchone()
+        return row[0] if row else None
+
+
+def fail(item_id: uuid.UUID, worker_id: str, *, kind: str, message: str) -> bool:
+    """A permanent failure: straight to `failed`, the dead-letter list, with kind and message."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue
+                  SET status = 'failed', retry_count = retry_count + 1, error_kind = %s, error_message = %s,
+                      worker_id = '', lease_expires_at = NULL, processing_completed_at = now(),
+                      updated_at = now()
+                WHERE id = %s AND worker_id = %s AND status = 'processing'""",
+            [kind, message[:4000], item_id, worker_id],
+        )
+        return cursor.rowcount == 1
+
+
+def mark_rate_limited(item_ids: list[uuid.UUID], worker_id: str, *, until: datetime, message: str) -> int:
+    """The provider said 429: wait until `until` (its Retry-After); not counted as an attempt."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue
+                  SET status = 'rate_limited', next_attempt_at = %s, error_kind = 'rate_limited',
+                      error_message = %s, rate_limit_delay_ms = greatest(0, (extract(epoch FROM %s - now()) * 1000)::integer),
+                      worker_id = '', lease_expires_at = NULL, updated_at = now()
+                WHERE id = ANY(%s) AND worker_id = %s AND status = 'processing'""",
+            [until, message[:4000], until, list(item_ids), worker_id],
+        )
+        return cursor.rowcount
+
+
+def release(item_ids: list[uuid.UUID], worker_id: str) -> int:
+    """Give back claimed items not yet started (graceful shutdown, or the text changed in
+    flight): pending again at once, no attempt counted."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue
+                  SET status = 'pending', next_attempt_at = now(), worker_id = '', batch_id = NULL,
+                      lease_expires_at = NULL, updated_at = now()
+                WHERE id = ANY(%s) AND worker_id = %s AND status = 'processing'""",
+            [list(item_ids), worker_id],
+        )
+        return cursor.rowcount
+
+
+def reclaim_expired_leases() -> tuple[int, int]:
+    """Take back items whose worker stopped renewing its lease (killed, hung, partitioned).
+
+    Each counts as an attempt, so a document that kills its worker every time ends up in the
+    dead-letter list instead of taking workers down forever. Returns (requeued, failed).
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """WITH expired AS (
+                   SELECT id FROM embedding_queue
+                    WHERE status = 'processing' AND lease_expires_at < now()
+                    FOR UPDATE SKIP LOCKED
+               )
+               UPDATE embedding_queue q
+                  SET status = CASE WHEN q.retry_count + 1 > q.max_retries THEN 'failed' ELSE 'pending' END,
+                      retry_count = q.retry_count + 1, next_attempt_at = now(),
+                      error_kind = 'transient',
+                      error_message = 'lease expired: worker ' || q.worker_id || ' stopped renewing it',
+                      worker_id = '', lease_expires_at = NULL, updated_at = now()
+                 FROM expired WHERE q.id = expired.id
+            RETURNING q.status""",
+        )
+        statuses = [row[0] for row in cursor.fetchall()]
+    return statuses.count("pending"), statuses.count("failed")
