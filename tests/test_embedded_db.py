@@ -175,10 +175,19 @@ def test_start_connect_with_pgvector_and_stop(data_dir, port):
         assert conn.execute("SELECT upper('café')").fetchone() == ("CAFÉ",)
         assert conn.execute("SHOW listen_addresses").fetchone() == ("127.0.0.1",)
         rules = conn.execute("SELECT type, address, auth_method FROM pg_hba_file_rules ORDER BY rule_number")
-        assert rules.fetchall() == [("local", None, "trust"), ("host", "127.0.0.1", "trust"), ("host", "::1", "trust")]
+        assert rules.fetchall() == [
+            ("local", None, "trust"),
+            ("host", "127.0.0.1", "trust"),
+            ("host", "::1", "trust"),
+        ]
 
     assert embedded_pg.stop(data_dir) is True
-    assert embedded_pg.status(data_dir) == {"running": False, "pid": None, "port": None, "data_dir": str(data_dir)}
+    assert embedded_pg.status(data_dir) == {
+        "running": False,
+        "pid": None,
+        "port": None,
+        "data_dir": str(data_dir),
+    }
     assert embedded_pg.stop(data_dir) is False
     assert _server_processes(data_dir) == []
 
@@ -189,7 +198,9 @@ def test_as_root_the_server_runs_as_sidecar_pg(initialised_data_dir, port):
     data_dir = initialised_data_dir
     embedded_pg.ensure_running(data_dir, port)
     pid = embedded_pg.status(data_dir)["pid"]
-    uid_line = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:"))
+    uid_line = next(
+        line for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")
+    )
     server_uid = pwd.getpwnam("sidecar-pg").pw_uid
     assert uid_line.split()[1:] == [str(server_uid)] * 4
     assert data_dir.stat().st_uid == server_uid

@@ -46,15 +46,15 @@ BEGIN
     error_kind, error_message, worker_id, estimated_tokens, rate_limit_delay_ms, metadata,
     created_at, updated_at)
   SELECT gen_random_uuid(), d.id, 'embed', 'pending', sidecar_enqueue.priority, 0,
-         retries, now(), '', '', '',
+         retries, statement_timestamp(), '', '', '',
          -- about four characters per token for English prose; the worker records the truth
-         char_length(d.content) / 4 + 1, 0, '{}'::jsonb, now(), now()
+         char_length(d.content) / 4 + 1, 0, '{}'::jsonb, statement_timestamp(), statement_timestamp()
     FROM source_documents d
    WHERE d.id = ANY(document_ids)
   ON CONFLICT (document_id) WHERE status IN """
     + LIVE
     + r""" DO UPDATE
-     SET priority = EXCLUDED.priority, updated_at = now()
+     SET priority = EXCLUDED.priority, updated_at = statement_timestamp()
    WHERE sidecar_priority_rank(EXCLUDED.priority) > sidecar_priority_rank(q.priority);
   GET DIAGNOSTICS affected = ROW_COUNT;
   RETURN affected;
@@ -96,7 +96,7 @@ BEGIN
   cancelled AS (
     UPDATE embedding_queue q
        SET status = 'cancelled', error_message = 'content was emptied', lease_expires_at = NULL,
-           updated_at = now()
+           updated_at = statement_timestamp()
       FROM changed c
      WHERE q.document_id = c.id AND c.blank AND q.status IN """
     + LIVE

@@ -27,7 +27,9 @@ class Command(BaseCommand):
     def handle(self, *args, action, **options):
         data_dir, port = settings.EMBEDDED_DB_DIR, settings.EMBEDDED_DB_PORT
         if not settings.EMBEDDED_DB:
-            message = "DATABASE_URL is set, so Sidecar uses that database and the embedded PostgreSQL is not used."
+            message = (
+                "DATABASE_URL is set, so Sidecar uses that database and the embedded PostgreSQL is not used."
+            )
             if action == "status":
                 self.stdout.write(f"not used: {message}")
                 sys.exit(NOT_RUNNING_EXIT_CODE)
@@ -38,7 +40,9 @@ class Command(BaseCommand):
                 self.stdout.write(self._describe(embedded_pg.status(data_dir)))
             elif action == "stop":
                 stopped = embedded_pg.stop(data_dir)
-                self.stdout.write(f"stopped (data in {data_dir})" if stopped else f"not running (data in {data_dir})")
+                self.stdout.write(
+                    f"stopped (data in {data_dir})" if stopped else f"not running (data in {data_dir})"
+                )
             elif action == "status":
                 state = embedded_pg.status(data_dir)
                 self.stdout.write(self._describe(state))
@@ -52,4 +56,6 @@ class Command(BaseCommand):
     def _describe(self, state: dict) -> str:
         if not state["running"]:
             return f"not running (data in {state['data_dir']})"
-        return f"running on {embedded_pg.HOST}:{state['port']} (pid {state['pid']}), data in {state['data_dir']}"
+        return (
+            f"running on {embedded_pg.HOST}:{state['port']} (pid {state['pid']}), data in {state['data_dir']}"
+        )
