@@ -6,6 +6,8 @@ admin, command, shell — goes through `validate_value`, so a bad value is refus
 message naming the key, the value and what is allowed.
 """
 
+import json
+import time
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
@@ -109,9 +111,30 @@ def validate_value(key: str, value):
 
 
 def show_value(value) -> str:
-    import json
-
     try:
         return json.dumps(value)
     except (TypeError, ValueError):
         return repr(value)
+
+
+# How long a worker trusts its copy of the settings: a change in the admin reaches every
+# worker within this many seconds, without a restart.
+CACHE_SECONDS = 5.0
+_cache: dict = {"values": None, "read_at": float("-inf")}
+
+
+def current() -> dict:
+    """All settings (stored values over defaults), re-read at most every CACHE_SECONDS."""
+    from queue_admin.models import QueueConfig  # the models import this module
+
+    now = time.monotonic()
+    if _cache["values"] is None or now - _cache["read_at"] >= CACHE_SECONDS:
+        stored = dict(QueueConfig.objects.values_list("config_key", "config_value"))
+        _cache["values"] = {**DEFAULTS, **{k: v for k, v in stored.items() if k in SCHEMA}}
+        _cache["read_at"] = now
+    return _cache["values"]
+
+
+def forget_cached() -> None:
+    """Make the next `current()` read the table (tests, and right after an admin change)."""
+    _cache["values"] = None

@@ -27,3 +27,30 @@ def document(db):
 
 def live_items(document_id):
     return list(QueueItem.objects.filter(document_id=document_id, status__in=QueueItem.LIVE_STATUSES))
+
+
+@pytest.fixture
+def seeded_config(db):
+    """The queue settings at their defaults, also after a transactional test's flush emptied
+    the table; the workers' settings cache starts cold."""
+    from queue_admin import config
+    from queue_admin.models import QueueConfig
+
+    QueueConfig.objects.bulk_create(
+        [QueueConfig(config_key=key, config_value=item.default) for key, item in config.SCHEMA.items()],
+        ignore_conflicts=True,
+    )
+    config.forget_cached()
+    yield
+    config.forget_cached()
+
+
+def set_config(**values):
+    from queue_admin import config
+    from queue_admin.models import QueueConfig
+
+    for key, value in values.items():
+        item = QueueConfig.objects.get(config_key=key)
+        item.config_value = value
+        item.save()
+    config.forget_cached()

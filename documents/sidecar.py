@@ -1,0 +1,112 @@
+"""Reads and writes of the sidecar table (`document_embeddings`) for the workers.
+
+The queue's own columns are written only by queue_admin/queue_sql.py; this module writes the
+chunks, inside the same transaction as the completion (see queue_admin/worker.py).
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from django.db import connection
+
+from documents.models import DocumentEmbedding
+
+
+@dataclass(frozen=True)
+class Chunk:
+    index: int
+    text: str
+    text_hash: str
+    vector: object  # a float32 numpy row, or a vector read back from the sidecar
+    token_count: int
+
+
+def current_texts(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
+    """{document_id: (content, md5 of content)} for the documents that still exist."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, content, md5(content) FROM source_documents WHERE id = ANY(%s)", [list(document_ids)]
+        )
+        return {doc_id: (content, digest) for doc_id, content, digest in cursor.fetchall()}
+
+
+def embedded_hashes(document_ids: list[uuid.UUID], model: str) -> dict[uuid.UUID, tuple[set[str], set[str]]]:
+    """{document_id: (document_text_hashes, chunk_text_hashes)} held for `model`."""
+    result: dict[uuid.UUID, tuple[set[str], set[str]]] = {}
+    rows = DocumentEmbedding.objects.filter(document_id__in=document_ids, model=model).values_list(
+        "document_id", "document_text_hash", "source_text_hash"
+    )
+    for doc_id, doc_hash, chunk_hash in rows:
+        doc_hashes, chunk_hashes = result.setdefault(doc_id, (set(), set()))
+        doc_hashes.add(doc_hash)
+        chunk_hashes.add(chunk_hash)
+    return result
+
+
+def vectors_for_hashes(document_ids: list[uuid.UUID], model: str, hashes: set[str]) -> dict[str, tuple]:
+    """{chunk text hash: (vector, token_count)} for chunks that can be reused as they are."""
+    if not hashes:
+        return {}
+    rows = DocumentEmbedding.objects.filter(
+        document_id__in=document_ids, model=model, source_text_hash__in=hashes
+    ).values_list("source_text_hash", "embedding", "token_count")
+    return {digest: (vector, tokens) for digest, vector, tokens in rows}
+
+
+def lock_current_hashes(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """Lock the documents against edits until commit and return their current text's MD5.
+
+    Held across the write, this makes "is the text still the one we embedded?" and the write
+    one atomic step: an edit waits, then its trigger sees our completed item and queues anew.
+    Locked in id order, so two transactions never wait on each other in a cycle.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, md5(content) FROM source_documents WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+            [list(document_ids)],
+        )
+        return dict(cursor.fetchall())
+
+
+def replace_chunks(documents: dict[uuid.UUID, tuple[str, list[Chunk]]], model: str) -> None:
+    """Make the sidecar hold exactly the given chunks for each (document, model).
+
+    `documents` maps document id → (document text hash, chunks). One upsert for all chunks
+    of the batch and one delete for the chunks past each document's new count, whatever the
+    batch size; a document with no chunks loses all its rows.
+    """
+    rows = [
+        DocumentEmbedding(
+            document_id=document_id,
+            chunk_index=chunk.index,
+            source_text=chunk.text,
+            source_text_hash=chunk.text_hash,
+            document_text_hash=document_hash,
+            embedding=chunk.vector,
+            model=model,
+            token_count=chunk.token_count,
+        )
+        for document_id, (document_hash, chunks) in documents.items()
+        for chunk in chunks
+    ]
+    if rows:
+        DocumentEmbedding.objects.bulk_create(
+            rows,
+            update_conflicts=True,
+            unique_fields=["document", "chunk_index", "model"],
+            update_fields=[
+                "source_text",
+                "source_text_hash",
+                "document_text_hash",
+                "embedding",
+                "token_count",
+                "updated_at",
+            ],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """DELETE FROM document_embeddings e
+                USING unnest(%s::uuid[], %s::integer[]) AS keep(document_id, chunk_count)
+                WHERE e.document_id = keep.document_id AND e.model = %s AND e.chunk_index >= keep.chunk_count""",
+            [list(documents), [len(chunks) for _, chunks in documents.values()], model],
+        )

@@ -1,0 +1,116 @@
+"""The workers' registry (`embedding_queue_workers`): who is alive, what they did.
+
+Each worker registers, heartbeats from a background thread at the configured interval
+(renewing the leases of what it holds), and records its counts after every batch. A worker
+silent for three intervals is marked stopped by whichever worker notices; its expired leases
+are reclaimed the same way.
+"""
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from django.db import connection
+from django.db.models import F
+from django.db.models.functions import Now
+
+from queue_admin import config, queue_sql
+from queue_admin.models import Worker
+
+logger = logging.getLogger("sidecar.worker")
+
+SILENT_INTERVALS_BEFORE_STOPPED = 3
+# Reclaiming is cheap (a partial index) but need not run on every batch of every worker.
+RECLAIM_EVERY_SECONDS = 5.0
+_last_reclaim = {"at": float("-inf")}
+
+
+def register(worker_id: str) -> None:
+    Worker.objects.update_or_create(
+        worker_id=worker_id,
+        defaults={
+            "hostname": socket.gethostname(),
+            "pid": os.getpid(),
+            "status": Worker.Status.IDLE,
+            "last_heartbeat": Now(),
+        },
+    )
+    logger.info("worker %s started", worker_id)
+
+
+def mark_stopped(worker_id: str) -> None:
+    Worker.objects.filter(worker_id=worker_id).update(
+        status=Worker.Status.STOPPED, current_batch_id=None, updated_at=Now()
+    )
+    logger.info("worker %s stopped", worker_id)
+
+
+def set_batch(worker_id: str, batch_id) -> None:
+    Worker.objects.filter(worker_id=worker_id).update(
+        status=Worker.Status.ACTIVE, current_batch_id=batch_id, last_heartbeat=Now(), updated_at=Now()
+    )
+
+
+def record_batch(worker_id: str, report, elapsed_ms: int) -> None:
+    Worker.objects.filter(worker_id=worker_id).update(
+        status=Worker.Status.IDLE,
+        current_batch_id=None,
+        tasks_processed=F("tasks_processed") + report.completed,
+        total_processing_time_ms=F("total_processing_time_ms") + elapsed_ms,
+        error_count=F("error_count") + report.failed + report.retried,
+        rate_limit_count=F("rate_limit_count") + report.rate_limited,
+        last_heartbeat=Now(),
+        updated_at=Now(),
+    )
+
+
+def reclaim_and_expire(settings: dict) -> None:
+    """Every few seconds: take back expired leases and mark silent workers stopped."""
+    now = time.monotonic()
+    if now - _last_reclaim["at"] < RECLAIM_EVERY_SECONDS:
+        return
+    _last_reclaim["at"] = now
+    requeued, failed = queue_sql.reclaim_expired_leases()
+    if requeued or failed:
+        logger.warning("reclaimed %s items with expired leases (%s moved to failed)", requeued, failed)
+    silent_ms = settings["worker_heartbeat_interval_ms"] * SILENT_INTERVALS_BEFORE_STOPPED
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue_workers SET status = 'stopped', current_batch_id = NULL, updated_at = now()
+                WHERE status IN ('active', 'idle')
+                  AND last_heartbeat < statement_timestamp() - make_interval(secs => %s / 1000.0)""",
+            [silent_ms],
+        )
+        if cursor.rowcount:
+            logger.warning("marked %s silent workers stopped", cursor.rowcount)
+
+
+class Heartbeat(threading.Thread):
+    """Renews the worker's heartbeat and leases every `worker_heartbeat_interval_ms`."""
+
+    def __init__(self, worker_id: str):
+        super().__init__(name=f"heartbeat-{worker_id}", daemon=True)
+        self.worker_id = worker_id
+        self._stopping = threading.Event()
+
+    def run(self):
+        try:
+            while not self._stopping.wait(config.current()["worker_heartbeat_interval_ms"] / 1000):
+                self.beat()
+        finally:
+            connection.close()  # this thread's own connection
+
+    def beat(self):
+        try:
+            settings = config.current()
+            queue_sql.heartbeat(self.worker_id, settings["lease_seconds"])
+            Worker.objects.filter(worker_id=self.worker_id).update(last_heartbeat=Now(), updated_at=Now())
+        except Exception:  # a database blip must not kill the thread; the next beat retries
+            logger.exception("heartbeat of %s failed", self.worker_id)
+            connection.close()
+
+    def stop(self):
+        self._stopping.set()
+        self.join(timeout=5)

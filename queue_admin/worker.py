@@ -1,0 +1,300 @@
+"""The worker loop: claim a batch, skip what is already right, chunk, embed, write, complete.
+
+`QueueWorker.process_one_batch()` is one step that returns whether it found work; the
+`process_queue` command and the django-q2 drain task just call it in a loop until the queue
+is empty, their time budget runs out, or they are asked to stop.
+"""
+
+import hashlib
+import logging
+import os
+import random
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from django.db import close_old_connections, transaction
+from django.utils import timezone
+from documents.providers.base import EmbeddingError
+
+from documents import sidecar
+from documents.chunking import split_into_chunks
+from queue_admin import config, queue_sql, registry
+
+logger = logging.getLogger("sidecar.worker")
+
+CHUNK_OVERLAP_TOKENS = 32
+RETRY_BASE_SECONDS = 5
+RETRY_CAP_SECONDS = 15 * 60
+
+
+def retry_delay(attempt: int) -> float:
+    """Exponential backoff with jitter for the `attempt`-th retry (1-based), in seconds.
+
+    Written here rather than with tenacity because the wait is not slept in-process: it is
+    stored as the item's next_attempt_at, so any worker may pick the item up later.
+    """
+    return min(RETRY_CAP_SECONDS, RETRY_BASE_SECONDS * 2 ** (attempt - 1)) * random.uniform(0.5, 1.0)
+
+
+def md5_hex(text: str) -> str:
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+@dataclass
+class BatchReport:
+    claimed: int = 0
+    completed: int = 0
+    skipped: int = 0
+    retried: int = 0
+    failed: int = 0
+    rate_limited: int = 0
+    requeued: int = 0
+    texts_embedded: int = 0
+    tokens: int = 0
+
+
+@dataclass
+class _Plan:
+    """What one claimed item needs: its text's hash and chunks, and which chunks to embed."""
+
+    item: queue_sql.ClaimedItem
+    document_hash: str = ""
+    chunks: list[str] = field(default_factory=list)
+    reusable: dict[int, tuple] = field(default_factory=dict)  # chunk index → (vector, tokens)
+    vectors: dict[int, object] = field(default_factory=dict)
+    tokens: dict[int, int] = field(default_factory=dict)
+    skip: bool = False  # the sidecar already holds this very text: nothing to do
+    blank: bool = False  # no text: no chunks, no model call, and the sidecar keeps no rows
+
+
+class QueueWorker:
+    """One worker: an id in the registry, a provider, and the batch loop."""
+
+    def __init__(self, provider, *, name: str = "worker"):
+        self.provider = provider
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:6]}"
+        self.stop_requested = threading.Event()
+        self._heartbeat: registry.Heartbeat | None = None
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def __enter__(self):
+        registry.register(self.worker_id)
+        self._heartbeat = registry.Heartbeat(self.worker_id)
+        self._heartbeat.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._heartbeat.stop()
+        registry.mark_stopped(self.worker_id)
+
+    def run(self, *, until_empty: bool = True, max_batches: int | None = None, deadline: float | None = None):
+        """Process batches until the queue is empty (if `until_empty`), `max_batches` were
+        done, `deadline` (time.monotonic) passed, or stop was requested. Returns a BatchReport
+        of everything done."""
+        total = BatchReport()
+        batches = 0
+        while not self.stop_requested.is_set():
+            if max_batches is not None and batches >= max_batches:
+                break
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            report = self.process_one_batch()
+            if report is None:
+                if until_empty:
+                    break
+                self.stop_requested.wait(1.0)
+                continue
+            batches += 1
+            for name in total.__dataclass_fields__:
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+        return total
+
+    # --- one batch ------------------------------------------------------------------------
+
+    def process_one_batch(self) -> BatchReport | None:
+        """Claim and process one batch; None when there was nothing to claim.
+
+        Steps: reclaim expired leases; claim; plan each item (skip unchanged or blank text,
+        chunk, find reusable chunks); embed what is left; write and complete in one
+        transaction. Failures are recorded on the items, never raised.
+        """
+        close_old_connections()
+        settings = config.current()
+        registry.reclaim_and_expire(settings)
+        if not settings["queue_enabled"]:
+            return None
+        batch_id, items = queue_sql.claim_batch(
+            self.worker_id,
+            settings["batch_size"],
+            lease_seconds=settings["lease_seconds"],
+            weights=settings["priority_weights"],
+        )
+        if not items:
+            return None
+        started = time.monotonic()
+        registry.set_batch(self.worker_id, batch_id)
+        report = BatchReport(claimed=len(items))
+        plans = self._plan(items)
+        pending = [p for p in plans if not p.skip]
+        if pending:
+            pending = self._embed(pending, settings, report)
+        self._write([*[p for p in plans if p.skip], *pending], report)
+        elapsed_ms = int((time.monotonic() - started) * 1000)
+        registry.record_batch(self.worker_id, report, elapsed_ms)
+        logger.info(
+            "batch %s: %s claimed, %s completed (%s skipped), %s retried, %s failed, %s rate-limited, "
+            "%s texts embedded in %s ms",
+            batch_id, report.claimed, report.completed, report.skipped, report.retried, report.failed,
+            report.rate_limited, report.texts_embedded, elapsed_ms,
+        )  # fmt: skip
+        return report
+
+    def _plan(self, items: list[queue_sql.ClaimedItem]) -> list[_Plan]:
+        model = self.provider.model_id
+        doc_ids = [item.document_id for item in items]
+        texts = sidecar.current_texts(doc_ids)
+        held = sidecar.embedded_hashes(doc_ids, model)
+        plans = []
+        for item in items:
+            plan = _Plan(item)
+            plans.append(plan)
+            content, plan.document_hash = texts.get(item.document_id, ("", ""))
+            doc_hashes, _ = held.get(item.document_id, (set(), set()))
+            if doc_hashes == {plan.document_hash}:
+                plan.skip = True
+                continue
+            plan.blank = not content.strip()
+            plan.chunks = split_into_chunks(
+                content,
+                max_tokens=self.provider.max_input_tokens,
+                overlap_tokens=CHUNK_OVERLAP_TOKENS,
+                token_spans=getattr(self.provider, "token_spans", None),
+            )
+        # An edited long document keeps the vectors of chunks whose text did not change.
+        reusable_hashes = {
+            md5_hex(chunk)
+            for plan in plans
+            for chunk in plan.chunks
+            if md5_hex(chunk) in held.get(plan.item.document_id, (set(), set()))[1]
+        }
+        known = sidecar.vectors_for_hashes(doc_ids, model, reusable_hashes)
+        for plan in plans:
+            for index, chunk in enumerate(plan.chunks):
+                if (digest := md5_hex(chunk)) in known:
+                    plan.reusable[index] = known[digest]
+        return plans
+
+    def _embed(self, plans: list[_Plan], settings: dict, report: BatchReport) -> list[_Plan]:
+        """Embed every chunk not reusable, in provider-sized sub-batches sorted by length.
+
+        Returns the plans whose every chunk now has a vector; the others were retried,
+        failed or rate-limited on the queue here. A permanent error in a sub-batch of several
+        texts is retried text by text, so one bad document fails alone.
+        """
+        work = [
+            (plan, index, chunk)
+            for plan in plans
+            for index, chunk in enumerate(plan.chunks)
+            if index not in plan.reusable
+        ]
+        work.sort(key=lambda entry: len(entry[2]))  # similar lengths pad less
+        size = max(1, self.provider.max_batch_size)
+        broken: dict[uuid.UUID, EmbeddingError] = {}
+        for start in range(0, len(work), size):
+            sub_batch = [entry for entry in work[start : start + size] if entry[0].item.id not in broken]
+            try:
+                self._embed_into(sub_batch, report)
+            except EmbeddingError as error:
+                if error.kind != "permanent" or len(sub_batch) == 1:
+                    for plan, _, _ in sub_batch:
+                        broken.setdefault(plan.item.id, error)
+                    if error.kind != "permanent":
+                        # Transient or rate-limited: the rest of the batch would hit the same.
+                        for plan, _, _ in work[start + size :]:
+                            broken.setdefault(plan.item.id, error)
+                        break
+                    continue
+                for entry in sub_batch:
+                    try:
+                        self._embed_into([entry], report)
+                    except EmbeddingError as single_error:
+                        broken.setdefault(entry[0].item.id, single_error)
+        for plan in plans:
+            for index, (vector, tokens) in plan.reusable.items():
+                plan.vectors[index], plan.tokens[index] = vector, tokens
+        self._record_failures(
+            [(plan, broken[plan.item.id]) for plan in plans if plan.item.id in broken], settings, report
+        )
+        return [plan for plan in plans if plan.item.id not in broken]
+
+    def _embed_into(self, sub_batch, report: BatchReport) -> None:
+        result = self.provider.embed([chunk for _, _, chunk in sub_batch])
+        for (plan, index, _), vector, tokens in zip(
+            sub_batch, result.vectors, result.token_counts, strict=True
+        ):
+            plan.vectors[index] = vector
+            plan.tokens[index] = tokens
+        report.texts_embedded += len(sub_batch)
+        report.tokens += sum(result.token_counts)
+
+    def _record_failures(self, failures, settings: dict, report: BatchReport) -> None:
+        for plan, error in failures:
+            message = f"{self.provider.model_id}: {error}"
+            if error.kind == "rate_limited":
+                wait = (
+                    error.retry_after
+                    if error.retry_after is not None
+                    else settings["rate_limit_delay_ms"] / 1000
+                )
+                until = timezone.now() + timedelta(seconds=wait)
+                report.rate_limited += queue_sql.mark_rate_limited(
+                    [plan.item.id], self.worker_id, until=until, message=message
+                )
+            elif error.kind == "transient":
+                status = queue_sql.retry_later(
+                    plan.item.id, self.worker_id, delay_seconds=retry_delay(plan.item.retry_count + 1),
+                    kind="transient", message=message,
+                )  # fmt: skip
+                if status == "failed":
+                    report.failed += 1
+                elif status:
+                    report.retried += 1
+            elif queue_sql.fail(plan.item.id, self.worker_id, kind="permanent", message=message):
+                report.failed += 1
+
+    def _write(self, plans: list[_Plan], report: BatchReport) -> None:
+        """Write chunks and complete items in one transaction, for texts still current.
+
+        A document edited since we read it gets no vector from the old text: its item goes
+        back to pending (the edit was coalesced into it) and is embedded again.
+        """
+        if not plans:
+            return
+        with transaction.atomic():
+            current = sidecar.lock_current_hashes([plan.item.document_id for plan in plans])
+            stale = [p for p in plans if current.get(p.item.document_id) not in (p.document_hash, None)]
+            fresh = [p for p in plans if p not in stale]
+            report.requeued += queue_sql.release([p.item.id for p in stale], self.worker_id)
+            owned = queue_sql.complete(
+                [p.item.id for p in fresh], self.worker_id, {p.item.id: sum(p.tokens.values()) for p in fresh}
+            )
+            to_write = {
+                plan.item.document_id: (plan.document_hash, self._chunks(plan))
+                for plan in fresh
+                if plan.item.id in owned and plan.item.document_id in current and not plan.skip
+            }
+            sidecar.replace_chunks(to_write, self.provider.model_id)
+        report.completed += len(owned)
+        report.skipped += sum(1 for plan in fresh if (plan.skip or plan.blank) and plan.item.id in owned)
+
+    @staticmethod
+    def _chunks(plan: _Plan) -> list[sidecar.Chunk]:
+        return [
+            sidecar.Chunk(index, text, md5_hex(text), plan.vectors[index], plan.tokens[index])
+            for index, text in enumerate(plan.chunks)
+        ]

@@ -1,0 +1,196 @@
+"""The worker loop end to end on the real database, with a fake embedder: these tests are
+about the queue (claim, skip, chunk, write, complete, fail), not the model."""
+
+import threading
+import uuid
+
+import pytest
+from django.db import connection
+
+from documents.models import DocumentEmbedding, SourceDocument
+from documents.providers.base import EmbeddingError
+from queue_admin.models import QueueItem, Worker
+from queue_admin.worker import QueueWorker, md5_hex
+from tests.conftest import set_config
+from tests.fakes import FakeEmbedderForQueueTests, fake_vector
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
+
+
+def run_worker(embedder, **kwargs):
+    with QueueWorker(embedder, name="test") as worker:
+        return worker.run(**kwargs)
+
+
+def statuses():
+    return dict(QueueItem.objects.values_list("document_id", "status"))
+
+
+def test_every_document_is_embedded_once_and_completed():
+    docs = SourceDocument.objects.bulk_create(
+        SourceDocument(content=f"document number {n}") for n in range(70)
+    )
+    embedder = FakeEmbedderForQueueTests()
+    report = run_worker(embedder)
+    assert report.completed == 70 and report.claimed == 70
+    assert sorted(embedder.texts_sent) == sorted(d.content for d in docs)
+    assert set(statuses().values()) == {"completed"}
+    for doc in docs:
+        (row,) = DocumentEmbedding.objects.filter(document=doc)
+        assert row.source_text_hash == row.document_text_hash == md5_hex(doc.content)
+        assert row.model == embedder.model_id and row.chunk_index == 0
+        assert list(row.embedding) == pytest.approx(list(fake_vector(doc.content)), abs=1e-6)
+
+
+def test_text_the_sidecar_already_holds_is_skipped_without_a_model_call():
+    doc = SourceDocument.objects.create(content="already embedded")
+    run_worker(FakeEmbedderForQueueTests())
+    QueueItem.objects.filter(document=doc).delete()
+    QueueItem.objects.create(document=doc)  # e.g. a forced re-queue
+    embedder = FakeEmbedderForQueueTests()
+    report = run_worker(embedder)
+    assert (report.completed, report.skipped, embedder.calls) == (1, 1, 0)
+
+
+def test_blank_document_is_completed_with_no_chunks_and_no_call():
+    doc = SourceDocument.objects.create(content="   ")
+    QueueItem.objects.create(document=doc)
+    embedder = FakeEmbedderForQueueTests()
+    report = run_worker(embedder)
+    assert (report.completed, report.skipped, embedder.calls) == (1, 1, 0)
+    assert not DocumentEmbedding.objects.filter(document=doc).exists()
+
+
+def test_long_document_is_chunked_and_unchanged_chunks_are_reused_after_an_edit():
+    words = [f"word{n}" for n in range(1000)]
+    doc = SourceDocument.objects.create(content=" ".join(words))
+    first = FakeEmbedderForQueueTests()
+    run_worker(first)
+    chunk_count = DocumentEmbedding.objects.filter(document=doc).count()
+    assert chunk_count > 3 and first.calls >= 1
+
+    doc.content = " ".join(words[:-5] + ["changed", "tail"])
+    doc.save()
+    second = FakeEmbedderForQueueTests()
+    run_worker(second)
+    assert 1 <= len(second.texts_sent) < chunk_count  # only the chunks whose text changed
+    rows = list(DocumentEmbedding.objects.filter(document=doc).order_by("chunk_index"))
+    assert [r.chunk_index for r in rows] == list(range(len(rows)))
+    assert {r.document_text_hash for r in rows} == {md5_hex(doc.content)}
+    assert rows[-1].source_text.endswith("changed tail")
+
+
+def test_shorter_edit_drops_the_chunks_past_the_new_end():
+    doc = SourceDocument.objects.create(content=" ".join(f"w{n}" for n in range(1000)))
+    run_worker(FakeEmbedderForQueueTests())
+    doc.content = "now it is short"
+    doc.save()
+    run_worker(FakeEmbedderForQueueTests())
+    assert list(DocumentEmbedding.objects.filter(document=doc).values_list("chunk_index", "source_text")) == [
+        (0, "now it is short")
+    ]
+
+
+def test_an_edit_during_an_in_flight_batch_ends_with_the_newer_texts_embedding():
+    doc = SourceDocument.objects.create(content="the old text")
+
+    class EditWhileEmbedding(FakeEmbedderForQueueTests):
+        def embed(self, texts):
+            if "the old text" in texts:
+                # another writer, on its own connection, edits the document mid-batch
+                editor = threading.Thread(target=self._edit)
+                editor.start()
+                editor.join()
+            return super().embed(texts)
+
+        @staticmethod
+        def _edit():
+            SourceDocument.objects.filter(id=doc.id).update(content="the new text")
+            connection.close()
+
+    embedder = EditWhileEmbedding()
+    report = run_worker(embedder)
+    assert report.requeued == 1
+    (row,) = DocumentEmbedding.objects.filter(document=doc)
+    assert (row.source_text, row.document_text_hash) == ("the new text", md5_hex("the new text"))
+    assert embedder.texts_sent == ["the old text", "the new text"]
+    assert set(statuses().values()) == {"completed"}
+
+
+def test_a_permanently_bad_document_fails_alone_not_its_batch():
+    docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"fine document {n}") for n in range(10))
+    poison = SourceDocument.objects.create(content="POISON document")
+    embedder = FakeEmbedderForQueueTests(
+        fail_on={"POISON": EmbeddingError("expected 384 dimensions, got 12", kind="permanent")}
+    )
+    report = run_worker(embedder)
+    assert (report.completed, report.failed) == (10, 1)
+    failed = QueueItem.objects.get(document=poison)
+    assert (failed.status, failed.error_kind) == ("failed", "permanent")
+    assert "expected 384 dimensions, got 12" in failed.error_message
+    assert DocumentEmbedding.objects.filter(document__in=docs).count() == 10
+
+
+def test_transient_error_schedules_a_retry_with_backoff():
+    doc = SourceDocument.objects.create(content="flaky provider")
+    embedder = FakeEmbedderForQueueTests(
+        fail_on={"flaky": EmbeddingError("503 Service Unavailable", kind="transient")}
+    )
+    report = run_worker(embedder)
+    assert report.retried == 1
+    item = QueueItem.objects.get(document=doc)
+    assert (item.status, item.retry_count, item.error_kind) == ("pending", 1, "transient")
+    assert "503" in item.error_message
+    # not due yet: a second run finds nothing to claim
+    assert run_worker(FakeEmbedderForQueueTests()).claimed == 0
+
+
+def test_rate_limited_waits_for_retry_after():
+    doc = SourceDocument.objects.create(content="too many requests")
+    error = EmbeddingError("429 Too Many Requests", kind="rate_limited", retry_after=30)
+    run_worker(FakeEmbedderForQueueTests(fail_on={"too many": error}))
+    item = QueueItem.objects.get(document=doc)
+    assert (item.status, item.retry_count) == ("rate_limited", 0)
+    assert 25_000 <= item.rate_limit_delay_ms <= 30_000
+
+
+def test_paused_queue_claims_nothing():
+    SourceDocument.objects.create(content="waiting")
+    set_config(queue_enabled=False)
+    report = run_worker(FakeEmbedderForQueueTests())
+    assert report.claimed == 0
+    assert set(statuses().values()) == {"pending"}
+
+
+def test_batch_size_one_is_marathon_mode():
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(3))
+    set_config(batch_size=1)
+    embedder = FakeEmbedderForQueueTests()
+    report = run_worker(embedder, max_batches=2)
+    assert report.completed == 2 and embedder.calls == 2
+
+
+def test_worker_registers_counts_and_stops():
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(5))
+    run_worker(FakeEmbedderForQueueTests())
+    (worker,) = Worker.objects.all()
+    assert (worker.status, worker.tasks_processed, worker.error_count) == ("stopped", 5, 0)
+    assert worker.worker_id.count(":") >= 3 and worker.pid > 0
+
+
+def test_deleted_document_mid_batch_is_dropped_quietly():
+    doc = SourceDocument.objects.create(content="soon deleted")
+
+    class DeleteWhileEmbedding(FakeEmbedderForQueueTests):
+        def embed(self, texts):
+            remover = threading.Thread(
+                target=lambda: (SourceDocument.objects.filter(id=doc.id).delete(), connection.close())
+            )
+            remover.start()
+            remover.join()
+            return super().embed(texts)
+
+    report = run_worker(DeleteWhileEmbedding())
+    assert report.completed == 0
+    assert not DocumentEmbedding.objects.exists() and not QueueItem.objects.exists()
+    assert uuid.UUID(str(doc.id))
