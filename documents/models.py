@@ -5,7 +5,7 @@ from django.contrib.postgres.functions import RandomUUID
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Value
-from django.db.models.functions import Now
+from django.db.models.functions import MD5, Now
 from pgvector.django import HnswIndex, VectorField
 
 from documents.validators import validate_clean_text, validate_json_object
@@ -27,6 +27,11 @@ class SourceDocument(models.Model):
         db_default=Value({}, output_field=models.JSONField()),
         blank=True,
         validators=[validate_json_object],
+    )
+    # Kept by PostgreSQL for every writer; compared with the sidecar's document_text_hash to
+    # find stale embeddings in one indexed anti-join instead of hashing every text each time.
+    content_hash = models.GeneratedField(
+        expression=MD5("content"), output_field=models.CharField(max_length=32), db_persist=True
     )
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())

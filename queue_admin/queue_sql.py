@@ -31,6 +31,7 @@ class ClaimedItem:
     priority: str
     retry_count: int
     max_retries: int
+    force: bool  # embed even if the sidecar already holds this text
 
 
 # One statement. Each priority's oldest claimable rows come from the partial index
@@ -64,7 +65,7 @@ UPDATE embedding_queue q
        processing_started_at = statement_timestamp(), processing_completed_at = NULL, updated_at = statement_timestamp()
   FROM chosen
  WHERE q.id = chosen.id
-RETURNING q.id, q.document_id, q.priority, q.retry_count, q.max_retries
+RETURNING q.id, q.document_id, q.priority, q.retry_count, q.max_retries, coalesce((q.metadata ->> 'force')::boolean, false)
 """
 
 

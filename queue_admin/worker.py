@@ -165,7 +165,7 @@ class QueueWorker:
             plans.append(plan)
             content, plan.document_hash = texts.get(item.document_id, ("", ""))
             doc_hashes, _ = held.get(item.document_id, (set(), set()))
-            if doc_hashes == {plan.document_hash}:
+            if doc_hashes == {plan.document_hash} and not item.force:
                 plan.skip = True
                 continue
             plan.blank = not content.strip()

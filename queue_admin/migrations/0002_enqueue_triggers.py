@@ -9,8 +9,6 @@ reconciliation job catches what that (or a disabled trigger) misses.
 
 from django.db import migrations
 
-LIVE = "('pending', 'processing', 'rate_limited')"
-
 HELPERS = (
     r"""
 CREATE OR REPLACE FUNCTION sidecar_priority_rank(priority text) RETURNS integer
@@ -33,9 +31,12 @@ LANGUAGE sql STABLE AS $$
 $$;
 
 -- Queue the given documents at `priority`. A document that already has a live item keeps
--- that one (edits coalesce), raised to `priority` if that is higher. Returns rows queued
--- or raised. Shared by the triggers, backfill and reconciliation.
-CREATE OR REPLACE FUNCTION sidecar_enqueue(document_ids uuid[], priority text) RETURNS bigint
+-- that one (edits coalesce), raised to `priority` if that is higher. `force` marks the item
+-- to be embedded even if the sidecar already holds its text (a re-embed asked for by a
+-- person, or backfill --all). Returns rows queued or changed. Shared by the triggers,
+-- backfill, reconciliation and the admin.
+CREATE OR REPLACE FUNCTION sidecar_enqueue(document_ids uuid[], priority text, force boolean DEFAULT false)
+RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
   affected bigint;
@@ -48,14 +49,17 @@ BEGIN
   SELECT gen_random_uuid(), d.id, 'embed', 'pending', sidecar_enqueue.priority, 0,
          retries, statement_timestamp(), '', '', '',
          -- about four characters per token for English prose; the worker records the truth
-         char_length(d.content) / 4 + 1, 0, '{}'::jsonb, statement_timestamp(), statement_timestamp()
+         char_length(d.content) / 4 + 1, 0,
+         CASE WHEN force THEN '{"force": true}'::jsonb ELSE '{}'::jsonb END,
+         statement_timestamp(), statement_timestamp()
     FROM source_documents d
    WHERE d.id = ANY(document_ids)
-  ON CONFLICT (document_id) WHERE status IN """
-    + LIVE
-    + r""" DO UPDATE
-     SET priority = EXCLUDED.priority, updated_at = statement_timestamp()
-   WHERE sidecar_priority_rank(EXCLUDED.priority) > sidecar_priority_rank(q.priority);
+  ON CONFLICT (document_id) WHERE status IN ('pending', 'processing', 'rate_limited') DO UPDATE
+     SET priority = CASE WHEN sidecar_priority_rank(EXCLUDED.priority) > sidecar_priority_rank(q.priority)
+                         THEN EXCLUDED.priority ELSE q.priority END,
+         metadata = q.metadata || EXCLUDED.metadata,
+         updated_at = statement_timestamp()
+   WHERE sidecar_priority_rank(EXCLUDED.priority) > sidecar_priority_rank(q.priority) OR force;
   GET DIAGNOSTICS affected = ROW_COUNT;
   RETURN affected;
 END
@@ -86,7 +90,7 @@ BEGIN
      WHERE n.content IS DISTINCT FROM o.content
        -- the text went back to what the sidecar already holds: nothing to do
        AND NOT EXISTS (SELECT 1 FROM document_embeddings e
-                        WHERE e.document_id = n.id AND e.document_text_hash = md5(n.content))
+                        WHERE e.document_id = n.id AND e.document_text_hash = n.content_hash)
   ),
   -- Emptied documents lose their chunks instead of being queued, and their live items are
   -- cancelled; a worker holding one then fails its compare-and-set and drops the work.
@@ -98,9 +102,7 @@ BEGIN
        SET status = 'cancelled', error_message = 'content was emptied', lease_expires_at = NULL,
            updated_at = statement_timestamp()
       FROM changed c
-     WHERE q.document_id = c.id AND c.blank AND q.status IN """
-    + LIVE
-    + r"""
+     WHERE q.document_id = c.id AND c.blank AND q.status IN ('pending', 'processing', 'rate_limited')
   )
   SELECT sidecar_enqueue(ARRAY(SELECT id FROM changed WHERE NOT blank), 'medium') INTO queued;
   RETURN NULL;
@@ -122,7 +124,7 @@ DROP TRIGGER IF EXISTS source_documents_enqueue_on_insert ON source_documents;
 DROP TRIGGER IF EXISTS source_documents_enqueue_on_update ON source_documents;
 DROP FUNCTION IF EXISTS sidecar_documents_inserted();
 DROP FUNCTION IF EXISTS sidecar_documents_updated();
-DROP FUNCTION IF EXISTS sidecar_enqueue(uuid[], text);
+DROP FUNCTION IF EXISTS sidecar_enqueue(uuid[], text, boolean);
 DROP FUNCTION IF EXISTS sidecar_config_int(text, integer);
 DROP FUNCTION IF EXISTS sidecar_is_blank(text);
 DROP FUNCTION IF EXISTS sidecar_priority_rank(text);
