@@ -18,10 +18,10 @@ from datetime import timedelta
 
 from django.db import close_old_connections, transaction
 from django.utils import timezone
-from documents.providers.base import EmbeddingError
 
 from documents import sidecar
 from documents.chunking import split_into_chunks
+from documents.providers.base import EmbeddingError
 from queue_admin import config, queue_sql, registry
 
 logger = logging.getLogger("sidecar.worker")
