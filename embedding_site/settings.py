@@ -132,6 +132,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Embeddings -------------------------------------------------------------------------
 # The column type is vector(EMBEDDING_DIMENSIONS); changing it is a schema change (a migration).
 EMBEDDING_DIMENSIONS = _required_int_in_range("EMBEDDING_DIMENSIONS", 384, 1, 16000)
+# Optional: the provider's price per million tokens, for cost estimates (backfill --dry-run).
+EMBEDDING_PRICE_PER_MILLION_TOKENS = env.float("EMBEDDING_PRICE_PER_MILLION_TOKENS", default=0.0)
 
 # --- django-q2 --------------------------------------------------------------------------
 # The ORM broker keeps the workers on the same PostgreSQL. `timeout` < `retry` so that a

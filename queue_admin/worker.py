@@ -74,23 +74,30 @@ class _Plan:
 class QueueWorker:
     """One worker: an id in the registry, a provider, and the batch loop."""
 
-    def __init__(self, provider, *, name: str = "worker"):
+    def __init__(self, provider, *, name: str = "worker", max_alive: int | None = None):
+        """`max_alive`: register only if fewer workers of this `name` are alive (see
+        registry.register); `registered` says whether it did."""
         self.provider = provider
+        self.name = name
+        self.max_alive = max_alive
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:6]}"
         self.stop_requested = threading.Event()
+        self.registered = False
         self._heartbeat: registry.Heartbeat | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
 
     def __enter__(self):
-        registry.register(self.worker_id)
-        self._heartbeat = registry.Heartbeat(self.worker_id)
-        self._heartbeat.start()
+        self.registered = registry.register(self.worker_id, group=f":{self.name}:", limit=self.max_alive)
+        if self.registered:
+            self._heartbeat = registry.Heartbeat(self.worker_id)
+            self._heartbeat.start()
         return self
 
     def __exit__(self, *exc):
-        self._heartbeat.stop()
-        registry.mark_stopped(self.worker_id)
+        if self.registered:
+            self._heartbeat.stop()
+            registry.mark_stopped(self.worker_id)
 
     def run(self, *, until_empty: bool = True, max_batches: int | None = None, deadline: float | None = None):
         """Process batches until the queue is empty (if `until_empty`), `max_batches` were
@@ -98,7 +105,7 @@ class QueueWorker:
         of everything done."""
         total = BatchReport()
         batches = 0
-        while not self.stop_requested.is_set():
+        while self.registered and not self.stop_requested.is_set():
             if max_batches is not None and batches >= max_batches:
                 break
             if deadline is not None and time.monotonic() >= deadline:

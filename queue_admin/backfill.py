@@ -1,0 +1,126 @@
+"""Finding documents whose embeddings are missing or stale, and queueing them — set-based.
+
+Used by `manage.py backfill`, by the reconciliation schedule (which catches writes that
+bypassed the triggers: logical replication applies rows with triggers off by default, or a
+trigger disabled during a bulk load) and by the admin's backfill button. Every query here is
+one statement over the whole table: no Python loop per row.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.db import connection
+
+logger = logging.getLogger("sidecar.backfill")
+
+MISSING, STALE, MISSING_OR_STALE, ALL = "missing", "stale", "missing_or_stale", "all"
+
+# A document "has a current embedding" when its first chunk for this model was made from its
+# current text. The sidecar's unique index (document_id, chunk_index, model) answers it.
+_CURRENT = """EXISTS (SELECT 1 FROM document_embeddings e
+                       WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %(model)s
+                         AND e.document_text_hash = d.content_hash)"""
+_ANY_FOR_MODEL = """EXISTS (SELECT 1 FROM document_embeddings e
+                             WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %(model)s)"""
+_LIVE_ITEM = """EXISTS (SELECT 1 FROM embedding_queue q
+                         WHERE q.document_id = d.id AND q.status IN ('pending', 'processing', 'rate_limited'))"""
+
+_CONDITIONS = {
+    MISSING: f"NOT {_ANY_FOR_MODEL}",
+    STALE: f"{_ANY_FOR_MODEL} AND NOT {_CURRENT}",
+    MISSING_OR_STALE: f"NOT {_CURRENT}",
+    ALL: "true",
+}
+
+
+@dataclass(frozen=True)
+class Selection:
+    documents: int
+    estimated_tokens: int
+
+
+def _where(kind: str, *, skip_live: bool) -> str:
+    clauses = ["NOT sidecar_is_blank(d.content)", _CONDITIONS[kind]]
+    if skip_live:
+        clauses.append(f"NOT {_LIVE_ITEM}")
+    return " AND ".join(clauses)
+
+
+def count(kind: str, model: str, *, limit: int | None = None, skip_live: bool = False) -> Selection:
+    """How many documents match, and roughly how many tokens they hold (4 characters each)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*), coalesce(sum(char_length(content) / 4 + 1), 0)
+                  FROM (SELECT d.content FROM source_documents d WHERE {_where(kind, skip_live=skip_live)}
+                        LIMIT %(limit)s) picked""",
+            {"model": model, "limit": limit},
+        )
+        documents, tokens = cursor.fetchone()
+    return Selection(documents, int(tokens))
+
+
+def enqueue(
+    kind: str, model: str, *, priority: str, limit: int | None = None, skip_live: bool = False
+) -> int:
+    """Queue the matching documents at `priority` (forced for ALL); returns items queued or raised."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT sidecar_enqueue(ARRAY(SELECT d.id FROM source_documents d
+                                              WHERE {_where(kind, skip_live=skip_live)}
+                                              LIMIT %(limit)s), %(priority)s, %(force)s)""",
+            {"model": model, "limit": limit, "priority": priority, "force": kind == ALL},
+        )
+        return cursor.fetchone()[0]
+
+
+def reconcile(model: str) -> int:
+    """Queue, at low priority, documents whose embedding is missing or stale and that have no
+    live item: what the triggers missed. Returns how many were queued."""
+    queued = enqueue(MISSING_OR_STALE, model, priority="low", skip_live=True)
+    if queued:
+        logger.warning("reconciliation queued %s documents the triggers had missed", queued)
+    return queued
+
+
+def delete_old_completed(older_than_hours: int, batch_size: int = 5000) -> int:
+    """Delete completed items older than the cut-off, `batch_size` at a time so that no long
+    transaction holds locks on a busy queue. Returns how many were deleted."""
+    deleted = 0
+    while True:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                """DELETE FROM embedding_queue WHERE id IN (
+                       SELECT id FROM embedding_queue
+                        WHERE status = 'completed'
+                          AND processing_completed_at < statement_timestamp() - make_interval(hours => %s)
+                        LIMIT %s FOR UPDATE SKIP LOCKED)""",
+                [older_than_hours, batch_size],
+            )
+            deleted += cursor.rowcount
+            if cursor.rowcount < batch_size:
+                return deleted
+
+
+def live_items() -> int:
+    """Items still to do (pending, processing, rate-limited), from the partial unique index."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM embedding_queue WHERE status IN ('pending', 'processing', 'rate_limited')"
+        )
+        return cursor.fetchone()[0]
+
+
+def recent_rate(minutes: int = 15) -> float | None:
+    """Documents completed per second over the last `minutes`, or None with no recent work."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*), extract(epoch FROM max(processing_completed_at) - min(processing_started_at))
+                 FROM embedding_queue
+                WHERE status = 'completed'
+                  AND processing_completed_at > statement_timestamp() - make_interval(mins => %s)""",
+            [minutes],
+        )
+        done, seconds = cursor.fetchone()
+    if not done or not seconds:
+        return None
+    return done / float(seconds)

@@ -1,0 +1,78 @@
+import time
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from documents.providers.factory import get_provider
+from queue_admin import backfill
+
+
+class Command(BaseCommand):
+    help = (
+        "Queue documents whose embeddings are missing or stale (the default: both), or all of "
+        "them with --all. Set-based in SQL; --dry-run only counts."
+    )
+
+    def add_arguments(self, parser):
+        which = parser.add_mutually_exclusive_group()
+        which.add_argument(
+            "--missing", action="store_true", help="only documents with no embedding for the model"
+        )
+        which.add_argument("--stale", action="store_true", help="only documents whose text or model changed")
+        which.add_argument("--all", action="store_true", help="every document, re-embedded even if unchanged")
+        parser.add_argument("--priority", choices=["high", "medium", "low"], default="low")
+        parser.add_argument("--limit", type=int, help="queue at most this many documents")
+        parser.add_argument(
+            "--dry-run", action="store_true", help="print counts and estimates; change nothing"
+        )
+        parser.add_argument("--wait", action="store_true", help="show progress until the backlog is drained")
+
+    def handle(self, *args, **options):
+        if options["limit"] is not None and options["limit"] < 1:
+            raise CommandError("--limit must be a positive number of documents.")
+        kind = (
+            backfill.MISSING if options["missing"] else
+            backfill.STALE if options["stale"] else
+            backfill.ALL if options["all"] else backfill.MISSING_OR_STALE
+        )  # fmt: skip
+        model = get_provider().model_id
+        selection = backfill.count(kind, model, limit=options["limit"])
+        self.stdout.write(
+            f"{selection.documents} documents to embed ({kind.replace('_', ' ')}, model {model}), "
+            f"about {selection.estimated_tokens:,} tokens."
+        )
+        if options["dry_run"]:
+            self._estimates(selection)
+            return
+        queued = backfill.enqueue(kind, model, priority=options["priority"], limit=options["limit"])
+        self.stdout.write(self.style.SUCCESS(f"Queued {queued} documents at {options['priority']} priority."))
+        if options["wait"]:
+            self._wait()
+
+    def _estimates(self, selection):
+        rate = backfill.recent_rate()
+        if rate:
+            minutes = selection.documents / rate / 60
+            self.stdout.write(
+                f"At the rate of the last 15 minutes ({rate:.1f} documents/s): about {minutes:.1f} minutes."
+            )
+        else:
+            self.stdout.write(
+                "No documents were completed in the last 15 minutes: no measured rate to estimate time."
+            )
+        price = settings.EMBEDDING_PRICE_PER_MILLION_TOKENS
+        if price:
+            cost = selection.estimated_tokens / 1_000_000 * price
+            self.stdout.write(f"Estimated cost: {cost:.4f} at {price} per million tokens.")
+        self.stdout.write("Dry run: nothing was queued.")
+
+    def _wait(self):
+        remaining = backfill.live_items()
+        with tqdm(total=remaining, unit="doc", desc="embedding", dynamic_ncols=True) as bar:
+            while remaining:
+                time.sleep(1)
+                now = backfill.live_items()
+                bar.update(max(0, remaining - now))
+                remaining = now
+        self.stdout.write(self.style.SUCCESS("Backlog drained."))

@@ -1,0 +1,77 @@
+"""django-q2 tasks: thin adapters over the worker loop, backfill and cleanup.
+
+The work items stay in our queue table; django-q2 only runs *drain* tasks, each a
+QueueWorker that claims batches for up to DRAIN_BUDGET_SECONDS (polling once a second when
+idle, so work from any writer starts within about a second) and then hands over to a
+successor. The schedules (migration 0005) keep `max_concurrent_workers` drains alive across
+every cluster, reconcile what the triggers missed, and delete old completed items.
+"""
+
+import logging
+import signal
+import time
+
+from django.conf import settings
+
+from documents.providers.factory import get_provider
+from queue_admin import backfill, config, registry
+from queue_admin.worker import QueueWorker
+
+logger = logging.getLogger("sidecar.tasks")
+
+# Below Q_CLUSTER["timeout"] (django-q2 kills a task that outlives it) with room for the
+# batch in hand; short enough that a cluster asked to stop is not kept waiting long.
+DRAIN_BUDGET_SECONDS = 120
+assert DRAIN_BUDGET_SECONDS + 60 < settings.Q_CLUSTER["timeout"] < settings.Q_CLUSTER["retry"]
+
+
+def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
+    """Run one worker for up to `budget_seconds`, unless enough drains are alive already.
+
+    SIGTERM (the cluster stopping, or a timeout) finishes the batch in hand and returns;
+    otherwise a successor is queued so the cluster keeps draining.
+    """
+    settings_now = config.current()
+    worker = QueueWorker(get_provider(), name="drain", max_alive=settings_now["max_concurrent_workers"])
+    previous = signal.signal(signal.SIGTERM, lambda *_: worker.stop_requested.set())
+    try:
+        with worker:
+            if not worker.registered:
+                return {"started": False, "reason": "max_concurrent_workers drains are running"}
+            report = worker.run(until_empty=False, deadline=time.monotonic() + budget_seconds)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if not worker.stop_requested.is_set():
+        keep_drains_running()
+    return {
+        "started": True,
+        "completed": report.completed,
+        "failed": report.failed,
+        "claimed": report.claimed,
+    }
+
+
+def keep_drains_running() -> int:
+    """Queue drain tasks up to `max_concurrent_workers` alive; returns how many were queued.
+
+    A drain that finds the places taken exits at once, so queuing one too many is harmless.
+    """
+    from django_q.tasks import async_task
+
+    settings_now = config.current()
+    if not settings_now["queue_enabled"]:
+        return 0
+    missing = settings_now["max_concurrent_workers"] - registry.alive_workers(":drain:").count()
+    for _ in range(max(0, missing)):
+        async_task("queue_admin.tasks.drain", group="sidecar-drain")
+    return max(0, missing)
+
+
+def reconcile() -> int:
+    return backfill.reconcile(get_provider().model_id)
+
+
+def delete_old_completed() -> int:
+    deleted = backfill.delete_old_completed(config.current()["queue_cleanup_interval_hours"])
+    logger.info("deleted %s completed queue items", deleted)
+    return deleted
