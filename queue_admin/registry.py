@@ -11,8 +11,9 @@ import os
 import socket
 import threading
 import time
+from datetime import timedelta
 
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
 
@@ -27,17 +28,40 @@ RECLAIM_EVERY_SECONDS = 5.0
 _last_reclaim = {"at": float("-inf")}
 
 
-def register(worker_id: str) -> None:
-    Worker.objects.update_or_create(
-        worker_id=worker_id,
-        defaults={
-            "hostname": socket.gethostname(),
-            "pid": os.getpid(),
-            "status": Worker.Status.IDLE,
-            "last_heartbeat": Now(),
-        },
-    )
+def register(worker_id: str, *, group: str | None = None, limit: int | None = None) -> bool:
+    """Add the worker to the registry; returns False (and adds nothing) when `limit` workers of
+    `group` (a substring of their ids) are already alive.
+
+    The count and the insert are serialised by a transaction-level advisory lock, so two
+    drain tasks starting at once on different machines cannot both take the last place.
+    """
+    with transaction.atomic():
+        if limit is not None:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtext('sidecar-worker-registry'))")
+            if alive_workers(group).count() >= limit:
+                return False
+        Worker.objects.update_or_create(
+            worker_id=worker_id,
+            defaults={
+                "hostname": socket.gethostname(),
+                "pid": os.getpid(),
+                "status": Worker.Status.IDLE,
+                "last_heartbeat": Now(),
+            },
+        )
     logger.info("worker %s started", worker_id)
+    return True
+
+
+def alive_workers(group: str | None = None):
+    """Workers that heartbeat on time (not silent for three intervals), optionally of a group."""
+    silent_ms = config.current()["worker_heartbeat_interval_ms"] * SILENT_INTERVALS_BEFORE_STOPPED
+    alive = Worker.objects.filter(
+        status__in=[Worker.Status.ACTIVE, Worker.Status.IDLE],
+        last_heartbeat__gte=Now() - timedelta(milliseconds=silent_ms),
+    )
+    return alive.filter(worker_id__contains=group) if group else alive
 
 
 def mark_stopped(worker_id: str) -> None:

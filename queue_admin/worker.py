@@ -182,15 +182,19 @@ class QueueWorker:
                 overlap_tokens=CHUNK_OVERLAP_TOKENS,
                 token_spans=getattr(self.provider, "token_spans", None),
             )
-        # An edited long document keeps the vectors of chunks whose text did not change.
+        # An edited long document keeps the vectors of chunks whose text did not change;
+        # a forced re-embed recomputes everything.
         reusable_hashes = {
             md5_hex(chunk)
             for plan in plans
+            if not plan.item.force
             for chunk in plan.chunks
             if md5_hex(chunk) in held.get(plan.item.document_id, (set(), set()))[1]
         }
         known = sidecar.vectors_for_hashes(doc_ids, model, reusable_hashes)
         for plan in plans:
+            if plan.item.force:
+                continue
             for index, chunk in enumerate(plan.chunks):
                 if (digest := md5_hex(chunk)) in known:
                     plan.reusable[index] = known[digest]

@@ -1,0 +1,101 @@
+"""Backfill, reconciliation and cleanup: set-based selection of missing and stale embeddings."""
+
+from datetime import timedelta
+
+import pytest
+from django.db.models.functions import Now
+
+from documents.models import SourceDocument
+from queue_admin import backfill
+from queue_admin.models import QueueItem
+from queue_admin.worker import QueueWorker
+from tests.fakes import FakeEmbedderForQueueTests
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
+
+MODEL = FakeEmbedderForQueueTests.model_id
+
+
+def embed_everything(embedder=None):
+    with QueueWorker(embedder or FakeEmbedderForQueueTests(), name="test") as worker:
+        return worker.run()
+
+
+@pytest.fixture
+def corpus():
+    """Ten documents, all embedded; then two bypass the triggers with a new text (as logical
+    replication would write them) and three are written with the triggers off, never queued."""
+    docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"document {n}") for n in range(10))
+    embed_everything()
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE source_documents DISABLE TRIGGER USER")
+        try:
+            cursor.execute(
+                "UPDATE source_documents SET content = content || ' edited' WHERE id = ANY(%s)",
+                [[d.id for d in docs[:2]]],
+            )
+            cursor.execute("INSERT INTO source_documents (content) VALUES ('new a'), ('new b'), ('new c')")
+        finally:
+            cursor.execute("ALTER TABLE source_documents ENABLE TRIGGER USER")
+    return docs
+
+
+def test_counts_missing_stale_and_all(corpus):
+    assert backfill.count(backfill.MISSING, MODEL).documents == 3
+    assert backfill.count(backfill.STALE, MODEL).documents == 2
+    assert backfill.count(backfill.MISSING_OR_STALE, MODEL).documents == 5
+    assert backfill.count(backfill.ALL, MODEL).documents == 13
+    assert backfill.count(backfill.MISSING_OR_STALE, MODEL, limit=4).documents == 4
+    assert backfill.count(backfill.MISSING, MODEL).estimated_tokens > 0
+
+
+def test_a_model_change_makes_every_document_stale(corpus):
+    assert backfill.count(backfill.STALE, "another-model@2").documents == 0  # no rows at all: missing
+    assert backfill.count(backfill.MISSING, "another-model@2").documents == 13
+
+
+def test_backfill_queues_then_the_worker_makes_everything_current(corpus):
+    assert backfill.enqueue(backfill.MISSING_OR_STALE, MODEL, priority="low") == 5
+    assert set(QueueItem.objects.filter(status="pending").values_list("priority", flat=True)) == {"low"}
+    embedder = FakeEmbedderForQueueTests()
+    embed_everything(embedder)
+    assert len(embedder.texts_sent) == 5
+    assert backfill.count(backfill.MISSING_OR_STALE, MODEL).documents == 0
+
+
+def test_backfill_all_forces_a_re_embed_of_unchanged_documents(corpus):
+    embed_everything()  # nothing live
+    backfill.enqueue(backfill.MISSING_OR_STALE, MODEL, priority="low")
+    embed_everything()
+    assert backfill.enqueue(backfill.ALL, MODEL, priority="high") == 13
+    embedder = FakeEmbedderForQueueTests()
+    report = embed_everything(embedder)
+    assert (report.completed, report.skipped, len(embedder.texts_sent)) == (13, 0, 13)
+
+
+def test_reconcile_queues_only_what_has_no_live_item(corpus):
+    assert backfill.reconcile(MODEL) == 5
+    assert backfill.reconcile(MODEL) == 0  # their items are live now
+    assert QueueItem.objects.filter(status="pending", priority="low").count() == 5
+
+
+def test_delete_old_completed_in_batches():
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(7))
+    embed_everything()
+    QueueItem.objects.update(processing_completed_at=Now() - timedelta(hours=30))
+    SourceDocument.objects.create(content="recent")
+    embed_everything()
+    assert backfill.delete_old_completed(24, batch_size=3) == 7
+    assert QueueItem.objects.count() == 1
+
+
+def test_backfill_command_dry_run_changes_nothing(corpus, capsys, settings):
+    from django.core.management import call_command
+
+    settings.EMBEDDING_PRICE_PER_MILLION_TOKENS = 0.02
+    call_command("backfill", "--dry-run")
+    out = capsys.readouterr().out
+    assert "documents to embed" in out and "Estimated cost" in out and "nothing was queued" in out
+    assert not QueueItem.objects.filter(status="pending").exists()
