@@ -162,3 +162,44 @@ class QueueConfig(models.Model):
         # Every write path (admin, command, shell) is validated here, not only forms.
         config.validate_value(self.config_key, self.config_value)
         super().save(*args, **kwargs)
+
+
+class ProviderLimitState(models.Model):
+    """One embedding provider's shared rate-limit buckets and circuit breaker.
+
+    Every worker on every machine, and the admin, read and write the same row, so they agree on
+    how much quota is left and whether the provider is being given a rest. Written only by
+    `queue_admin/limits.py`, one atomic statement per operation; rows appear on first use.
+    """
+
+    class Breaker(models.TextChoices):
+        CLOSED = "closed"
+        OPEN = "open"
+        HALF_OPEN = "half_open", "half-open"
+
+    provider_key = models.CharField(max_length=300, unique=True, help_text="model id or base URL")
+    # NULL until the first acquire: a full bucket (the capacity is the caller's quota).
+    requests_available = models.FloatField(null=True, blank=True)
+    tokens_available = models.FloatField(null=True, blank=True)
+    refilled_at = models.DateTimeField(db_default=models.functions.Now())
+    breaker_state = models.CharField(max_length=10, choices=Breaker.choices, db_default=Breaker.CLOSED)
+    consecutive_failures = models.PositiveIntegerField(db_default=0)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    trial_started_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, db_default="")
+    last_failure_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        db_table = "embedding_provider_state"
+        ordering = ["provider_key"]
+        verbose_name = "provider limit"
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(breaker_state__in=["closed", "open", "half_open"]),
+                name="embedding_provider_state_breaker_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return self.provider_key
