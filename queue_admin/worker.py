@@ -22,7 +22,7 @@ from django.utils import timezone
 from documents import sidecar
 from documents.chunking import split_into_chunks
 from documents.providers.base import EmbeddingError
-from queue_admin import config, queue_sql, registry
+from queue_admin import config, limits, queue_sql, registry
 
 logger = logging.getLogger("sidecar.worker")
 
@@ -42,6 +42,10 @@ def retry_delay(attempt: int) -> float:
 
 def md5_hex(text: str) -> str:
     return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+class _NotSent(Exception):
+    """A sub-batch was not sent (stopping, or no room under the shared rate limit)."""
 
 
 @dataclass
@@ -83,6 +87,10 @@ class QueueWorker:
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:6]}"
         self.stop_requested = threading.Event()
         self.registered = False
+        # Shared rate limits and the circuit breaker guard remote services; a local model
+        # has no quota to share and nothing to trip over.
+        self.shared_limits = getattr(provider, "is_remote", True)
+        self.provider_key = provider.model_id
         self._heartbeat: registry.Heartbeat | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -133,7 +141,7 @@ class QueueWorker:
         close_old_connections()
         settings = config.current()
         registry.reclaim_and_expire(settings)
-        if not settings["queue_enabled"]:
+        if not settings["queue_enabled"] or not self._breaker_allows(settings):
             return None
         batch_id, items = queue_sql.claim_batch(
             self.worker_id,
@@ -160,6 +168,13 @@ class QueueWorker:
             report.rate_limited, report.texts_embedded, elapsed_ms,
         )  # fmt: skip
         return report
+
+    def _breaker_allows(self, settings: dict) -> bool:
+        if not self.shared_limits:
+            return True
+        return limits.breaker_allows(
+            self.provider_key, recovery_seconds=settings["circuit_breaker_recovery_seconds"]
+        )
 
     def _plan(self, items: list[queue_sql.ClaimedItem]) -> list[_Plan]:
         model = self.provider.model_id
@@ -216,10 +231,15 @@ class QueueWorker:
         work.sort(key=lambda entry: len(entry[2]))  # similar lengths pad less
         size = max(1, self.provider.max_batch_size)
         broken: dict[uuid.UUID, EmbeddingError] = {}
+        unsent: set[uuid.UUID] = set()  # never sent: given back to the queue untouched
         for start in range(0, len(work), size):
             sub_batch = [entry for entry in work[start : start + size] if entry[0].item.id not in broken]
             try:
-                self._embed_into(sub_batch, report)
+                self._embed_into(sub_batch, report, settings)
+            except _NotSent:
+                for plan, _, _ in work[start:]:
+                    unsent.add(plan.item.id)
+                break
             except EmbeddingError as error:
                 if error.kind != "permanent" or len(sub_batch) == 1:
                     for plan, _, _ in sub_batch:
@@ -232,7 +252,7 @@ class QueueWorker:
                     continue
                 for entry in sub_batch:
                     try:
-                        self._embed_into([entry], report)
+                        self._embed_into([entry], report, settings)
                     except EmbeddingError as single_error:
                         broken.setdefault(entry[0].item.id, single_error)
         for plan in plans:
@@ -243,8 +263,31 @@ class QueueWorker:
         )
         return [plan for plan in plans if plan.item.id not in broken]
 
-    def _embed_into(self, sub_batch, report: BatchReport) -> None:
-        result = self.provider.embed([chunk for _, _, chunk in sub_batch])
+    def _embed_into(self, sub_batch, report: BatchReport, settings: dict) -> None:
+        """Embed one sub-batch within the shared limits; the breaker learns how it went."""
+        texts = [chunk for _, _, chunk in sub_batch]
+        if self.shared_limits:
+            tokens = sum(self.provider.count_tokens(texts))
+            granted = limits.wait_for_capacity(
+                self.provider_key, 1, tokens,
+                rpm=settings["api_quota_per_minute"], tpm=settings["token_quota_per_minute"],
+                should_stop=self.stop_requested.is_set, timeout=settings["lease_seconds"] / 2,
+            )  # fmt: skip
+            if not granted:
+                raise _NotSent("stopping, or the shared rate limit left no room before the lease ends")
+        try:
+            result = self.provider.embed(texts)
+        except EmbeddingError as error:
+            if self.shared_limits:
+                if error.kind == "transient":  # the provider is down or struggling
+                    limits.record_failure(
+                        self.provider_key, str(error), threshold=settings["circuit_breaker_failure_threshold"]
+                    )
+                else:  # it answered: up, even if it refused these texts
+                    limits.record_success(self.provider_key)
+            raise
+        if self.shared_limits:
+            limits.record_success(self.provider_key)
         for (plan, index, _), vector, tokens in zip(
             sub_batch, result.vectors, result.token_counts, strict=True
         ):

@@ -54,3 +54,9 @@ def set_config(**values):
         item.config_value = value
         item.save()
     config.forget_cached()
+
+
+def database_url():
+    """The URL of the database this test uses (pytest-django's test_sidecar), for subprocesses."""
+    db = connection.settings_dict
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"

@@ -17,6 +17,7 @@ class FakeEmbedderForQueueTests:
     dimensions = 384
     max_input_tokens = 256
     max_batch_size = 16
+    is_remote = False  # no shared limits or breaker unless a test asks for them
 
     def __init__(self, fail_on: dict[str, EmbeddingError] | None = None):
         self.fail_on = fail_on or {}  # substring of a text → the error its batch raises

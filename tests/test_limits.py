@@ -18,6 +18,7 @@ from django.db import connection
 
 from queue_admin import limits
 from queue_admin.models import ProviderLimitState
+from tests.conftest import database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 BIG = 10**9  # a quota that never binds, to test the other one alone
@@ -42,12 +43,6 @@ while time.monotonic() < end:
         refusals += 1
 print(json.dumps({"grants": grants, "refusals": refusals}), flush=True)
 """
-
-
-def database_url():
-    """The URL of the database this test uses (pytest-django's test_sidecar), for subprocesses."""
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def hammer_in_processes(count, **args):

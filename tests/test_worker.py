@@ -194,3 +194,39 @@ def test_deleted_document_mid_batch_is_dropped_quietly():
     assert report.completed == 0
     assert not DocumentEmbedding.objects.exists() and not QueueItem.objects.exists()
     assert uuid.UUID(str(doc.id))
+
+
+class RemoteFakeEmbedder(FakeEmbedderForQueueTests):
+    """Treated like an HTTP service: shared rate limits and the circuit breaker apply."""
+
+    is_remote = True
+    model_id = "remote-fake-embedder-for-queue-tests@1"
+
+
+def test_transient_failures_open_the_breaker_and_the_queue_waits():
+    from queue_admin import limits
+
+    set_config(circuit_breaker_failure_threshold=2, batch_size=1)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"down {n}") for n in range(4))
+    embedder = RemoteFakeEmbedder(fail_on={"down": EmbeddingError("connection refused", kind="transient")})
+    report = run_worker(embedder)
+    assert embedder.calls == 2  # the third batch was never claimed: the breaker is open
+    assert report.retried == 2
+    state = limits.breaker_state(embedder.model_id, recovery_seconds=60)
+    assert state.state == "open"
+    assert QueueItem.objects.filter(status="pending", retry_count=0).count() == 2
+
+
+def test_shared_request_quota_holds_and_a_stop_gives_unsent_work_back():
+    set_config(api_quota_per_minute=2, batch_size=1)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"quota {n}") for n in range(3))
+    embedder = RemoteFakeEmbedder()
+    with QueueWorker(embedder, name="test") as worker:
+        # Two requests fit the bucket at once; the third would wait ~30 s for a refill.
+        # Asking the worker to stop meanwhile gives that item back untouched.
+        threading.Timer(2.0, worker.stop_requested.set).start()
+        report = worker.run()
+    assert embedder.calls == 2
+    assert (report.completed, report.requeued) == (2, 1)
+    (waiting,) = QueueItem.objects.exclude(status="completed")
+    assert (waiting.status, waiting.retry_count, waiting.worker_id) == ("pending", 0, "")
