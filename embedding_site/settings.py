@@ -5,7 +5,9 @@ documents each one. Bad or missing values raise ImproperlyConfigured with the fi
 message, at start-up rather than at first use.
 """
 
+import math
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -25,6 +27,57 @@ def _required_int_in_range(name: str, default: int, low: int, high: int) -> int:
     if not low <= value <= high:
         raise ImproperlyConfigured(f"{name}={value} is out of range; use a number between {low} and {high}.")
     return value
+
+
+def _one_of(name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.str(name, default="").strip().lower() or default
+    if value not in choices:
+        shown = ", ".join(repr(c) if c else "empty" for c in choices)
+        raise ImproperlyConfigured(f"{name}={value!r} is not allowed; use one of {shown}.")
+    return value
+
+
+def _strict_bool(name: str, default: bool) -> bool:
+    # env.bool reads any unknown word as False; a typo here would silently change the vectors.
+    value = env.str(name, default="").strip().lower()
+    if not value:
+        return default
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={value!r} is not a yes/no value; use 1 or 0.")
+
+
+def _optional_int_in_range(name: str, low: int, high: int) -> int | None:
+    """None when unset (the provider's own default), else a validated whole number."""
+    if not env.str(name, default="").strip():
+        return None
+    return _required_int_in_range(name, 0, low, high)
+
+
+def _http_base_url(name: str) -> str:
+    """An http(s) URL with a host and nothing secret in it (it appears in logs and errors)."""
+    value = env.str(name, default="").strip()
+    if not value:
+        return ""
+    parts = urlsplit(value)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} has a port that is not a number; e.g. http://tei:8080") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        # The value itself is not echoed: a mistyped URL may contain a key.
+        raise ImproperlyConfigured(
+            f"{name} must be an http:// or https:// URL with a host, e.g. https://api.openai.com/v1 "
+            f"or http://tei:8080 (got scheme {parts.scheme or 'none'!r})."
+        )
+    if parts.username or parts.password or parts.query or parts.fragment:
+        raise ImproperlyConfigured(
+            f"{name} must not contain a user name, password, query string or fragment: the URL is "
+            "written to logs and error messages. Put the key in the matching *_API_KEY variable."
+        )
+    return value.rstrip("/")
 
 
 DEBUG = env.bool("DEBUG", default=False)
@@ -135,6 +188,90 @@ EMBEDDING_DIMENSIONS = _required_int_in_range("EMBEDDING_DIMENSIONS", 384, 1, 16
 # Optional: the provider's price per million tokens, for cost estimates (backfill --dry-run).
 EMBEDDING_PRICE_PER_MILLION_TOKENS = env.float("EMBEDDING_PRICE_PER_MILLION_TOKENS", default=0.0)
 
+# Which model writes the vectors: documents/providers/factory.py builds it from these. `local`
+# runs offline on the CPU; `openai` is any OpenAI-compatible /v1/embeddings; `tei` is Hugging
+# Face text-embeddings-inference.
+EMBEDDING_PROVIDERS = ("local", "openai", "tei")
+HTTP_EMBEDDING_PROVIDERS = ("openai", "tei")
+_PROVIDER_EXAMPLES = {
+    "openai": "EMBEDDING_BASE_URL=https://api.openai.com/v1 EMBEDDING_MODEL=text-embedding-3-small",
+    "tei": "EMBEDDING_BASE_URL=http://tei:8080 EMBEDDING_MODEL=BAAI/bge-small-en-v1.5",
+}
+
+
+def _check_provider_settings(prefix: str, provider: str, given: dict[str, str]) -> None:
+    """An HTTP provider needs a base URL and a model; `local` (or none) must be given neither.
+
+    ``given`` maps each variable's suffix (MODEL, BASE_URL, API_KEY) to what was set, so a
+    value meant for another provider is reported instead of silently ignored.
+    """
+    if provider in HTTP_EMBEDDING_PROVIDERS:
+        missing = [f"{prefix}_{suffix}" for suffix in ("BASE_URL", "MODEL") if not given[suffix]]
+        if missing:
+            raise ImproperlyConfigured(
+                f"{prefix}_PROVIDER={provider} needs {' and '.join(missing)}; e.g. "
+                + _PROVIDER_EXAMPLES[provider].replace("EMBEDDING_", f"{prefix}_")
+            )
+        return
+    unused = [f"{prefix}_{suffix}" for suffix, value in given.items() if value]
+    if unused:
+        what = f"{prefix}_PROVIDER={provider}" if provider else f"{prefix}_PROVIDER is not set, so"
+        raise ImproperlyConfigured(
+            f"{', '.join(unused)} set but {what} does not use "
+            f"{'it' if len(unused) == 1 else 'them'}: set {prefix}_PROVIDER to openai or tei, or unset "
+            f"{'it' if len(unused) == 1 else 'them'}."
+        )
+
+
+EMBEDDING_PROVIDER = _one_of("EMBEDDING_PROVIDER", "local", EMBEDDING_PROVIDERS)
+EMBEDDING_MODEL = env.str("EMBEDDING_MODEL", default="").strip()
+EMBEDDING_BASE_URL = _http_base_url("EMBEDDING_BASE_URL")
+EMBEDDING_API_KEY = env.str("EMBEDDING_API_KEY", default="").strip()
+_check_provider_settings(
+    "EMBEDDING",
+    EMBEDDING_PROVIDER,
+    {"MODEL": EMBEDDING_MODEL, "BASE_URL": EMBEDDING_BASE_URL, "API_KEY": EMBEDDING_API_KEY},
+)
+# Texts per request and the longest input, for HTTP providers; unset = the provider's default
+# (openai: 128 texts, 8191 tokens; tei: 32 texts, TEI's default --max-client-batch-size, 512).
+EMBEDDING_BATCH_SIZE = _optional_int_in_range("EMBEDDING_BATCH_SIZE", 1, 2048)
+EMBEDDING_MAX_INPUT_TOKENS = _optional_int_in_range("EMBEDDING_MAX_INPUT_TOKENS", 1, 1_000_000)
+# One HTTP attempt's limit; see the time budget check after Q_CLUSTER.
+EMBEDDING_TIMEOUT_SECONDS = _required_int_in_range("EMBEDDING_TIMEOUT_SECONDS", 30, 1, 120)
+# Ask an OpenAI text-embedding-3 model to shorten its vectors to EMBEDDING_DIMENSIONS.
+EMBEDDING_SEND_DIMENSIONS = _strict_bool("EMBEDDING_SEND_DIMENSIONS", False)
+if EMBEDDING_SEND_DIMENSIONS and EMBEDDING_PROVIDER != "openai":
+    raise ImproperlyConfigured(
+        f"EMBEDDING_SEND_DIMENSIONS=1 applies only to EMBEDDING_PROVIDER=openai, not {EMBEDDING_PROVIDER}; "
+        "unset it."
+    )
+# Fixed, not operator settings: they enter the time budget below. Transient failures are
+# retried this many times in all, waiting up to this long between tries.
+EMBEDDING_HTTP_ATTEMPTS = 3
+EMBEDDING_HTTP_MAX_RETRY_WAIT_SECONDS = 10
+
+# Optional second provider, tried when the first fails in a way a later retry could fix
+# (transient, rate limited). It must produce the *same* vectors: the factory refuses a
+# fallback whose model_id or dimensions differ. Its API key is never inherited from the
+# primary's (that would send the primary's key to another host); its model is, by default.
+EMBEDDING_FALLBACK_PROVIDER = _one_of("EMBEDDING_FALLBACK_PROVIDER", "", ("", *EMBEDDING_PROVIDERS))
+_fallback_model = env.str("EMBEDDING_FALLBACK_MODEL", default="").strip()
+EMBEDDING_FALLBACK_MODEL = _fallback_model or EMBEDDING_MODEL
+EMBEDDING_FALLBACK_BASE_URL = _http_base_url("EMBEDDING_FALLBACK_BASE_URL")
+EMBEDDING_FALLBACK_API_KEY = env.str("EMBEDDING_FALLBACK_API_KEY", default="").strip()
+_fallback_is_http = EMBEDDING_FALLBACK_PROVIDER in HTTP_EMBEDDING_PROVIDERS
+_check_provider_settings(
+    "EMBEDDING_FALLBACK",
+    EMBEDDING_FALLBACK_PROVIDER,
+    {
+        # The inherited model counts only for an HTTP fallback; for none or local, only what
+        # was set for the fallback itself is "unused".
+        "MODEL": EMBEDDING_FALLBACK_MODEL if _fallback_is_http else _fallback_model,
+        "BASE_URL": EMBEDDING_FALLBACK_BASE_URL,
+        "API_KEY": EMBEDDING_FALLBACK_API_KEY,
+    },
+)
+
 # --- django-q2 --------------------------------------------------------------------------
 # The ORM broker keeps the workers on the same PostgreSQL. `timeout` < `retry` so that a
 # slow task is killed before the broker hands it to a second worker; `max_attempts` and
@@ -151,6 +288,22 @@ Q_CLUSTER = {
     "save_limit": 1000,
     "label": "Task queue (django-q2)",
 }
+
+# One embed call may make EMBEDDING_HTTP_ATTEMPTS tries of up to EMBEDDING_TIMEOUT_SECONDS
+# each, with back-off between them, and then the same again on the fallback. All of that must
+# end before django-q2 kills the task, or a slow provider turns into killed workers.
+_attempts, _backoff = EMBEDDING_HTTP_ATTEMPTS, EMBEDDING_HTTP_MAX_RETRY_WAIT_SECONDS
+_providers_in_turn = 2 if EMBEDDING_FALLBACK_PROVIDER else 1
+_embed_worst_case = _providers_in_turn * (_attempts * EMBEDDING_TIMEOUT_SECONDS + (_attempts - 1) * _backoff)
+if EMBEDDING_PROVIDER in HTTP_EMBEDDING_PROVIDERS and _embed_worst_case >= Q_CLUSTER["timeout"]:
+    _budget_per_provider = Q_CLUSTER["timeout"] / _providers_in_turn - (_attempts - 1) * _backoff
+    _longest = math.ceil(_budget_per_provider / _attempts) - 1
+    raise ImproperlyConfigured(
+        f"EMBEDDING_TIMEOUT_SECONDS={EMBEDDING_TIMEOUT_SECONDS} is too long: with {_attempts} attempts and "
+        f"back-off{' on the primary and then the fallback' if _providers_in_turn == 2 else ''}, one batch "
+        f"could take {_embed_worst_case} s, more than the {Q_CLUSTER['timeout']} s a worker task may run. "
+        f"Use at most {_longest}."
+    )
 
 # --- Auth, i18n, static ---------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -202,4 +355,7 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    # httpx logs every request at INFO: one line per batch from every worker. Failures and
+    # retries are logged by documents/providers/http.py, which says what went wrong.
+    "loggers": {"httpx": {"level": env.str("HTTPX_LOG_LEVEL", default="WARNING")}},
 }

@@ -1,11 +1,15 @@
-"""Shared fixtures. Every test runs against the real embedded PostgreSQL with pgvector that
-`make test` starts in its own data directory and port (see the Makefile)."""
+"""Shared fixtures. Tests that use the database run against the real embedded PostgreSQL with
+pgvector that `make test` starts in its own data directory and port (see the Makefile); tests
+of HTTP providers run against a fake embedding service on 127.0.0.1 (tests/fault_server.py)."""
+
+import socket
 
 import pytest
 from django.db import connection
 
 from documents.models import SourceDocument
 from queue_admin.models import QueueItem
+from tests.fault_server import FakeEmbedder
 
 
 @pytest.fixture
@@ -27,6 +31,22 @@ def document(db):
 
 def live_items(document_id):
     return list(QueueItem.objects.filter(document_id=document_id, status__in=QueueItem.LIVE_STATUSES))
+
+
+@pytest.fixture
+def fake_embedder():
+    """A fake embedding service on 127.0.0.1 with a fault script (tests/fault_server.py)."""
+    with FakeEmbedder() as server:
+        yield server
+
+
+@pytest.fixture
+def refused_url():
+    """A loopback URL nothing listens on: connecting is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
 
 
 @pytest.fixture

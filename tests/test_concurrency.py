@@ -33,7 +33,9 @@ def sent_texts(log: Path) -> list[str]:
 
 @pytest.mark.slow
 def test_four_worker_processes_drain_2000_documents_each_embedded_once(tmp_path):
-    docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"document number {n}") for n in range(2000))
+    docs = SourceDocument.objects.bulk_create(
+        SourceDocument(content=f"document number {n}") for n in range(2000)
+    )
     log = tmp_path / "sent.txt"
     workers = [start_worker(log, "--until-empty") for _ in range(4)]
     completed_by_each = []
