@@ -258,10 +258,11 @@ class QueueWorker:
         for plan in plans:
             for index, (vector, tokens) in plan.reusable.items():
                 plan.vectors[index], plan.tokens[index] = vector, tokens
-        self._record_failures(
-            [(plan, broken[plan.item.id]) for plan in plans if plan.item.id in broken], settings, report
-        )
-        return [plan for plan in plans if plan.item.id not in broken]
+        unsent -= broken.keys()
+        report.requeued += queue_sql.release(list(unsent), self.worker_id)
+        failures = [(plan, broken[plan.item.id]) for plan in plans if plan.item.id in broken]
+        self._record_failures(failures, settings, report)
+        return [plan for plan in plans if plan.item.id not in broken and plan.item.id not in unsent]
 
     def _embed_into(self, sub_batch, report: BatchReport, settings: dict) -> None:
         """Embed one sub-batch within the shared limits; the breaker learns how it went."""

@@ -61,8 +61,10 @@ def test_a_worker_killed_mid_batch_loses_nothing(tmp_path):
     while not sent_texts(log):  # it has claimed a batch and is inside the model call
         assert time.monotonic() < deadline, "the worker never started embedding"
         time.sleep(0.1)
-    held = QueueItem.objects.filter(status="processing", worker_id=victim_id).count()
-    assert held == 8
+    held = set(
+        QueueItem.objects.filter(status="processing", worker_id=victim_id).values_list("id", flat=True)
+    )
+    assert len(held) == 8
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
 
@@ -77,7 +79,6 @@ def test_a_worker_killed_mid_batch_loses_nothing(tmp_path):
 
     assert DocumentEmbedding.objects.count() == 20  # one chunk each, no duplicates
     assert set(DocumentEmbedding.objects.values_list("document_id", flat=True)) == {d.id for d in docs}
-    reclaimed = QueueItem.objects.filter(retry_count=1)
-    assert reclaimed.count() == 8
-    assert all(victim_id in item.error_message for item in reclaimed)
+    # the dead worker's items were reclaimed once (counted as an attempt), then completed
+    assert set(QueueItem.objects.filter(retry_count=1).values_list("id", flat=True)) == held
     assert not QueueItem.objects.filter(status="processing").exists()
