@@ -108,9 +108,10 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    # Before django_q: its `qcluster` command wraps django-q2's (see that command's docstring).
+    "queue_admin",
     "django_q",
     "documents",
-    "queue_admin",
 ]
 
 MIDDLEWARE = [

@@ -33,14 +33,18 @@ def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
     """
     settings_now = config.current()
     worker = QueueWorker(get_provider(), name="drain", max_alive=settings_now["max_concurrent_workers"])
-    previous = signal.signal(signal.SIGTERM, lambda *_: worker.stop_requested.set())
+    stop = lambda *_: worker.stop_requested.set()  # noqa: E731
+    # SIGUSR1: our qcluster is stopping (management/commands/qcluster.py); SIGTERM: a timeout,
+    # or a stop signal sent to every process of the cluster.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGUSR1, signal.SIGTERM)}
     try:
         with worker:
             if not worker.registered:
                 return {"started": False, "reason": "max_concurrent_workers drains are running"}
             report = worker.run(until_empty=False, deadline=time.monotonic() + budget_seconds)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if not worker.stop_requested.is_set():
         keep_drains_running()
     return {

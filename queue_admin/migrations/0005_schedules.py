@@ -19,7 +19,9 @@ def create(apps, schema_editor):
 
 
 def remove(apps, schema_editor):
-    apps.get_model("django_q", "Schedule").objects.filter(name__in=[name for name, _, _ in SCHEDULES]).delete()
+    apps.get_model("django_q", "Schedule").objects.filter(
+        name__in=[name for name, _, _ in SCHEDULES]
+    ).delete()
 
 
 class Migration(migrations.Migration):
