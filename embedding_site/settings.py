@@ -238,6 +238,8 @@ _check_provider_settings(
 EMBEDDING_BATCH_SIZE = _optional_int_in_range("EMBEDDING_BATCH_SIZE", 1, 2048)
 EMBEDDING_MAX_INPUT_TOKENS = _optional_int_in_range("EMBEDDING_MAX_INPUT_TOKENS", 1, 1_000_000)
 # One HTTP attempt's limit; see the time budget check after Q_CLUSTER.
+# local only: onnxruntime threads per worker process (default: the CPUs this process may use).
+EMBEDDING_LOCAL_THREADS = _optional_int_in_range("EMBEDDING_LOCAL_THREADS", 1, 256)
 EMBEDDING_TIMEOUT_SECONDS = _required_int_in_range("EMBEDDING_TIMEOUT_SECONDS", 30, 1, 120)
 # Ask an OpenAI text-embedding-3 model to shorten its vectors to EMBEDDING_DIMENSIONS.
 EMBEDDING_SEND_DIMENSIONS = _strict_bool("EMBEDDING_SEND_DIMENSIONS", False)

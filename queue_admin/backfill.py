@@ -20,14 +20,15 @@ MISSING, STALE, MISSING_OR_STALE, ALL = "missing", "stale", "missing_or_stale", 
 _CURRENT = """EXISTS (SELECT 1 FROM document_embeddings e
                        WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %(model)s
                          AND e.document_text_hash = d.content_hash)"""
-_ANY_FOR_MODEL = """EXISTS (SELECT 1 FROM document_embeddings e
-                             WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %(model)s)"""
+_ANY = """EXISTS (SELECT 1 FROM document_embeddings e WHERE e.document_id = d.id AND e.chunk_index = 0)"""
 _LIVE_ITEM = """EXISTS (SELECT 1 FROM embedding_queue q
                          WHERE q.document_id = d.id AND q.status IN ('pending', 'processing', 'rate_limited'))"""
 
 _CONDITIONS = {
-    MISSING: f"NOT {_ANY_FOR_MODEL}",
-    STALE: f"{_ANY_FOR_MODEL} AND NOT {_CURRENT}",
+    # never embedded, by any model
+    MISSING: f"NOT {_ANY}",
+    # embedded, but from another text or by another model (EMBEDDING_MODEL changed)
+    STALE: f"{_ANY} AND NOT {_CURRENT}",
     MISSING_OR_STALE: f"NOT {_CURRENT}",
     ALL: "true",
 }

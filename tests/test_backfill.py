@@ -1,5 +1,6 @@
 """Backfill, reconciliation and cleanup: set-based selection of missing and stale embeddings."""
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -51,9 +52,9 @@ def test_counts_missing_stale_and_all(corpus):
     assert backfill.count(backfill.MISSING, MODEL).estimated_tokens > 0
 
 
-def test_a_model_change_makes_every_document_stale(corpus):
-    assert backfill.count(backfill.STALE, "another-model@2").documents == 0  # no rows at all: missing
-    assert backfill.count(backfill.MISSING, "another-model@2").documents == 13
+def test_a_model_change_makes_every_embedded_document_stale(corpus):
+    assert backfill.count(backfill.STALE, "another-model@2").documents == 10
+    assert backfill.count(backfill.MISSING, "another-model@2").documents == 3
 
 
 def test_backfill_queues_then_the_worker_makes_everything_current(corpus):
@@ -99,3 +100,57 @@ def test_backfill_command_dry_run_changes_nothing(corpus, capsys, settings):
     out = capsys.readouterr().out
     assert "documents to embed" in out and "Estimated cost" in out and "nothing was queued" in out
     assert not QueueItem.objects.filter(status="pending").exists()
+
+
+def test_backfill_stale_after_a_model_change_re_embeds_with_the_new_model(corpus):
+    from documents.models import DocumentEmbedding
+
+    class NewModel(FakeEmbedderForQueueTests):
+        model_id = "fake-embedder-for-queue-tests@2"
+
+    assert backfill.enqueue(backfill.STALE, NewModel.model_id, priority="low") == 10
+    embedder = NewModel()
+    embed_everything(embedder)
+    assert len(embedder.texts_sent) == 10
+    assert DocumentEmbedding.objects.filter(model=NewModel.model_id).count() == 10
+    # the old model's rows stay until removed; search chooses by model
+    assert DocumentEmbedding.objects.filter(model=MODEL).count() == 10
+
+
+def test_backfill_wait_shows_progress_until_the_backlog_drains(corpus, capsys):
+    import threading
+
+    from django.core.management import call_command
+    from django.db import connection
+
+    def drain_soon():
+        time.sleep(1.5)
+        embed_everything()
+        connection.close()
+
+    worker = threading.Thread(target=drain_soon)
+    worker.start()
+    call_command("backfill", "--wait")
+    worker.join()
+    captured = capsys.readouterr()
+    assert "Queued 5 documents" in captured.out and "Backlog drained." in captured.out
+    assert "5/5" in captured.err  # tqdm's bar reached the total
+    assert backfill.live_items() == 0
+
+
+def test_process_queue_until_empty_with_the_default_local_model(capsys):
+    from django.core.management import call_command
+
+    from documents.models import DocumentEmbedding
+
+    docs = SourceDocument.objects.bulk_create(
+        SourceDocument(content=text)
+        for text in ["A cat sits on the mat.", "Stock markets fell sharply today.", "   "]
+    )
+    call_command("process_queue", "--until-empty")
+    out = capsys.readouterr().out
+    assert "2 completed" in out
+    rows = DocumentEmbedding.objects.filter(document__in=docs)
+    assert rows.count() == 2 and {r.model for r in rows} == {
+        "sentence-transformers/all-MiniLM-L6-v2@onnx-int8"
+    }

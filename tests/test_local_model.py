@@ -261,3 +261,15 @@ def test_embedding_error_kinds():
     assert EmbeddingError("timeout", kind="transient").retry_after is None
     with pytest.raises(ValueError):
         EmbeddingError("?", kind="sometimes")
+
+
+def test_token_spans_cut_long_text_into_chunks_that_fit_the_model(provider):
+    from documents.chunking import split_into_chunks
+
+    text = " ".join(f"token{n} and some words" for n in range(400))
+    spans = provider.token_spans(text)
+    assert spans[0][0] == 0 and all(end > start for start, end in spans)
+    chunks = split_into_chunks(text, max_tokens=256, overlap_tokens=32, token_spans=provider.token_spans)
+    assert len(chunks) > 1
+    assert all(count <= 256 for count in provider.count_tokens(chunks))
+    assert chunks[0] == text[: len(chunks[0])] and chunks[-1].endswith("some words")

@@ -67,7 +67,7 @@ def build_provider(config: ProviderSettings) -> EmbeddingProvider:
                 f"{config.setting}=local, but the local model cannot be imported ({exc}). Install the "
                 "project's dependencies (make install), or choose openai or tei."
             ) from exc
-        return LocalEmbeddingProvider()
+        return LocalEmbeddingProvider(intra_op_threads=settings.EMBEDDING_LOCAL_THREADS)
     options = HttpOptions(
         timeout_seconds=settings.EMBEDDING_TIMEOUT_SECONDS,
         max_attempts=settings.EMBEDDING_HTTP_ATTEMPTS,

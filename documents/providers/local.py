@@ -95,6 +95,8 @@ class LocalEmbeddingProvider:
     # Per call. Any size would work (calls are cut into sub-batches); 64 bounds one call's
     # time, and so how long a worker holds its lease between heartbeats.
     max_batch_size = 64
+    # Runs here: no shared quota to respect and no remote service for a breaker to guard.
+    is_remote = False
 
     def __init__(self, intra_op_threads: int | None = None, sub_batch_size: int = 8):
         if intra_op_threads is not None and intra_op_threads < 1:
@@ -136,6 +138,13 @@ class LocalEmbeddingProvider:
             return []
         counting = _load_tokenizers().counting
         return [len(encoding.ids) for encoding in counting.encode_batch(texts)]
+
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character offsets of each token of ``text`` (no [CLS]/[SEP], not truncated), so
+        the chunker cuts exactly where this model's tokenizer does."""
+        encoding = _load_tokenizers().counting.encode(text, add_special_tokens=False)
+        return list(encoding.offsets)
 
 
 def _check_texts(texts: list[str]) -> None:

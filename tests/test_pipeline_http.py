@@ -1,0 +1,155 @@
+"""Provider faults end to end: a worker, a real HTTP provider and a fake embedding service on
+loopback that fails on cue (tests/fault_server.py). Each fault must land the queue item in
+the right state, with a message that says what came back, and write nothing."""
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from documents.models import DocumentEmbedding, SourceDocument
+from documents.providers.http import HttpOptions
+from documents.providers.openai import OpenAIEmbeddingProvider
+from queue_admin import limits
+from queue_admin.models import QueueItem
+from queue_admin.worker import QueueWorker
+from tests.conftest import database_url, set_config
+from tests.fault_server import FakeEmbedder, Fault
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
+
+ROOT = Path(__file__).resolve().parent.parent
+FAST = HttpOptions(timeout_seconds=1.0, max_attempts=3, max_retry_wait_seconds=0.05)
+
+
+@pytest.fixture
+def service():
+    with FakeEmbedder(dimensions=384) as server:
+        yield server
+
+
+def provider_for(service, **options):
+    return OpenAIEmbeddingProvider(
+        f"{service.url}/v1", "sk-test-key", "fake-embedder-for-queue-tests", 384,
+        http_options=options.pop("http_options", FAST), **options,
+    )  # fmt: skip
+
+
+def embed_one(service, *faults, content="one document"):
+    doc = SourceDocument.objects.create(content=content)
+    service.script(*faults)
+    with QueueWorker(provider_for(service), name="test") as worker:
+        worker.process_one_batch()
+    return QueueItem.objects.get(document=doc)
+
+
+def test_a_healthy_service_embeds_and_completes(service):
+    item = embed_one(service)
+    assert item.status == "completed"
+    assert DocumentEmbedding.objects.filter(document=item.document).count() == 1
+
+
+PERMANENT = {
+    "wrong dimensions": (Fault(dimensions=12), "expected 384 dimensions, got 12"),
+    "NaN": (Fault(nan=True), "not finite"),
+    "malformed JSON": (Fault(body='{"data": [', content_type="application/json"), "JSON"),
+    "HTML page with 200": (
+        Fault(body="<html><body>Login</body></html>", content_type="text/html"),
+        "text/html",
+    ),
+    "too few vectors": (Fault(drop_vectors=1), "missing"),
+    "400 bad request": (Fault(status=400), "400"),
+}
+
+
+@pytest.mark.parametrize("case", PERMANENT, ids=list(PERMANENT))
+def test_permanent_faults_dead_letter_at_once_and_write_nothing(service, case):
+    fault, says = PERMANENT[case]
+    item = embed_one(service, fault)
+    assert (item.status, item.error_kind) == ("failed", "permanent")
+    assert says in item.error_message
+    assert "sk-test-key" not in item.error_message
+    assert not DocumentEmbedding.objects.exists()
+    assert service.count() == 1  # not retried
+
+
+@pytest.mark.parametrize(
+    "case, faults",
+    [
+        ("500 three times", [Fault(status=500)] * 3),
+        ("timeout three times", [Fault(sleep=2.5)] * 3),
+        ("connection closed three times", [Fault(close_connection=True)] * 3),
+    ],
+)
+def test_transient_faults_are_retried_then_scheduled_for_later(service, case, faults):
+    item = embed_one(service, *faults)
+    assert (item.status, item.error_kind, item.retry_count) == ("pending", "transient", 1)
+    assert service.count() == 3  # the client's own retries, then the queue's backoff
+    assert not DocumentEmbedding.objects.exists()
+
+
+def test_a_transient_fault_that_clears_is_invisible(service):
+    item = embed_one(service, Fault(status=503))
+    assert (item.status, item.retry_count) == ("completed", 0)
+    assert service.count() == 2
+
+
+def test_429_waits_for_retry_after_without_counting_an_attempt(service):
+    item = embed_one(service, Fault(status=429, headers={"Retry-After": "20"}))
+    assert (item.status, item.error_kind, item.retry_count) == ("rate_limited", "rate_limited", 0)
+    assert 15_000 <= item.rate_limit_delay_ms <= 20_000
+    assert service.count() == 1
+
+
+def test_refused_connections_open_the_breaker_and_recovery_closes_it(service, refused_url):
+    set_config(circuit_breaker_failure_threshold=2, circuit_breaker_recovery_seconds=1, batch_size=1)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(3))
+    down = OpenAIEmbeddingProvider(
+        f"{refused_url}/v1", None, "fake-embedder-for-queue-tests", 384, http_options=FAST
+    )
+    with QueueWorker(down, name="test") as worker:
+        report = worker.run()
+    assert report.retried == 2  # two batches failed, then the breaker stopped the claims
+    assert "connect" in QueueItem.objects.filter(retry_count=1).first().error_message.lower()
+    assert limits.breaker_state(down.model_id, recovery_seconds=1).state == "open"
+
+    time.sleep(1.2)  # recovery: one trial request goes to the (now healthy) service
+    QueueItem.objects.update(next_attempt_at=QueueItem.objects.first().created_at)
+    with QueueWorker(provider_for(service), name="test") as worker:
+        report = worker.run()
+    assert report.completed == 3
+    assert limits.breaker_state(down.model_id, recovery_seconds=1).state == "closed"
+
+
+@pytest.mark.slow
+def test_the_shared_request_quota_holds_across_two_processes_at_the_server(service):
+    """Two process_queue processes against one service: the requests it receives stay within
+    the shared quota (a bucket of 6 that refills at 6 per minute)."""
+    set_config(api_quota_per_minute=6, batch_size=1)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"quota doc {n}") for n in range(40))
+    env = dict(
+        os.environ, DATABASE_URL=database_url(), DEBUG="1", EMBEDDING_PROVIDER="openai",
+        EMBEDDING_BASE_URL=f"{service.url}/v1", EMBEDDING_MODEL="fake-embedder-for-queue-tests",
+    )  # fmt: skip
+    started = time.monotonic()
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "manage.py", "process_queue", "--seconds", "6"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for _ in range(2)
+    ]
+    for worker in workers:
+        _, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+    elapsed = time.monotonic() - started
+    allowed = 6 + 6 / 60 * elapsed + 1
+    assert 6 <= service.count() <= allowed
+    assert QueueItem.objects.filter(status="completed").count() == service.count()
