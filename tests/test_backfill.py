@@ -92,13 +92,28 @@ def test_delete_old_completed_in_batches():
     assert QueueItem.objects.count() == 1
 
 
-def test_backfill_command_dry_run_changes_nothing(corpus, capsys, settings):
+@pytest.fixture
+def commands_use_the_fake_model(settings):
+    """Make `get_provider()` in this process name the fake embedder's model, as the commands
+    select documents by the configured model (a TEI provider that is never called)."""
+    from documents.providers import factory
+
+    settings.EMBEDDING_PROVIDER = "tei"
+    settings.EMBEDDING_BASE_URL = "http://127.0.0.1:9"
+    settings.EMBEDDING_MODEL = MODEL
+    factory.get_provider.cache_clear()
+    assert factory.get_provider().model_id == MODEL
+    yield
+    factory.get_provider.cache_clear()
+
+
+def test_backfill_command_dry_run_changes_nothing(corpus, capsys, settings, commands_use_the_fake_model):
     from django.core.management import call_command
 
     settings.EMBEDDING_PRICE_PER_MILLION_TOKENS = 0.02
     call_command("backfill", "--dry-run")
     out = capsys.readouterr().out
-    assert "documents to embed" in out and "Estimated cost" in out and "nothing was queued" in out
+    assert "5 documents to embed" in out and "Estimated cost" in out and "nothing was queued" in out
     assert not QueueItem.objects.filter(status="pending").exists()
 
 
@@ -117,7 +132,7 @@ def test_backfill_stale_after_a_model_change_re_embeds_with_the_new_model(corpus
     assert DocumentEmbedding.objects.filter(model=MODEL).count() == 10
 
 
-def test_backfill_wait_shows_progress_until_the_backlog_drains(corpus, capsys):
+def test_backfill_wait_shows_progress_until_the_backlog_drains(corpus, capsys, commands_use_the_fake_model):
     import threading
 
     from django.core.management import call_command
