@@ -237,9 +237,9 @@ _check_provider_settings(
 # (openai: 128 texts, 8191 tokens; tei: 32 texts, TEI's default --max-client-batch-size, 512).
 EMBEDDING_BATCH_SIZE = _optional_int_in_range("EMBEDDING_BATCH_SIZE", 1, 2048)
 EMBEDDING_MAX_INPUT_TOKENS = _optional_int_in_range("EMBEDDING_MAX_INPUT_TOKENS", 1, 1_000_000)
-# One HTTP attempt's limit; see the time budget check after Q_CLUSTER.
 # local only: onnxruntime threads per worker process (default: the CPUs this process may use).
 EMBEDDING_LOCAL_THREADS = _optional_int_in_range("EMBEDDING_LOCAL_THREADS", 1, 256)
+# One HTTP attempt's limit; see the time budget check after Q_CLUSTER.
 EMBEDDING_TIMEOUT_SECONDS = _required_int_in_range("EMBEDDING_TIMEOUT_SECONDS", 30, 1, 120)
 # Ask an OpenAI text-embedding-3 model to shorten its vectors to EMBEDDING_DIMENSIONS.
 EMBEDDING_SEND_DIMENSIONS = _strict_bool("EMBEDDING_SEND_DIMENSIONS", False)
@@ -273,6 +273,19 @@ _check_provider_settings(
         "BASE_URL": EMBEDDING_FALLBACK_BASE_URL,
         "API_KEY": EMBEDDING_FALLBACK_API_KEY,
     },
+)
+
+# Optional: the provider of the model being replaced, while a new EMBEDDING_MODEL is being
+# backfilled. Search keeps using its vectors (embedding queries with it) until the new model
+# covers every document, then switches by itself; see documents/search.py.
+EMBEDDING_PREVIOUS_PROVIDER = _one_of("EMBEDDING_PREVIOUS_PROVIDER", "", ("", *EMBEDDING_PROVIDERS))
+EMBEDDING_PREVIOUS_MODEL = env.str("EMBEDDING_PREVIOUS_MODEL", default="").strip()
+EMBEDDING_PREVIOUS_BASE_URL = _http_base_url("EMBEDDING_PREVIOUS_BASE_URL")
+EMBEDDING_PREVIOUS_API_KEY = env.str("EMBEDDING_PREVIOUS_API_KEY", default="").strip()
+_check_provider_settings(
+    "EMBEDDING_PREVIOUS",
+    EMBEDDING_PREVIOUS_PROVIDER,
+    {"MODEL": EMBEDDING_PREVIOUS_MODEL, "BASE_URL": EMBEDDING_PREVIOUS_BASE_URL, "API_KEY": EMBEDDING_PREVIOUS_API_KEY},
 )
 
 # --- django-q2 --------------------------------------------------------------------------

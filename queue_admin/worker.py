@@ -5,6 +5,7 @@
 is empty, their time budget runs out, or they are asked to stop.
 """
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -112,13 +113,22 @@ class QueueWorker:
         done, `deadline` (time.monotonic) passed, or stop was requested. Returns a BatchReport
         of everything done."""
         total = BatchReport()
-        batches = 0
+        batches = failures_in_a_row = 0
         while self.registered and not self.stop_requested.is_set():
             if max_batches is not None and batches >= max_batches:
                 break
             if deadline is not None and time.monotonic() >= deadline:
                 break
-            report = self.process_one_batch()
+            try:
+                report = self.process_one_batch()
+            except Exception:
+                # The database restarting, a broken model file: keep the worker alive, back
+                # off (2, 4, … 60 s), and reconnect on the next try (close_old_connections).
+                failures_in_a_row += 1
+                logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
+                self.stop_requested.wait(min(60, 2**failures_in_a_row))
+                continue
+            failures_in_a_row = 0
             if report is None:
                 if until_empty:
                     break
@@ -152,13 +162,21 @@ class QueueWorker:
         if not items:
             return None
         started = time.monotonic()
-        registry.set_batch(self.worker_id, batch_id)
         report = BatchReport(claimed=len(items))
-        plans = self._plan(items)
-        pending = [p for p in plans if not p.skip]
-        if pending:
-            pending = self._embed(pending, settings, report)
-        self._write([*[p for p in plans if p.skip], *pending], report)
+        try:
+            registry.set_batch(self.worker_id, batch_id)
+            plans = self._plan(items)
+            pending = [p for p in plans if not p.skip]
+            if pending:
+                pending = self._embed(pending, settings, report)
+            self._write([*[p for p in plans if p.skip], *pending], report)
+        except Exception:
+            # Nothing any one item can be blamed for: give the batch back now rather than
+            # hold it until the lease expires (if the database is down this fails too, and
+            # the lease does the job).
+            with contextlib.suppress(Exception):
+                queue_sql.release([item.id for item in items], self.worker_id)
+            raise
         elapsed_ms = int((time.monotonic() - started) * 1000)
         registry.record_batch(self.worker_id, report, elapsed_ms)
         logger.info(

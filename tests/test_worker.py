@@ -230,3 +230,23 @@ def test_shared_request_quota_holds_and_a_stop_gives_unsent_work_back():
     assert (report.completed, report.requeued) == (2, 1)
     (waiting,) = QueueItem.objects.exclude(status="completed")
     assert (waiting.status, waiting.retry_count, waiting.worker_id) == ("pending", 0, "")
+
+
+def test_an_unexpected_error_gives_the_batch_back_and_the_worker_carries_on():
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(3))
+
+    class BreaksOnce(FakeEmbedderForQueueTests):
+        broken = True
+
+        def embed(self, texts):
+            if self.broken:
+                self.broken = False
+                raise RuntimeError("model file is corrupt")
+            return super().embed(texts)
+
+    embedder = BreaksOnce()
+    with QueueWorker(embedder, name="test") as worker:
+        report = worker.run()
+    assert report.completed == 3
+    assert set(statuses().values()) == {"completed"}
+    assert QueueItem.objects.filter(retry_count=0).count() == 3  # given back, not counted

@@ -48,6 +48,25 @@ def get_provider() -> EmbeddingProvider:
     return FallbackEmbeddingProvider(primary, fallback)
 
 
+@functools.cache
+def get_previous_provider() -> EmbeddingProvider | None:
+    """The provider of the model being replaced (EMBEDDING_PREVIOUS_*), for search during a
+    model change; None when not configured."""
+    if not settings.EMBEDDING_PREVIOUS_PROVIDER:
+        return None
+    previous = build_provider(
+        ProviderSettings(
+            name=settings.EMBEDDING_PREVIOUS_PROVIDER,
+            setting="EMBEDDING_PREVIOUS_PROVIDER",
+            model=settings.EMBEDDING_PREVIOUS_MODEL,
+            base_url=settings.EMBEDDING_PREVIOUS_BASE_URL,
+            api_key=settings.EMBEDDING_PREVIOUS_API_KEY,
+        )
+    )
+    _check_dimensions(previous, "EMBEDDING_PREVIOUS_PROVIDER")
+    return previous
+
+
 def check_provider_settings() -> None:
     """Fail start-up on a provider set-up that would mix vectors; called from AppConfig.ready.
 

@@ -139,7 +139,6 @@ class LocalEmbeddingProvider:
         counting = _load_tokenizers().counting
         return [len(encoding.ids) for encoding in counting.encode_batch(texts)]
 
-
     def token_spans(self, text: str) -> list[tuple[int, int]]:
         """Character offsets of each token of ``text`` (no [CLS]/[SEP], not truncated), so
         the chunker cuts exactly where this model's tokenizer does."""

@@ -52,8 +52,10 @@ BEGIN
          char_length(d.content) / 4 + 1, 0,
          CASE WHEN force THEN '{"force": true}'::jsonb ELSE '{}'::jsonb END,
          statement_timestamp(), statement_timestamp()
-    FROM source_documents d
-   WHERE d.id = ANY(document_ids)
+    -- A join, not "id = ANY(document_ids)": with 100,000 ids and no statistics yet the
+    -- planner may filter a sequential scan by the array, one linear search per row.
+    FROM unnest(document_ids) AS wanted(id)
+    JOIN source_documents d ON d.id = wanted.id
   ON CONFLICT (document_id) WHERE status IN ('pending', 'processing', 'rate_limited') DO UPDATE
      SET priority = CASE WHEN sidecar_priority_rank(EXCLUDED.priority) > sidecar_priority_rank(q.priority)
                          THEN EXCLUDED.priority ELSE q.priority END,

@@ -1,0 +1,119 @@
+"""Semantic search over the sidecar, one model at a time.
+
+Vectors of different models live in unrelated spaces, so one search uses the rows of exactly
+one model. Normally that is the configured model. While a new EMBEDDING_MODEL is being
+backfilled, search keeps using the previous model's rows (EMBEDDING_PREVIOUS_*, which also
+embeds the query) until the new model covers every document, then switches by itself — no
+half-and-half results. Without a previous provider configured, search uses the new model
+and says how many documents it cannot see yet.
+"""
+
+import time
+from dataclasses import dataclass
+
+from django.db import DatabaseError, connection, transaction
+from pgvector.django import CosineDistance
+
+from documents.models import DocumentEmbedding
+from documents.providers.factory import get_previous_provider, get_provider
+
+MAX_RESULTS = 100
+MAX_QUERY_CHARACTERS = 10_000
+# Coverage needs an anti-join over every document: compute it at most this often.
+COVERAGE_CACHE_SECONDS = 30.0
+_coverage: dict[str, tuple[float, int]] = {}
+
+
+class SearchError(ValueError):
+    """A query that cannot be searched; the message says why."""
+
+
+@dataclass(frozen=True)
+class Hit:
+    document_id: str
+    title: str
+    score: float  # cosine similarity of the best-matching chunk, 1 is identical
+    snippet: str
+    model: str
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    hits: list[Hit]
+    model: str
+    documents_not_covered: int  # documents with text that this model has not embedded yet
+
+
+def documents_not_covered(model: str) -> int:
+    """Documents with text and no current embedding by `model` (cached for a few seconds)."""
+    cached = _coverage.get(model)
+    if cached and time.monotonic() - cached[0] < COVERAGE_CACHE_SECONDS:
+        return cached[1]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT count(*) FROM source_documents d
+                WHERE NOT sidecar_is_blank(d.content)
+                  AND NOT EXISTS (SELECT 1 FROM document_embeddings e
+                                   WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %s
+                                     AND e.document_text_hash = d.content_hash)""",
+            [model],
+        )
+        missing = cursor.fetchone()[0]
+    _coverage[model] = (time.monotonic(), missing)
+    return missing
+
+
+def choose_provider():
+    """The configured provider once its model covers every document; until then the
+    previous model's provider, if one is configured."""
+    current = get_provider()
+    previous = get_previous_provider()
+    if previous is None or documents_not_covered(current.model_id) == 0:
+        return current
+    return previous
+
+
+def _widen_index_scan(wanted: int) -> None:
+    """The HNSW index filters by model only after its search, so a table holding two models
+    could return too few rows: look at more candidates, and on pgvector >= 0.8 let the scan
+    continue until enough rows pass the filter (iterative scan)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(1000, max(40, wanted * 2)))])
+        try:
+            with transaction.atomic():  # a savepoint: pgvector 0.7 has no such setting
+                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+        except DatabaseError:
+            pass
+
+
+def semantic_search(query: str, k: int = 10) -> SearchResult:
+    """The `k` documents whose best chunk is closest to `query`, with one model's vectors."""
+    if not isinstance(query, str) or not query.strip():
+        raise SearchError("The query is empty: type a few words to search for.")
+    if len(query) > MAX_QUERY_CHARACTERS:
+        raise SearchError(f"The query has {len(query):,} characters; the most is {MAX_QUERY_CHARACTERS:,}.")
+    if "\x00" in query:
+        raise SearchError("The query contains a NUL byte.")
+    if not 1 <= k <= MAX_RESULTS:
+        raise SearchError(f"k must be between 1 and {MAX_RESULTS}, not {k}.")
+    provider = choose_provider()
+    vector = provider.embed([query]).vectors[0]
+    # Several chunks of one document may rank high: fetch extra, keep each document's best.
+    wanted = k * 4
+    with transaction.atomic():
+        _widen_index_scan(wanted)
+        rows = list(
+            DocumentEmbedding.objects.filter(model=provider.model_id)
+            .annotate(distance=CosineDistance("embedding", vector))
+            .order_by("distance")
+            .select_related("document")
+            .only("document__id", "document__title", "source_text", "model")[:wanted]
+        )
+    hits: dict = {}
+    for row in rows:
+        if row.document_id not in hits:
+            hits[row.document_id] = Hit(
+                str(row.document_id), row.document.title, round(1 - float(row.distance), 4),
+                row.source_text[:300], row.model,
+            )  # fmt: skip
+    return SearchResult(list(hits.values())[:k], provider.model_id, documents_not_covered(provider.model_id))

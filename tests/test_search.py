@@ -1,0 +1,84 @@
+"""Semantic search: real vectors from the local model, and the one-model-at-a-time rule."""
+
+import pytest
+
+from documents import search
+from documents.models import SourceDocument
+from documents.providers.local import LocalEmbeddingProvider
+from documents.providers.tei import TEIEmbeddingProvider
+from queue_admin.worker import QueueWorker
+from tests.fault_server import FakeEmbedder
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
+
+
+def embed_all_with(provider):
+    with QueueWorker(provider, name="test") as worker:
+        return worker.run()
+
+
+@pytest.fixture(autouse=True)
+def fresh_caches():
+    from documents.providers import factory
+
+    search._coverage.clear()
+    factory.get_provider.cache_clear()
+    factory.get_previous_provider.cache_clear()
+    yield
+    search._coverage.clear()
+    factory.get_provider.cache_clear()
+    factory.get_previous_provider.cache_clear()
+
+
+def test_the_closest_document_comes_first_with_the_local_model():
+    texts = {
+        "cat": "A cat is sleeping on the warm living-room rug.",
+        "stocks": "Shares fell sharply as investors worried about interest rates.",
+        "python": "The function returns a sorted list of the dictionary's keys.",
+    }
+    docs = {key: SourceDocument.objects.create(title=key, content=text) for key, text in texts.items()}
+    embed_all_with(LocalEmbeddingProvider())
+    result = search.semantic_search("a kitten napping on a carpet", k=3)
+    assert [hit.title for hit in result.hits][0] == "cat"
+    assert [hit.score for hit in result.hits] == sorted((hit.score for hit in result.hits), reverse=True)
+    assert result.hits[0].document_id == str(docs["cat"].id) and result.documents_not_covered == 0
+    assert result.model == LocalEmbeddingProvider.model_id
+
+
+@pytest.mark.parametrize(
+    "query, k, says",
+    [("", 5, "empty"), ("   ", 5, "empty"), ("x" * 10_001, 5, "10,001 characters"), ("a\x00b", 5, "NUL"),
+     ("fine", 0, "k must be between 1 and 100"), ("fine", 101, "k must be between 1 and 100")],
+)  # fmt: skip
+def test_bad_queries_are_refused_with_a_reason(query, k, says):
+    with pytest.raises(search.SearchError, match=says):
+        search.semantic_search(query, k)
+
+
+def test_search_keeps_the_previous_model_until_the_new_one_covers_every_document(settings):
+    with FakeEmbedder(dimensions=384) as service:
+        settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL = "tei", "new-model"
+        settings.EMBEDDING_BASE_URL = service.url
+        settings.EMBEDDING_PREVIOUS_PROVIDER, settings.EMBEDDING_PREVIOUS_MODEL = "tei", "old-model"
+        settings.EMBEDDING_PREVIOUS_BASE_URL = service.url
+        docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"document {n}") for n in range(3))
+        embed_all_with(TEIEmbeddingProvider(service.url, "old-model", 384))
+        assert search.semantic_search("document", k=3).model == "old-model"
+
+        # The new model covers two of three documents: still the old model, never a mix.
+        from documents.models import DocumentEmbedding
+        from queue_admin import backfill
+
+        backfill.enqueue(backfill.STALE, "new-model", priority="high", limit=2)
+        embed_all_with(TEIEmbeddingProvider(service.url, "new-model", 384))
+        search._coverage.clear()
+        result = search.semantic_search("document", k=3)
+        assert result.model == "old-model" and {hit.model for hit in result.hits} == {"old-model"}
+        assert len(result.hits) == 3
+
+        backfill.enqueue(backfill.STALE, "new-model", priority="high")
+        embed_all_with(TEIEmbeddingProvider(service.url, "new-model", 384))
+        search._coverage.clear()
+        result = search.semantic_search("document", k=3)
+        assert result.model == "new-model" and {hit.model for hit in result.hits} == {"new-model"}
+        assert DocumentEmbedding.objects.filter(model="new-model").count() == len(docs)
