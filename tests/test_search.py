@@ -82,3 +82,24 @@ def test_search_keeps_the_previous_model_until_the_new_one_covers_every_document
         result = search.semantic_search("document", k=3)
         assert result.model == "new-model" and {hit.model for hit in result.hits} == {"new-model"}
         assert DocumentEmbedding.objects.filter(model="new-model").count() == len(docs)
+
+
+def test_search_command_prints_ranked_hits_and_json(capsys):
+    import json
+
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    SourceDocument.objects.create(
+        title="Rainfall", content="Heavy rain is expected across the north tonight."
+    )
+    SourceDocument.objects.create(title="Recipe", content="Whisk the eggs with sugar until pale.")
+    embed_all_with(LocalEmbeddingProvider())
+    call_command("search", "weather forecast storms", "-k", "2")
+    out = capsys.readouterr().out
+    assert out.splitlines()[1].endswith("Rainfall")
+    call_command("search", "baking a cake", "-k", "1", "--json")
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["results"][0]["title"] == "Recipe" and payload["model"] == LocalEmbeddingProvider.model_id
+    with pytest.raises(CommandError, match="empty"):
+        call_command("search", " ")

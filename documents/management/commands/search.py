@@ -1,0 +1,40 @@
+import json
+
+from django.core.management.base import BaseCommand, CommandError
+
+from documents.search import SearchError, semantic_search
+
+
+class Command(BaseCommand):
+    help = "Semantic search from the shell: the k documents closest to the query text."
+
+    def add_arguments(self, parser):
+        parser.add_argument("query")
+        parser.add_argument("-k", type=int, default=5, help="how many documents (default 5, at most 100)")
+        parser.add_argument("--json", action="store_true", help="print JSON for scripts")
+
+    def handle(self, *args, query, k, json: bool, **options):
+        try:
+            result = semantic_search(query, k)
+        except SearchError as exc:
+            raise CommandError(str(exc)) from None
+        if json:
+            self.stdout.write(_dumps(result))
+            return
+        self.stdout.write(f"model {result.model}" + (
+            f" ({result.documents_not_covered} documents not embedded yet)" if result.documents_not_covered else ""
+        ))  # fmt: skip
+        for rank, hit in enumerate(result.hits, 1):
+            self.stdout.write(f"{rank:>3}. {hit.score:.3f}  {hit.title or hit.document_id}")
+            self.stdout.write(f"       {' '.join(hit.snippet.split())[:160]}")
+
+
+def _dumps(result) -> str:
+    return json.dumps(
+        {
+            "model": result.model,
+            "documents_not_covered": result.documents_not_covered,
+            "results": [hit.__dict__ for hit in result.hits],
+        },
+        indent=2,
+    )
