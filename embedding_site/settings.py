@@ -295,7 +295,9 @@ _check_provider_settings(
 Q_CLUSTER = {
     "name": "sidecar",
     "orm": "default",
-    "workers": env.int("Q_WORKERS", default=2),
+    # Drains occupy a process each for their whole budget; one more than the default
+    # max_concurrent_workers (2) leaves a process for the schedules (reconcile, cleanup).
+    "workers": env.int("Q_WORKERS", default=3),
     "timeout": 240,
     "retry": 300,
     "max_attempts": 1,
