@@ -106,3 +106,10 @@ def test_admin_adds_a_document_which_is_queued(admin_client):
     doc = SourceDocument.objects.get()
     assert doc.metadata == {"source": "admin"}
     assert QueueItem.objects.filter(document=doc, status="pending").count() == 1
+
+
+def test_admin_pages_show_the_development_database_badge(admin_client, settings):
+    settings.EMBEDDED_DB = True
+    assert b"development database" in admin_client.get("/admin/").content
+    settings.EMBEDDED_DB = False
+    assert b"development database" not in admin_client.get("/admin/").content
