@@ -151,21 +151,3 @@ def test_backfill_wait_shows_progress_until_the_backlog_drains(corpus, capsys, c
     assert "Queued 5 documents" in captured.out and "Backlog drained." in captured.out
     assert "5/5" in captured.err  # tqdm's bar reached the total
     assert backfill.live_items() == 0
-
-
-def test_process_queue_until_empty_with_the_default_local_model(capsys):
-    from django.core.management import call_command
-
-    from documents.models import DocumentEmbedding
-
-    docs = SourceDocument.objects.bulk_create(
-        SourceDocument(content=text)
-        for text in ["A cat sits on the mat.", "Stock markets fell sharply today.", "   "]
-    )
-    call_command("process_queue", "--until-empty")
-    out = capsys.readouterr().out
-    assert "2 completed" in out
-    rows = DocumentEmbedding.objects.filter(document__in=docs)
-    assert rows.count() == 2 and {r.model for r in rows} == {
-        "sentence-transformers/all-MiniLM-L6-v2@onnx-int8"
-    }

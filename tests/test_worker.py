@@ -250,3 +250,16 @@ def test_an_unexpected_error_gives_the_batch_back_and_the_worker_carries_on():
     assert report.completed == 3
     assert set(statuses().values()) == {"completed"}
     assert QueueItem.objects.filter(retry_count=0).count() == 3  # given back, not counted
+
+
+@pytest.mark.slow
+def test_a_10_mb_document_is_chunked_and_embedded():
+    content = " ".join(f"word{n % 5000}" for n in range(1_250_000))[: 10 * 1024 * 1024]
+    doc = SourceDocument.objects.create(title="ten megabytes", content=content)
+    embedder = FakeEmbedderForQueueTests()
+    report = run_worker(embedder)
+    assert report.completed == 1
+    rows = DocumentEmbedding.objects.filter(document=doc)
+    assert rows.count() == len(embedder.texts_sent) > 1000
+    assert max(len(text.split()) for text in embedder.texts_sent) <= 256  # each chunk fits the model
+    assert set(rows.values_list("document_text_hash", flat=True)) == {md5_hex(content)}
