@@ -6,10 +6,13 @@ requests it received, which is how "retried" and "not retried" are asserted. No 
 
 import email.utils
 import logging
-import multiprocessing
+import os
+import subprocess
+import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -29,6 +32,7 @@ from documents.providers.tokens import distribute_total, estimate_token_counts
 from tests.fault_server import OPENAI_PATH, TEI_PATH, Fault, fake_vector
 
 API_KEY = "sk-test-SECRET-7f3a9c0d2e"
+ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["the quick brown fox", "jumps over", "the lazy dog, twice over and again"]
 DIMS = 8
 # Short waits so the whole file runs in seconds; the shape of the policy is what is tested.
@@ -159,28 +163,38 @@ def test_one_pooled_client_per_base_url_and_key(fake_embedder):
     )
 
 
-def test_a_forked_worker_dials_its_own_connections(openai, fake_embedder):
-    # django-q2 forks workers; sharing the parent's pooled sockets would interleave two
-    # processes' requests on one connection.
-    openai.embed(["parent"])
-    parent_client = shared_client(fake_embedder.openai_url, API_KEY)
+FORK_CHECK = """
+import os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "embedding_site.settings")
+django.setup()
+from documents.providers.http import shared_client
+from documents.providers.openai import OpenAIEmbeddingProvider
 
-    def child(results):
-        # Only the check, no request: a forked child of this multi-threaded test process
-        # should do as little as possible (a lock held by another thread at fork stays held).
-        results.put(shared_client(fake_embedder.openai_url, API_KEY) is not parent_client)
+url, key, dims = sys.argv[1], sys.argv[2], int(sys.argv[3])
+provider = OpenAIEmbeddingProvider(url, key, "fake-embedder-model", dims)
+provider.embed(["parent"])
+parent_client = shared_client(url, key)
+pid = os.fork()
+if pid == 0:
+    ok = shared_client(url, key) is not parent_client and provider.embed(["child"]).vectors.shape == (1, dims)
+    os._exit(0 if ok else 1)
+_, status = os.waitpid(pid, 0)
+assert os.waitstatus_to_exitcode(status) == 0, "the child shared the parent's client or failed"
+assert provider.embed(["parent again"]).vectors.shape == (1, dims)
+"""
 
-    context = multiprocessing.get_context("fork")
-    results = context.Queue()
-    process = context.Process(target=child, args=(results,))
-    process.start()
-    process.join(timeout=30)
-    if process.is_alive():
-        process.kill()
-        pytest.fail("the forked child hung")
-    assert process.exitcode == 0 and results.get(timeout=5) is True
-    assert openai.embed(["parent again"]).vectors.shape == (1, DIMS)
-    assert fake_embedder.count() == 2
+
+def test_a_forked_worker_dials_its_own_connections(fake_embedder):
+    # django-q2 forks its workers; sharing the parent's pooled sockets would interleave two
+    # processes' requests on one connection. Checked in a fresh single-threaded process:
+    # forking this multi-threaded test process could deadlock on a lock held by another thread.
+    result = subprocess.run(
+        [sys.executable, "-c", FORK_CHECK, fake_embedder.openai_url, API_KEY, str(DIMS)],
+        cwd=ROOT, env=dict(os.environ, DEBUG="1"), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert fake_embedder.count() == 3
 
 
 # --- Transient: retried here, then raised as transient ------------------------------------------
