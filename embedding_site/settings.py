@@ -286,7 +286,11 @@ EMBEDDING_PREVIOUS_API_KEY = env.str("EMBEDDING_PREVIOUS_API_KEY", default="").s
 _check_provider_settings(
     "EMBEDDING_PREVIOUS",
     EMBEDDING_PREVIOUS_PROVIDER,
-    {"MODEL": EMBEDDING_PREVIOUS_MODEL, "BASE_URL": EMBEDDING_PREVIOUS_BASE_URL, "API_KEY": EMBEDDING_PREVIOUS_API_KEY},
+    {
+        "MODEL": EMBEDDING_PREVIOUS_MODEL,
+        "BASE_URL": EMBEDDING_PREVIOUS_BASE_URL,
+        "API_KEY": EMBEDDING_PREVIOUS_API_KEY,
+    },
 )
 
 # --- django-q2 --------------------------------------------------------------------------
