@@ -38,9 +38,9 @@ class ProviderSettings:
 @functools.cache
 def get_provider() -> EmbeddingProvider:
     """The provider every worker and search in this process uses (built once, no I/O)."""
-    primary = build_provider(_primary_settings())
+    primary = build_provider(_settings_for("EMBEDDING"))
     _check_dimensions(primary, "EMBEDDING_PROVIDER")
-    fallback_settings = _fallback_settings()
+    fallback_settings = _settings_for("EMBEDDING_FALLBACK")
     if fallback_settings is None:
         return primary
     fallback = build_provider(fallback_settings)
@@ -52,17 +52,10 @@ def get_provider() -> EmbeddingProvider:
 def get_previous_provider() -> EmbeddingProvider | None:
     """The provider of the model being replaced (EMBEDDING_PREVIOUS_*), for search during a
     model change; None when not configured."""
-    if not settings.EMBEDDING_PREVIOUS_PROVIDER:
+    previous_settings = _settings_for("EMBEDDING_PREVIOUS")
+    if previous_settings is None:
         return None
-    previous = build_provider(
-        ProviderSettings(
-            name=settings.EMBEDDING_PREVIOUS_PROVIDER,
-            setting="EMBEDDING_PREVIOUS_PROVIDER",
-            model=settings.EMBEDDING_PREVIOUS_MODEL,
-            base_url=settings.EMBEDDING_PREVIOUS_BASE_URL,
-            api_key=settings.EMBEDDING_PREVIOUS_API_KEY,
-        )
-    )
+    previous = build_provider(previous_settings)
     _check_dimensions(previous, "EMBEDDING_PREVIOUS_PROVIDER")
     return previous
 
@@ -151,23 +144,16 @@ def _check_dimensions(provider: EmbeddingProvider, setting: str) -> None:
         )
 
 
-def _primary_settings() -> ProviderSettings:
-    return ProviderSettings(
-        name=settings.EMBEDDING_PROVIDER,
-        setting="EMBEDDING_PROVIDER",
-        model=settings.EMBEDDING_MODEL,
-        base_url=settings.EMBEDDING_BASE_URL,
-        api_key=settings.EMBEDDING_API_KEY,
-    )
-
-
-def _fallback_settings() -> ProviderSettings | None:
-    if not settings.EMBEDDING_FALLBACK_PROVIDER:
+def _settings_for(prefix: str) -> ProviderSettings | None:
+    """The provider named by `{prefix}_PROVIDER` and its `_MODEL`, `_BASE_URL`, `_API_KEY`
+    settings; None when that provider is not set."""
+    name = getattr(settings, f"{prefix}_PROVIDER")
+    if not name:
         return None
     return ProviderSettings(
-        name=settings.EMBEDDING_FALLBACK_PROVIDER,
-        setting="EMBEDDING_FALLBACK_PROVIDER",
-        model=settings.EMBEDDING_FALLBACK_MODEL,
-        base_url=settings.EMBEDDING_FALLBACK_BASE_URL,
-        api_key=settings.EMBEDDING_FALLBACK_API_KEY,
+        name=name,
+        setting=f"{prefix}_PROVIDER",
+        model=getattr(settings, f"{prefix}_MODEL"),
+        base_url=getattr(settings, f"{prefix}_BASE_URL"),
+        api_key=getattr(settings, f"{prefix}_API_KEY"),
     )
