@@ -5,9 +5,13 @@ chunks, inside the same transaction as the completion (see queue_admin/worker.py
 """
 
 import uuid
+import weakref
 from dataclasses import dataclass
 
+import numpy as np
 from django.db import connection
+from pgvector.psycopg.vector import register_vector_info
+from psycopg.types import TypeInfo
 
 from documents.models import DocumentEmbedding
 
@@ -71,42 +75,59 @@ def lock_current_hashes(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
 def replace_chunks(documents: dict[uuid.UUID, tuple[str, list[Chunk]]], model: str) -> None:
     """Make the sidecar hold exactly the given chunks for each (document, model).
 
-    `documents` maps document id → (document text hash, chunks). One upsert for all chunks
-    of the batch and one delete for the chunks past each document's new count, whatever the
-    batch size; a document with no chunks loses all its rows.
+    `documents` maps document id → (document text hash, chunks). Call inside a transaction.
+    Steps: COPY every chunk of the batch in binary into a session-local staging table (no
+    per-vector text formatting in Python, no text parsing in PostgreSQL); one upsert from it;
+    one delete of the chunks past each document's new count (a document with no chunks loses
+    all its rows). Three statements whatever the batch size.
     """
-    rows = [
-        DocumentEmbedding(
-            document_id=document_id,
-            chunk_index=chunk.index,
-            source_text=chunk.text,
-            source_text_hash=chunk.text_hash,
-            document_text_hash=document_hash,
-            embedding=chunk.vector,
-            model=model,
-            token_count=chunk.token_count,
-        )
-        for document_id, (document_hash, chunks) in documents.items()
-        for chunk in chunks
-    ]
-    if rows:
-        DocumentEmbedding.objects.bulk_create(
-            rows,
-            update_conflicts=True,
-            unique_fields=["document", "chunk_index", "model"],
-            update_fields=[
-                "source_text",
-                "source_text_hash",
-                "document_text_hash",
-                "embedding",
-                "token_count",
-                "updated_at",
-            ],
-        )
     with connection.cursor() as cursor:
+        if any(chunks for _, chunks in documents.values()):
+            cursor.execute(_STAGING_TABLE)
+            psycopg_cursor = cursor.cursor
+            register_vector_info(psycopg_cursor, _vector_type(psycopg_cursor.connection))
+            with psycopg_cursor.copy(f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types(["uuid", "int4", "text", "text", "text", "vector", "int4"])
+                for document_id, (document_hash, chunks) in documents.items():
+                    for chunk in chunks:
+                        copy.write_row(
+                            (document_id, chunk.index, chunk.text, chunk.text_hash, document_hash,
+                             np.asarray(chunk.vector, dtype=np.float32), chunk.token_count)
+                        )  # fmt: skip
+            cursor.execute(_UPSERT_FROM_STAGING, [model])
         cursor.execute(
             """DELETE FROM document_embeddings e
                 USING unnest(%s::uuid[], %s::integer[]) AS keep(document_id, chunk_count)
                 WHERE e.document_id = keep.document_id AND e.model = %s AND e.chunk_index >= keep.chunk_count""",
             [list(documents), [len(chunks) for _, chunks in documents.values()], model],
         )
+
+
+_STAGING = "pg_temp.sidecar_incoming_chunks"
+# Created once per database session; emptied at every commit, so it never holds stale rows.
+_STAGING_TABLE = f"""
+CREATE TEMP TABLE IF NOT EXISTS {_STAGING.removeprefix("pg_temp.")} (
+    document_id uuid, chunk_index integer, source_text text, source_text_hash text,
+    document_text_hash text, embedding vector, token_count integer
+) ON COMMIT DELETE ROWS"""
+_UPSERT_FROM_STAGING = f"""
+INSERT INTO document_embeddings AS e (
+    document_id, chunk_index, source_text, source_text_hash, document_text_hash, embedding, model,
+    token_count, created_at, updated_at)
+SELECT document_id, chunk_index, source_text, source_text_hash, document_text_hash, embedding, %s,
+       token_count, statement_timestamp(), statement_timestamp()
+  FROM {_STAGING}
+ON CONFLICT (document_id, chunk_index, model) DO UPDATE
+   SET source_text = EXCLUDED.source_text, source_text_hash = EXCLUDED.source_text_hash,
+       document_text_hash = EXCLUDED.document_text_hash, embedding = EXCLUDED.embedding,
+       token_count = EXCLUDED.token_count, updated_at = EXCLUDED.updated_at"""
+
+# The `vector` type's OID, looked up once per database connection.
+_vector_types: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _vector_type(psycopg_connection) -> TypeInfo:
+    info = _vector_types.get(psycopg_connection)
+    if info is None:
+        info = _vector_types[psycopg_connection] = TypeInfo.fetch(psycopg_connection, "vector")
+    return info
