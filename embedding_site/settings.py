@@ -115,6 +115,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so every later middleware's and view's log lines carry the request id.
+    "embedding_site.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -367,18 +369,51 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
     SECURE_CONTENT_TYPE_NOSNIFF = True
+    # Probes (load balancer, Docker HEALTHCHECK) speak plain HTTP to the container; a redirect
+    # to HTTPS would read as "unhealthy".
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$"]
     # HSTS preload commits the whole domain, subdomains included, to HTTPS for months; that
     # is the operator's decision (SECURE_HSTS_PRELOAD=1), so `check --deploy` is told so.
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
+# --- Logging ------------------------------------------------------------------------------
+# json: one JSON object per line (ts, level, logger, event, extra= fields, request_id), for log
+# collectors; console: readable lines for development. Both go through the same filters, which
+# stamp the request id and scrub secrets (embedding_site/logs.py).
+LOG_FORMAT = _one_of("LOG_FORMAT", "console" if DEBUG else "json", ("json", "console"))
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO").strip().upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={LOG_LEVEL!r} is not allowed; use DEBUG, INFO, WARNING, ERROR or CRITICAL."
+    )
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    # httpx logs every request at INFO: one line per batch from every worker. Failures and
-    # retries are logged by documents/providers/http.py, which says what went wrong.
-    "loggers": {"httpx": {"level": env.str("HTTPX_LOG_LEVEL", default="WARNING")}},
+    "filters": {
+        "request_id": {"()": "embedding_site.logs.RequestIdFilter"},
+        "scrub_secrets": {"()": "embedding_site.logs.SecretScrubFilter"},
+    },
+    "formatters": {
+        "json": {"()": "embedding_site.logs.JsonFormatter"},
+        "console": {"()": "embedding_site.logs.ConsoleFormatter"},
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            # On the handler, not a logger: handler filters see records from every logger.
+            "filters": ["request_id", "scrub_secrets"],
+        }
+    },
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {
+        # httpx logs every request at INFO: one line per batch from every worker. Failures and
+        # retries are logged by documents/providers/http.py, which says what went wrong.
+        "httpx": {"level": env.str("HTTPX_LOG_LEVEL", default="WARNING").upper()},
+        # Django's own handlers would print these a second time, unformatted and unscrubbed.
+        "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+    },
 }

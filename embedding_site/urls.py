@@ -2,6 +2,8 @@ from django.contrib import admin
 from django.urls import path
 from django.views.generic import RedirectView
 
+from embedding_site import views
+
 admin.site.site_header = "Sidecar"
 admin.site.site_title = "Sidecar admin"
 admin.site.index_title = "Embeddings, queue and workers"
@@ -9,4 +11,6 @@ admin.site.index_title = "Embeddings, queue and workers"
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
 ]

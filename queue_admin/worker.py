@@ -184,6 +184,12 @@ class QueueWorker:
             "%s texts embedded in %s ms",
             batch_id, report.claimed, report.completed, report.skipped, report.retried, report.failed,
             report.rate_limited, report.texts_embedded, elapsed_ms,
+            extra={
+                "batch_id": str(batch_id), "worker_id": self.worker_id, "claimed": report.claimed,
+                "completed": report.completed, "skipped": report.skipped, "retried": report.retried,
+                "failed": report.failed, "rate_limited": report.rate_limited,
+                "texts_embedded": report.texts_embedded, "duration_ms": elapsed_ms,
+            },
         )  # fmt: skip
         return report
 
