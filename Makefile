@@ -18,7 +18,7 @@ TEST_DB_PORT ?= 54339
 TEST_ENV := env -u DATABASE_URL DEBUG=1 EMBEDDED_DB_DIR=$(TEST_DB_DIR) EMBEDDED_DB_PORT=$(TEST_DB_PORT)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint db-start db-stop db-status clean
+.PHONY: install demo test bench bench-quick lint db-start db-stop db-status clean
 
 install: $(STAMP)
 
@@ -48,6 +48,16 @@ test: install
 	  $(TEST_ENV) $(MANAGE) embedded_db stop || true; \
 	  rm -rf $(TEST_DB_DIR); \
 	  exit $$status
+
+# Benchmarks (bench/): their own embedded PostgreSQL in .data/bench-postgres, port 54369, started
+# and stopped by the runner; reports go to bench/results/. BENCH_ARGS="pipeline --size 500" etc.
+BENCH_ARGS ?=
+
+bench: install
+	@env -u DATABASE_URL $(BIN)/python -m bench $(BENCH_ARGS)
+
+bench-quick: install
+	@env -u DATABASE_URL $(BIN)/python -m bench --quick $(BENCH_ARGS)
 
 lint: install
 	$(BIN)/python -m pip install --quiet ruff

@@ -1,0 +1,139 @@
+"""Scenario `pipeline`: the full pipeline against the raw local model, on the same texts, in one run.
+
+raw: the provider's `embed` called directly on the chunks the worker would send (chunked
+beforehand, untimed, exactly as the worker chunks: the model's own token spans, 256 tokens,
+32 overlap), grouped by queue batch, sorted by length, in calls of the provider's batch size.
+pipeline: bulk insert → trigger → claim → embed → write → complete, with a QueueWorker run
+in-process until the queue is empty. The model is loaded and warmed before either is timed.
+The two alternate (raw first, then pipeline first) and medians are reported, because the
+machine is shared and noisy.
+"""
+
+import time
+
+from bench import common, corpus
+from documents.chunking import split_into_chunks
+
+DEFAULT_BATCH_SIZE = 32
+SWEEP_BATCH_SIZES = (1, 8, 32, 64)
+SWEEP_THREADS = (1, 2)
+TARGET_RATIO = 0.95
+
+
+def chunk_groups(provider, documents: list[dict], batch_size: int) -> list[list[str]]:
+    """The chunk texts of each queue batch of `batch_size` documents, as the worker makes them."""
+    from queue_admin.worker import CHUNK_OVERLAP_TOKENS
+
+    groups = []
+    for start in range(0, len(documents), batch_size):
+        texts = []
+        for doc in documents[start : start + batch_size]:
+            texts.extend(
+                split_into_chunks(
+                    doc["content"],
+                    max_tokens=provider.max_input_tokens,
+                    overlap_tokens=CHUNK_OVERLAP_TOKENS,
+                    token_spans=provider.token_spans,
+                )
+            )
+        groups.append(sorted(texts, key=len))
+    return groups
+
+
+def raw_docs_per_second(provider, groups: list[list[str]], count: int) -> float:
+    size = provider.max_batch_size
+    started = time.perf_counter()
+    for texts in groups:
+        for start in range(0, len(texts), size):
+            provider.embed(texts[start : start + size])
+    return count / (time.perf_counter() - started)
+
+
+def pipeline_docs_per_second(provider, documents: list[dict], batch_size: int) -> tuple[float, int]:
+    """Insert and drain with one in-process worker; returns (docs/s, documents embedded)."""
+    from queue_admin.worker import QueueWorker
+
+    common.empty_tables()
+    common.set_batch_size(batch_size)
+    started = time.perf_counter()
+    common.insert_documents(documents)
+    with QueueWorker(provider, name="bench-pipeline") as worker:
+        worker.run(until_empty=True)
+    elapsed = time.perf_counter() - started
+    return len(documents) / elapsed, common.embedded_documents()
+
+
+def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) -> common.ScenarioResult:
+    from documents.providers.local import LocalEmbeddingProvider, default_intra_op_threads
+
+    count = size or (40 if quick else 2000)
+    sweep_count = max(8, min(count, 16 if quick else 200))
+    repeats = 2  # raw first, then pipeline first: each side once in each position
+    documents = corpus.documents_for(corpus_name, count, words_per_doc)
+    provider = LocalEmbeddingProvider()
+    threads = provider.intra_op_threads
+    result = common.ScenarioResult(
+        "pipeline",
+        corpus.describe(corpus_name, count, words_per_doc),
+        {
+            "documents": count,
+            "queue_batch_size": DEFAULT_BATCH_SIZE,
+            "provider_call_size": provider.max_batch_size,
+            "provider_sub_batch_size": provider.sub_batch_size,
+            "intra_op_threads": threads,
+            "repeats": repeats,
+            "sweep_documents": sweep_count,
+            "model": provider.model_id,
+        },
+    )
+
+    load_started = time.perf_counter()
+    provider.embed([doc["content"] for doc in documents[:8]])  # load + warm up: not throughput
+    result.add("model_load_s", "model load + warm-up (excluded)", time.perf_counter() - load_started, "s")
+
+    groups = chunk_groups(provider, documents, DEFAULT_BATCH_SIZE)
+    chunks = sum(len(g) for g in groups)
+    result.parameters["chunks"] = chunks
+    raw_rates, pipeline_rates = [], []
+    for repeat in range(repeats):
+        # Alternate the order so a slow spell on the shared machine does not favour one side.
+        order = ("raw", "pipeline") if repeat % 2 == 0 else ("pipeline", "raw")
+        for side in order:
+            if side == "raw":
+                raw_rates.append(raw_docs_per_second(provider, groups, count))
+            else:
+                rate, embedded = pipeline_docs_per_second(provider, documents, DEFAULT_BATCH_SIZE)
+                pipeline_rates.append(rate)
+                if embedded != count:
+                    result.notes.append(
+                        f"pipeline pass {repeat + 1}: {embedded} of {count} documents embedded"
+                    )
+    raw = common.median(raw_rates)
+    pipe = common.median(pipeline_rates)
+    ratio = pipe / raw if raw else 0.0
+    result.metrics["raw_rates"] = raw_rates
+    result.metrics["pipeline_rates"] = pipeline_rates
+    result.add("raw_docs_per_s", f"raw model, {threads} threads (median of {repeats})", raw, "docs/s")
+    result.add(
+        "pipeline_docs_per_s", f"pipeline, batch {DEFAULT_BATCH_SIZE} (median of {repeats})", pipe, "docs/s"
+    )
+    result.add("ratio", "pipeline / raw", ratio, "ratio", f">= {TARGET_RATIO}", ratio >= TARGET_RATIO)
+
+    sweep_docs = documents[:sweep_count]
+    for batch_size in SWEEP_BATCH_SIZES:
+        rate, _ = pipeline_docs_per_second(provider, sweep_docs, batch_size)
+        result.add(
+            f"pipeline_batch_{batch_size}_docs_per_s", f"pipeline, queue batch {batch_size}", rate, "docs/s"
+        )
+    common.set_batch_size(DEFAULT_BATCH_SIZE)
+    sweep_groups = chunk_groups(provider, sweep_docs, DEFAULT_BATCH_SIZE)
+    for n_threads in SWEEP_THREADS:
+        threaded = LocalEmbeddingProvider(intra_op_threads=n_threads)
+        threaded.embed([doc["content"] for doc in sweep_docs[:8]])
+        rate = raw_docs_per_second(threaded, sweep_groups, sweep_count)
+        result.add(
+            f"raw_threads_{n_threads}_docs_per_s", f"raw model, {n_threads} intra-op threads", rate, "docs/s"
+        )
+    result.parameters["cpus_available"] = default_intra_op_threads()
+    common.empty_tables()
+    return result

@@ -1,0 +1,86 @@
+"""The benchmark code keeps working (CONVENTIONS 12): a tiny run of every scenario, and its
+bad-input exits. Asserts only that it ran and produced numbers, never a speed."""
+
+import json
+import math
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_bench(*args, env=None, timeout=120):
+    environment = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args],
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def assert_clean_failure(result, code, message):
+    assert result.returncode == code, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
+    # Its own embedded PostgreSQL (under the worktree, where the unprivileged server user can
+    # reach it when tests run as root), so it never meets `make bench`'s or the tests' server.
+    env = {"BENCH_DB_DIR": str(ROOT / ".data" / "bench-smoke-postgres"), "BENCH_DB_PORT": str(free_port())}
+    result = run_bench("--quick", "--output", str(tmp_path), env=env, timeout=150)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "pipeline / raw" in result.stdout  # the table, with the ratio
+
+    report = json.loads((tmp_path / "latest.json").read_text())
+    assert (tmp_path / "latest.md").read_text().startswith("# Sidecar benchmark")
+    assert report["environment"]["cores"] >= 1 and report["environment"]["pgvector"]
+    scenarios = report["scenarios"]
+    assert set(scenarios) == {"pipeline", "machinery", "latency"}
+    expected = {
+        "pipeline": ["raw_docs_per_s", "pipeline_docs_per_s", "ratio", "pipeline_batch_32_docs_per_s"],
+        "machinery": [
+            "workers_1_docs_per_s",
+            "workers_2_docs_per_s",
+            "workers_4_docs_per_s",
+            "profile_total_s",
+        ],
+        "latency": ["p50_s", "p95_s"],
+    }
+    for name, keys in expected.items():
+        metrics = scenarios[name]["metrics"]
+        for key in keys:
+            assert isinstance(metrics[key], int | float) and math.isfinite(metrics[key]), (name, key)
+        assert not scenarios[name]["notes"] or name == "machinery", scenarios[name]["notes"]
+    assert len(scenarios["machinery"]["metrics"]["profile_top10_tottime"]) == 10
+
+
+def test_unknown_scenario_exits_2_with_a_message():
+    assert_clean_failure(run_bench("no-such-scenario"), 2, "unknown scenario 'no-such-scenario'")
+
+
+@pytest.mark.parametrize("size", ["0", "-5"])
+def test_size_below_one_exits_2_with_a_message(size):
+    assert_clean_failure(run_bench("machinery", "--size", size), 2, "--size must be at least 1")
+
+
+def test_unreachable_database_exits_1_with_a_message():
+    url = f"postgres://postgres@127.0.0.1:{free_port()}/sidecar_bench"
+    assert_clean_failure(run_bench("latency", "--quick", "--database-url", url), 1, "cannot reach")
+
+
+def test_database_url_that_is_not_a_bench_database_is_refused():
+    result = run_bench("--database-url", "postgres://postgres@127.0.0.1:5432/production")
+    assert_clean_failure(result, 2, "must name a database whose name contains 'bench'")
