@@ -1,8 +1,8 @@
 """django-q2 tasks: thin adapters over the worker loop, backfill and cleanup.
 
 The work items stay in our queue table; django-q2 only runs *drain* tasks, each a
-QueueWorker that claims batches for up to DRAIN_BUDGET_SECONDS (polling once a second when
-idle, so work from any writer starts within about a second) and then hands over to a
+QueueWorker that claims batches for up to DRAIN_BUDGET_SECONDS (polling every half second when
+idle, so work from any writer starts within about half a second) and then hands over to a
 successor. The schedules (migration 0005) keep `max_concurrent_workers` drains alive across
 every cluster, reconcile what the triggers missed, and delete old completed items.
 """
