@@ -167,6 +167,12 @@ if env.str("DATABASE_URL", default=""):
             f"DATABASE_URL must point to PostgreSQL (with pgvector); got engine {_db.get('ENGINE')!r}."
         )
     EMBEDDED_DB = False
+elif not DEBUG:
+    raise ImproperlyConfigured(
+        "DATABASE_URL is not set and DEBUG is off. Production needs PostgreSQL >= 15 with pgvector >= 0.7: "
+        "set DATABASE_URL=postgres://USER:PASSWORD@HOST:PORT/NAME. (The embedded PostgreSQL is for "
+        "development and tests only: set DEBUG=1 to use it.)"
+    )
 else:
     _db = {
         "NAME": EMBEDDED_DB_NAME,

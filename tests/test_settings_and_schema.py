@@ -38,6 +38,12 @@ def test_missing_secret_key_in_production_says_how_to_fix():
     assert "SECRET_KEY is not set" in result.stderr and "DEBUG=1" in result.stderr
 
 
+def test_production_without_database_url_refuses_to_start():
+    result = manage("check", env_overrides=PRODUCTION_ENV | {"DATABASE_URL": ""})
+    assert result.returncode != 0
+    assert "DATABASE_URL is not set and DEBUG is off" in result.stderr
+
+
 @pytest.mark.parametrize(
     "name, value, expected",
     [
