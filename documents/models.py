@@ -1,3 +1,5 @@
+import hashlib
+import secrets
 import uuid
 
 from django.conf import settings
@@ -116,3 +118,64 @@ class DocumentEmbedding(models.Model):
 
     def __str__(self):
         return f"{self.document_id} chunk {self.chunk_index} ({self.model})"
+
+
+class ApiToken(models.Model):
+    """A per-user key for the search API (`Authorization: Bearer <token>`).
+
+    Only a SHA-256 of the token is stored: a leaked database or admin screenshot does not
+    leak working keys. The plaintext exists once, when `issue` returns it. Tokens are long
+    random strings, so an unsalted fast hash is enough (nothing to brute-force) and lets a
+    request find its row with one indexed lookup.
+    """
+
+    PREFIX = "sidecar_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. 'RAG service'")
+    token_hash = models.CharField(
+        max_length=64, unique=True, editable=False, help_text="SHA-256 hex of the token"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        db_table = "api_tokens"
+        ordering = ["-created_at"]
+        verbose_name = "API token"
+
+    def __str__(self):
+        return f"{self.name} ({self.user})"
+
+    @staticmethod
+    def hash_token(plaintext: str) -> str:
+        return hashlib.sha256(plaintext.encode()).hexdigest()
+
+    def set_new_token(self) -> str:
+        """Give this (unsaved) token a fresh secret; returns the plaintext, shown once."""
+        plaintext = self.PREFIX + secrets.token_urlsafe(32)
+        self.token_hash = self.hash_token(plaintext)
+        return plaintext
+
+    @classmethod
+    def issue(cls, user, name: str) -> tuple["ApiToken", str]:
+        token = cls(user=user, name=name)
+        plaintext = token.set_new_token()
+        token.save()
+        return token, plaintext
+
+
+class SearchRateWindow(models.Model):
+    """How many search API requests a user made in the current one-minute window.
+
+    One row per user, counted by one atomic upsert (documents/api_auth.py), so every web
+    process on every machine shares the count without a cache server.
+    """
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True)
+    window_start = models.DateTimeField()
+    requests = models.PositiveIntegerField()
+
+    class Meta:
+        db_table = "search_rate_windows"

@@ -8,9 +8,12 @@ half-and-half results. Without a previous provider configured, search uses the n
 and says how many documents it cannot see yet.
 """
 
+import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
+import numpy as np
+from django.core.cache import caches
 from django.db import DatabaseError, connection, transaction
 from pgvector.django import CosineDistance
 
@@ -22,6 +25,9 @@ MAX_QUERY_CHARACTERS = 10_000
 # Coverage needs an anti-join over every document: compute it at most this often.
 COVERAGE_CACHE_SECONDS = 30.0
 _coverage: dict[str, tuple[float, int]] = {}
+# RAG clients repeat the same questions; the cache (settings.CACHES, bounded, short TTL) lets
+# a repeat skip the model, which is most of a search's time.
+QUERY_EMBEDDING_CACHE = "query_embeddings"
 
 
 class SearchError(ValueError):
@@ -42,6 +48,14 @@ class SearchResult:
     hits: list[Hit]
     model: str
     documents_not_covered: int  # documents with text that this model has not embedded yet
+
+    def as_dict(self) -> dict:
+        """The JSON shape of the search API and `search --json`."""
+        return {
+            "model": self.model,
+            "documents_not_covered": self.documents_not_covered,
+            "results": [asdict(hit) for hit in self.hits],
+        }
 
 
 def documents_not_covered(model: str) -> int:
@@ -73,6 +87,23 @@ def choose_provider():
     return previous
 
 
+def embed_query(provider, query: str) -> np.ndarray:
+    """The query's vector, from the cache when this model embedded the same text recently.
+
+    The key hashes the model id, its dimensions and the text: a different model (or a
+    changed EMBEDDING_DIMENSIONS) never gets another's vector, and the text itself is not
+    kept as a key. Provider errors propagate and nothing is cached for them.
+    """
+    cache = caches[QUERY_EMBEDDING_CACHE]
+    key_material = f"{provider.model_id}\0{provider.dimensions}\0{query}".encode("utf-8", "surrogatepass")
+    key = "query:" + hashlib.sha256(key_material).hexdigest()
+    vector = cache.get(key)
+    if vector is None:
+        vector = provider.embed([query]).vectors[0]
+        cache.set(key, vector)
+    return vector
+
+
 def _widen_index_scan(wanted: int) -> None:
     """The HNSW index filters by model only after its search, so a table holding two models
     could return too few rows: look at more candidates, and on pgvector >= 0.8 let the scan
@@ -97,7 +128,7 @@ def semantic_search(query: str, k: int = 10) -> SearchResult:
     if not 1 <= k <= MAX_RESULTS:
         raise SearchError(f"k must be between 1 and {MAX_RESULTS}, not {k}.")
     provider = choose_provider()
-    vector = provider.embed([query]).vectors[0]
+    vector = embed_query(provider, query)
     # Several chunks of one document may rank high: fetch extra, keep each document's best.
     wanted = k * 4
     with transaction.atomic():

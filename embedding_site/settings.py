@@ -301,6 +301,25 @@ _check_provider_settings(
     },
 )
 
+# --- Search API ---------------------------------------------------------------------------
+# GET /api/search: requests per user per minute (all web processes share the count, in
+# PostgreSQL), and how long a query's vector is reused (per process, bounded).
+SEARCH_RATE_LIMIT_PER_MINUTE = _required_int_in_range("SEARCH_RATE_LIMIT_PER_MINUTE", 60, 1, 100_000)
+SEARCH_QUERY_CACHE_SECONDS = _required_int_in_range("SEARCH_QUERY_CACHE_SECONDS", 300, 0, 86_400)
+
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    # Per process on purpose: a 384-float vector is cheaper to recompute than to fetch over
+    # the network, so a shared cache would save little. MAX_ENTRIES bounds the memory
+    # (about 1.5 kB per 384-dimension vector); the oldest third is dropped when full.
+    "query_embeddings": {
+        "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+        "LOCATION": "query-embeddings",
+        "TIMEOUT": SEARCH_QUERY_CACHE_SECONDS,
+        "OPTIONS": {"MAX_ENTRIES": 2000},
+    },
+}
+
 # --- django-q2 --------------------------------------------------------------------------
 # The ORM broker keeps the workers on the same PostgreSQL. `timeout` < `retry` so that a
 # slow task is killed before the broker hands it to a second worker; `max_attempts` and

@@ -19,13 +19,17 @@ def embed_all_with(provider):
 
 @pytest.fixture(autouse=True)
 def fresh_caches():
+    from django.core.cache import caches
+
     from documents.providers import factory
 
     search._coverage.clear()
+    caches[search.QUERY_EMBEDDING_CACHE].clear()
     factory.get_provider.cache_clear()
     factory.get_previous_provider.cache_clear()
     yield
     search._coverage.clear()
+    caches[search.QUERY_EMBEDDING_CACHE].clear()
     factory.get_provider.cache_clear()
     factory.get_previous_provider.cache_clear()
 

@@ -1,4 +1,4 @@
-import json
+from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -19,7 +19,7 @@ class Command(BaseCommand):
         except SearchError as exc:
             raise CommandError(str(exc)) from None
         if json:
-            self.stdout.write(_dumps(result))
+            self.stdout.write(dumps(result.as_dict(), indent=2))
             return
         self.stdout.write(f"model {result.model}" + (
             f" ({result.documents_not_covered} documents not embedded yet)" if result.documents_not_covered else ""
@@ -27,14 +27,3 @@ class Command(BaseCommand):
         for rank, hit in enumerate(result.hits, 1):
             self.stdout.write(f"{rank:>3}. {hit.score:.3f}  {hit.title or hit.document_id}")
             self.stdout.write(f"       {' '.join(hit.snippet.split())[:160]}")
-
-
-def _dumps(result) -> str:
-    return json.dumps(
-        {
-            "model": result.model,
-            "documents_not_covered": result.documents_not_covered,
-            "results": [hit.__dict__ for hit in result.hits],
-        },
-        indent=2,
-    )

@@ -1,0 +1,60 @@
+"""GET /api/search: semantic search for scripts and RAG services (README, "Search API")."""
+
+import logging
+
+from django.conf import settings
+from django.http import JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from documents.api_auth import NotAuthenticated, api_user, take_search_request
+from documents.providers.base import EmbeddingError
+from documents.search import MAX_RESULTS, SearchError, semantic_search
+
+logger = logging.getLogger("sidecar.search")
+
+DEFAULT_K = 10
+
+
+def _error(status: int, message: str, **headers) -> JsonResponse:
+    response = JsonResponse({"error": message}, status=status)
+    for name, value in headers.items():
+        response[name.replace("_", "-")] = value
+    return response
+
+
+@never_cache
+@require_safe
+def search_api(request):
+    """Steps: authenticate (401), count against the user's limit (429), parse `k` (400),
+    search (400 for a bad query, 503 when the provider fails), answer the results."""
+    try:
+        user = api_user(request)
+    except NotAuthenticated as exc:
+        return _error(401, str(exc), WWW_Authenticate='Bearer realm="sidecar"')
+    retry_after = take_search_request(user.pk, settings.SEARCH_RATE_LIMIT_PER_MINUTE)
+    if retry_after is not None:
+        return _error(
+            429,
+            f"Too many searches: the limit is {settings.SEARCH_RATE_LIMIT_PER_MINUTE} a minute. "
+            f"Try again in {retry_after} s.",
+            Retry_After=str(retry_after),
+        )
+    raw_k = request.GET.get("k", "").strip() or str(DEFAULT_K)
+    try:
+        k = int(raw_k)
+    except ValueError:
+        return _error(400, f"k must be a whole number between 1 and {MAX_RESULTS}, not {raw_k[:20]!r}.")
+    try:
+        result = semantic_search(request.GET.get("q", ""), k)
+    except SearchError as exc:
+        return _error(400, str(exc))
+    except EmbeddingError as exc:
+        # The details (provider URL, status) go to the log, not to API callers; the caller may
+        # retry, so say when if the provider said.
+        logger.warning("search failed: the embedding provider is unavailable (%s)", exc)
+        headers = {"Retry_After": str(max(1, round(exc.retry_after)))} if exc.retry_after else {}
+        return _error(
+            503, f"The embedding provider is unavailable ({exc.kind} error); try again later.", **headers
+        )
+    return JsonResponse(result.as_dict())
