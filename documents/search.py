@@ -18,6 +18,7 @@ from django.db import DatabaseError, connection, transaction
 from pgvector.django import CosineDistance
 
 from documents.models import DocumentEmbedding
+from documents.providers.base import EmbeddingError
 from documents.providers.factory import get_previous_provider, get_provider
 
 MAX_RESULTS = 100
@@ -99,9 +100,27 @@ def embed_query(provider, query: str) -> np.ndarray:
     key = "query:" + hashlib.sha256(key_material).hexdigest()
     vector = cache.get(key)
     if vector is None:
+        _refuse_while_breaker_open(provider)
         vector = provider.embed([query]).vectors[0]
         cache.set(key, vector)
     return vector
+
+
+def _refuse_while_breaker_open(provider) -> None:
+    """Fail fast while the workers' shared circuit breaker for this provider is open, instead
+    of holding a web request through every HTTP retry against a service known to be down."""
+    if not getattr(provider, "is_remote", True):
+        return
+    from queue_admin import config, limits
+
+    recovery = config.current()["circuit_breaker_recovery_seconds"]
+    status = limits.breaker_state(provider.model_id, recovery_seconds=recovery)
+    if status.state == "open":
+        raise EmbeddingError(
+            f"the embedding provider is unavailable (circuit breaker open after {status.failures} failures)",
+            kind="transient",
+            retry_after=status.seconds_until_trial,
+        )
 
 
 def _widen_index_scan(wanted: int) -> None:

@@ -165,7 +165,7 @@ def test_a_repeated_query_is_embedded_once(client, token, service):
     assert service.count() == 2
 
 
-def test_the_cache_keeps_models_apart(service):
+def test_the_cache_keeps_models_apart(service, seeded_config):
     same_dimensions = service.dimensions
     first = search.embed_query(TEIEmbeddingProvider(service.url, "model-a", same_dimensions), "fox")
     second = search.embed_query(TEIEmbeddingProvider(service.url, "model-b", same_dimensions), "fox")
@@ -192,3 +192,18 @@ def test_results_carry_id_title_score_snippet_and_model(client, service, token):
         "document_id": str(docs[1].id), "title": "Doc 1", "score": pytest.approx(1.0, abs=1e-3),
         "snippet": "document number 1", "model": "fake-model",
     }  # fmt: skip
+
+
+def test_search_fails_fast_while_the_providers_breaker_is_open(client, token, service, seeded_config):
+    """Workers opened the breaker: the API answers 503 at once, without calling the provider."""
+    from queue_admin import limits
+
+    for _ in range(5):
+        limits.record_failure("fake-model", "connection refused", threshold=5)
+    response = client.get(URL, {"q": "anything"}, **bearer(token))
+    assert response.status_code == 503 and "unavailable" in response.json()["error"]
+    assert service.count() == 0
+
+    limits.record_success("fake-model")  # the breaker closed again: searches reach the provider
+    assert client.get(URL, {"q": "anything"}, **bearer(token)).status_code == 200
+    assert service.count() == 1
