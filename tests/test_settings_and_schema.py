@@ -45,6 +45,8 @@ def test_missing_secret_key_in_production_says_how_to_fix():
         ("EMBEDDED_DB_PORT", "80", "EMBEDDED_DB_PORT=80 is out of range"),
         ("DATABASE_URL", "mysql://u:p@h/db", "DATABASE_URL must point to PostgreSQL"),
         ("ALLOWED_HOSTS", "", "ALLOWED_HOSTS is empty"),
+        ("METRICS_TOKEN", "short", "METRICS_TOKEN is shorter than 16 characters"),
+        ("METRICS_ALLOWED_IPS", "10.0.0.0/8,intranet", "METRICS_ALLOWED_IPS has 'intranet'"),
     ],
 )
 def test_bad_settings_fail_with_the_fix_in_the_message(name, value, expected):
