@@ -5,6 +5,7 @@ documents each one. Bad or missing values raise ImproperlyConfigured with the fi
 message, at start-up rather than at first use.
 """
 
+import ipaddress
 import math
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -401,6 +402,28 @@ if not DEBUG:
     # is the operator's decision (SECURE_HSTS_PRELOAD=1), so `check --deploy` is told so.
     if not SECURE_HSTS_PRELOAD:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
+
+# --- Metrics ------------------------------------------------------------------------------
+# GET /metrics (embedding_site/metrics.py) answers only a scraper that sends
+# "Authorization: Bearer METRICS_TOKEN"; unset, /metrics is off (403 saying to set it).
+METRICS_TOKEN_MIN_LENGTH = 16
+METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()
+if METRICS_TOKEN and len(METRICS_TOKEN) < METRICS_TOKEN_MIN_LENGTH:
+    raise ImproperlyConfigured(
+        f"METRICS_TOKEN is shorter than {METRICS_TOKEN_MIN_LENGTH} characters, easy to guess. Use e.g. "
+        '`python -c "import secrets; print(secrets.token_urlsafe(32))"`, or unset it to turn /metrics off.'
+    )
+# Optional, on top of the token: client addresses or networks (CIDR) allowed to scrape. The
+# address is REMOTE_ADDR, i.e. the proxy's when one is in front (see README, Operations).
+METRICS_ALLOWED_IPS = env.list("METRICS_ALLOWED_IPS", default=[])
+for _network in METRICS_ALLOWED_IPS:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"METRICS_ALLOWED_IPS has {_network!r}, which is not an IP address or network; "
+            "use e.g. METRICS_ALLOWED_IPS=10.0.0.0/8,127.0.0.1"
+        ) from None
 
 # --- Logging ------------------------------------------------------------------------------
 # json: one JSON object per line (ts, level, logger, event, extra= fields, request_id), for log

@@ -1,10 +1,13 @@
-"""Health endpoints: no authentication (they reveal no keys, URLs or data), never cached."""
+"""Health endpoints: no authentication (they reveal no keys, URLs or data), never cached.
+/metrics: a bearer token (embedding_site/metrics.py decides who may read it)."""
 
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from embedding_site import health
+from embedding_site import metrics as metrics_module
 
 
 @never_cache
@@ -18,3 +21,16 @@ def healthz(request):
 def readyz(request):
     ready, body = health.readiness(strict=request.GET.get("strict") in ("1", "true", "yes"))
     return JsonResponse(body, status=200 if ready else 503)
+
+
+@never_cache
+@require_safe
+def metrics(request):
+    denied = metrics_module.check_access(request)
+    if denied:
+        status, message = denied
+        response = HttpResponse(message, status=status, content_type="text/plain; charset=utf-8")
+        if status == 401:
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    return HttpResponse(metrics_module.exposition(), content_type=CONTENT_TYPE_LATEST)

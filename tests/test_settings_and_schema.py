@@ -51,6 +51,8 @@ def test_production_without_database_url_refuses_to_start():
         ("EMBEDDED_DB_PORT", "80", "EMBEDDED_DB_PORT=80 is out of range"),
         ("DATABASE_URL", "mysql://u:p@h/db", "DATABASE_URL must point to PostgreSQL"),
         ("ALLOWED_HOSTS", "", "ALLOWED_HOSTS is empty"),
+        ("METRICS_TOKEN", "short", "METRICS_TOKEN is shorter than 16 characters"),
+        ("METRICS_ALLOWED_IPS", "10.0.0.0/8,intranet", "METRICS_ALLOWED_IPS has 'intranet'"),
     ],
 )
 def test_bad_settings_fail_with_the_fix_in_the_message(name, value, expected):

@@ -11,15 +11,24 @@ from queue_admin.worker import BatchReport, QueueWorker
 
 
 def _run_worker(options: dict, results) -> None:
-    """One worker process: SIGTERM finishes the batch in hand, then stops."""
+    """One worker process: SIGTERM finishes the batch in hand, then stops.
+
+    With --workers 1 this runs in the caller's process (call_command, tests), so the previous
+    handlers are put back: left behind, they would make that process, and anything it forks
+    later, ignore SIGTERM (a multiprocessing Pool could then never terminate its children).
+    """
     worker = QueueWorker(get_provider(), name="process_queue")
-    signal.signal(signal.SIGTERM, lambda *_: worker.stop_requested.set())
-    signal.signal(signal.SIGINT, lambda *_: worker.stop_requested.set())
+    stop = lambda *_: worker.stop_requested.set()  # noqa: E731
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     deadline = time.monotonic() + options["seconds"] if options["seconds"] else None
-    with worker:
-        report = worker.run(
-            until_empty=options["until_empty"], max_batches=options["max_batches"], deadline=deadline
-        )
+    try:
+        with worker:
+            report = worker.run(
+                until_empty=options["until_empty"], max_batches=options["max_batches"], deadline=deadline
+            )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if results is not None:
         results.put(asdict(report))
     return report
