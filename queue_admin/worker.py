@@ -95,6 +95,7 @@ class QueueWorker:
         # has no quota to share and nothing to trip over.
         self.shared_limits = getattr(provider, "is_remote", True)
         self.provider_key = provider.model_id
+        self._sending_to = provider
         self._heartbeat: registry.Heartbeat | None = None
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -154,8 +155,11 @@ class QueueWorker:
         close_old_connections()
         settings = config.current()
         registry.reclaim_and_expire(settings)
-        if not settings["queue_enabled"] or not self._breaker_allows(settings):
+        if not settings["queue_enabled"]:
             return None
+        self._sending_to = self._provider_for_batch(settings)
+        if self._sending_to is None:
+            return None  # the provider's breaker is open and there is no fallback: wait
         batch_id, items = queue_sql.claim_batch(
             self.worker_id,
             settings["batch_size"],
@@ -196,12 +200,16 @@ class QueueWorker:
         )  # fmt: skip
         return report
 
-    def _breaker_allows(self, settings: dict) -> bool:
+    def _provider_for_batch(self, settings: dict):
+        """Who gets this batch's requests: the provider, unless its shared circuit breaker is
+        open; then the fallback (the same model served elsewhere) if one is configured, else
+        nobody, and the queue waits."""
         if not self.shared_limits:
-            return True
-        return limits.breaker_allows(
-            self.provider_key, recovery_seconds=settings["circuit_breaker_recovery_seconds"]
-        )
+            return self.provider
+        recovery = settings["circuit_breaker_recovery_seconds"]
+        if limits.breaker_allows(self.provider_key, recovery_seconds=recovery):
+            return self.provider
+        return getattr(self.provider, "fallback", None)
 
     def _plan(self, items: list[queue_sql.ClaimedItem]) -> list[_Plan]:
         model = self.provider.model_id
@@ -303,10 +311,11 @@ class QueueWorker:
             )  # fmt: skip
             if not granted:
                 raise _NotSent("stopping, or the shared rate limit left no room before the lease ends")
+        on_fallback = self._sending_to is not self.provider
         try:
-            result = self.provider.embed(texts)
+            result = self._sending_to.embed(texts)
         except EmbeddingError as error:
-            if self.shared_limits:
+            if self.shared_limits and not on_fallback:
                 if error.kind == "transient":  # the provider is down or struggling
                     limits.record_failure(
                         self.provider_key, str(error), threshold=settings["circuit_breaker_failure_threshold"]
@@ -314,7 +323,8 @@ class QueueWorker:
                 else:  # it answered: up, even if it refused these texts
                     limits.record_success(self.provider_key)
             raise
-        if self.shared_limits:
+        # The breaker tracks the provider itself: the fallback's answers say nothing about it.
+        if self.shared_limits and not on_fallback:
             limits.record_success(self.provider_key)
         for (plan, index, _), vector, tokens in zip(
             sub_batch, result.vectors, result.token_counts, strict=True

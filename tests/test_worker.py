@@ -263,3 +263,17 @@ def test_a_10_mb_document_is_chunked_and_embedded():
     assert rows.count() == len(embedder.texts_sent) > 1000
     assert max(len(text.split()) for text in embedder.texts_sent) <= 256  # each chunk fits the model
     assert set(rows.values_list("document_text_hash", flat=True)) == {md5_hex(content)}
+
+
+def test_while_the_breaker_is_open_the_fallback_serves_the_batch():
+    from documents.providers.fallback import FallbackEmbeddingProvider
+    from queue_admin import limits
+
+    primary, fallback = RemoteFakeEmbedder(), RemoteFakeEmbedder()
+    for _ in range(5):
+        limits.record_failure(primary.model_id, "connection refused", threshold=5)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"fallback doc {n}") for n in range(3))
+    report = run_worker(FallbackEmbeddingProvider(primary, fallback))
+    assert (report.completed, primary.calls, fallback.calls) == (3, 0, 1)
+    assert limits.breaker_state(primary.model_id, recovery_seconds=60).state == "open"  # untouched
+    assert DocumentEmbedding.objects.filter(model=primary.model_id).count() == 3
