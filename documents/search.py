@@ -64,16 +64,10 @@ def documents_not_covered(model: str) -> int:
     cached = _coverage.get(model)
     if cached and time.monotonic() - cached[0] < COVERAGE_CACHE_SECONDS:
         return cached[1]
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """SELECT count(*) FROM source_documents d
-                WHERE NOT sidecar_is_blank(d.content)
-                  AND NOT EXISTS (SELECT 1 FROM document_embeddings e
-                                   WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %s
-                                     AND e.document_text_hash = d.content_hash)""",
-            [model],
-        )
-        missing = cursor.fetchone()[0]
+    # The same selection backfill uses: "missing or stale" for this model.
+    from queue_admin import backfill
+
+    missing = backfill.count(backfill.MISSING_OR_STALE, model).documents
     _coverage[model] = (time.monotonic(), missing)
     return missing
 
