@@ -42,6 +42,11 @@ class SourceDocument(models.Model):
         db_table = "source_documents"
         ordering = ["-updated_at"]
         indexes = [models.Index(fields=["-updated_at"], name="source_documents_updated_idx")]
+        # What the "Queue operators" group may do besides viewing (queue_admin migration 0007).
+        permissions = [
+            ("reembed_sourcedocument", "Can re-embed documents and run a backfill"),
+            ("search_sourcedocument", "Can use semantic search"),
+        ]
 
     def __str__(self):
         return self.title or f"Document {self.id}"

@@ -138,3 +138,31 @@ def current() -> dict:
 def forget_cached() -> None:
     """Make the next `current()` read the table (tests, and right after an admin change)."""
     _cache["values"] = None
+
+
+def set_value(key: str, value, user=None):
+    """Validate and store one setting, record the change (who, when, old -> new) in the same
+    transaction, and drop this process's cached copy. Returns the ConfigChange, or None when
+    the value did not change. Other processes see the new value within CACHE_SECONDS."""
+    from django.db import transaction
+
+    from queue_admin.models import ConfigChange, QueueConfig
+
+    validate_value(key, value)
+    with transaction.atomic():
+        # FOR UPDATE: two people saving at once get two history rows in order, each with the
+        # old value the other one left.
+        row = QueueConfig.objects.select_for_update().filter(config_key=key).first()
+        old = row.config_value if row else None
+        if row is not None and old == value and type(old) is type(value):
+            return None
+        if row is None:
+            row = QueueConfig(config_key=key, description=SCHEMA[key].help_text)
+        row.config_value = value
+        row.updated_by = user if user is not None and user.is_authenticated else None
+        row.save()
+        change = ConfigChange.objects.create(
+            config_key=key, old_value=old, new_value=value, changed_by=row.updated_by
+        )
+    forget_cached()
+    return change

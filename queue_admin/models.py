@@ -68,6 +68,9 @@ class QueueItem(models.Model):
     class Meta:
         db_table = "embedding_queue"
         verbose_name = "queue item"
+        permissions = [
+            ("operate_queueitem", "Can retry, cancel and raise the priority of queue items"),
+        ]
         constraints = [
             # At most one live item per document: repeated edits coalesce into it.
             models.UniqueConstraint(
@@ -100,6 +103,22 @@ class QueueItem(models.Model):
 
     def __str__(self):
         return f"{self.operation} {self.document_id} ({self.status})"
+
+
+class DeadLetter(QueueItem):
+    """Failed items: the admin's "Dead letters" list (retry or cancel them there)."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "dead letter"
+
+
+class StuckItem(QueueItem):
+    """Items still `processing` after their lease ran out: the admin's "Stuck" list."""
+
+    class Meta:
+        proxy = True
+        verbose_name = "stuck item"
 
 
 class Worker(models.Model):
@@ -162,6 +181,27 @@ class QueueConfig(models.Model):
         # Every write path (admin, command, shell) is validated here, not only forms.
         config.validate_value(self.config_key, self.config_value)
         super().save(*args, **kwargs)
+
+
+class ConfigChange(models.Model):
+    """One change of one queue setting: who, when, old -> new. Written by `config.set_value`."""
+
+    config_key = models.CharField(max_length=100)
+    old_value = models.JSONField(null=True, blank=True)
+    new_value = models.JSONField()
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    changed_at = models.DateTimeField(db_default=models.functions.Now())
+
+    class Meta:
+        db_table = "embedding_queue_config_history"
+        ordering = ["-changed_at", "-id"]
+        verbose_name = "queue setting change"
+        indexes = [models.Index(fields=["config_key", "-changed_at"], name="config_history_key_idx")]
+
+    def __str__(self):
+        return f"{self.config_key}: {config.show_value(self.old_value)} -> {config.show_value(self.new_value)}"
 
 
 class ProviderLimitState(models.Model):
