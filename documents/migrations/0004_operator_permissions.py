@@ -4,14 +4,19 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('documents', '0003_api_tokens_and_search_rate_limits'),
+        ("documents", "0003_api_tokens_and_search_rate_limits"),
     ]
 
     operations = [
         migrations.AlterModelOptions(
-            name='sourcedocument',
-            options={'ordering': ['-updated_at'], 'permissions': [('reembed_sourcedocument', 'Can re-embed documents and run a backfill'), ('search_sourcedocument', 'Can use semantic search')]},
+            name="sourcedocument",
+            options={
+                "ordering": ["-updated_at"],
+                "permissions": [
+                    ("reembed_sourcedocument", "Can re-embed documents and run a backfill"),
+                    ("search_sourcedocument", "Can use semantic search"),
+                ],
+            },
         ),
     ]

@@ -7,56 +7,74 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('queue_admin', '0005_schedules'),
+        ("queue_admin", "0005_schedules"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='DeadLetter',
-            fields=[
-            ],
+            name="DeadLetter",
+            fields=[],
             options={
-                'verbose_name': 'dead letter',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "dead letter",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('queue_admin.queueitem',),
+            bases=("queue_admin.queueitem",),
         ),
         migrations.CreateModel(
-            name='StuckItem',
-            fields=[
-            ],
+            name="StuckItem",
+            fields=[],
             options={
-                'verbose_name': 'stuck item',
-                'proxy': True,
-                'indexes': [],
-                'constraints': [],
+                "verbose_name": "stuck item",
+                "proxy": True,
+                "indexes": [],
+                "constraints": [],
             },
-            bases=('queue_admin.queueitem',),
+            bases=("queue_admin.queueitem",),
         ),
         migrations.AlterModelOptions(
-            name='queueitem',
-            options={'permissions': [('operate_queueitem', 'Can retry, cancel and raise the priority of queue items')], 'verbose_name': 'queue item'},
+            name="queueitem",
+            options={
+                "permissions": [
+                    ("operate_queueitem", "Can retry, cancel and raise the priority of queue items")
+                ],
+                "verbose_name": "queue item",
+            },
         ),
         migrations.CreateModel(
-            name='ConfigChange',
+            name="ConfigChange",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('config_key', models.CharField(max_length=100)),
-                ('old_value', models.JSONField(blank=True, null=True)),
-                ('new_value', models.JSONField()),
-                ('changed_at', models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
-                ('changed_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("config_key", models.CharField(max_length=100)),
+                ("old_value", models.JSONField(blank=True, null=True)),
+                ("new_value", models.JSONField()),
+                ("changed_at", models.DateTimeField(db_default=django.db.models.functions.datetime.Now())),
+                (
+                    "changed_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'queue setting change',
-                'db_table': 'embedding_queue_config_history',
-                'ordering': ['-changed_at', '-id'],
-                'indexes': [models.Index(fields=['config_key', '-changed_at'], name='config_history_key_idx')],
+                "verbose_name": "queue setting change",
+                "db_table": "embedding_queue_config_history",
+                "ordering": ["-changed_at", "-id"],
+                "indexes": [
+                    models.Index(fields=["config_key", "-changed_at"], name="config_history_key_idx")
+                ],
             },
         ),
     ]
