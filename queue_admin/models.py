@@ -201,7 +201,9 @@ class ConfigChange(models.Model):
         indexes = [models.Index(fields=["config_key", "-changed_at"], name="config_history_key_idx")]
 
     def __str__(self):
-        return f"{self.config_key}: {config.show_value(self.old_value)} -> {config.show_value(self.new_value)}"
+        return (
+            f"{self.config_key}: {config.show_value(self.old_value)} -> {config.show_value(self.new_value)}"
+        )
 
 
 class ProviderLimitState(models.Model):
