@@ -18,7 +18,7 @@ TEST_DB_PORT ?= 54339
 TEST_ENV := env -u DATABASE_URL DEBUG=1 EMBEDDED_DB_DIR=$(TEST_DB_DIR) EMBEDDED_DB_PORT=$(TEST_DB_PORT)
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench bench-quick lint db-start db-stop db-status clean
+.PHONY: install browser demo test bench bench-quick lint db-start db-stop db-status clean
 
 install: $(STAMP)
 
@@ -29,6 +29,18 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
+
+# The admin's browser tests drive Debian's Chromium (Playwright cannot download its own here).
+# As root with apt-get it is installed; otherwise those tests skip and say how to enable them.
+browser:
+	@if [ -z "$$CHROMIUM_PATH" ] && ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Chromium for the browser tests (apt-get install chromium)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "Chromium not found: the browser tests will be skipped (sudo apt-get install chromium)"; \
+	  fi; \
+	fi
 
 demo: install
 	@DEBUG=1 $(MANAGE) embedded_db start
@@ -41,7 +53,7 @@ demo: install
 	    '$(DEMO_ADDR)' '$(DEMO_ADMIN_USER)' '$(DEMO_ADMIN_PASSWORD)' ) & \
 	  DEBUG=1 $(MANAGE) runserver $(DEMO_ADDR)
 
-test: install
+test: install browser
 	@$(TEST_ENV) $(MANAGE) embedded_db stop >/dev/null 2>&1 || true
 	@rm -rf $(TEST_DB_DIR)
 	@status=0; $(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \

@@ -11,6 +11,8 @@ from documents.models import SourceDocument
 from queue_admin.models import QueueItem
 from tests.fault_server import FakeEmbedder
 
+pytest_plugins = ["tests.browser"]
+
 
 @pytest.fixture
 def sql():
