@@ -38,7 +38,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Revoke selected API tokens")
+    @admin.action(description="Revoke selected API tokens", permissions=["change"])
     def revoke(self, request, queryset):
         revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(

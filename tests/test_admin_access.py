@@ -1,0 +1,167 @@
+"""Every URL of the site refuses whoever may not see it (CONVENTIONS 10; issue 4 "Permissions").
+
+The tests walk the URL resolver instead of a hand-kept list, so a page added later is checked
+without anyone remembering to add it here: anonymous visitors are sent to the login page,
+staff without permissions get nothing (403, or a redirect away from the page), "Queue
+operators" see every Sidecar page but cannot delete documents or touch users, and users with
+only view permissions get no actions that change anything.
+"""
+
+import re
+import uuid
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission, User
+from django.test import Client
+from django.urls import URLResolver, get_resolver
+
+from documents.models import SourceDocument
+from queue_admin.models import QueueItem
+
+pytestmark = pytest.mark.django_db
+
+# Pages the admin itself serves to staff without any model permission, and why that is safe.
+OPEN_TO_ANY_STAFF = {
+    "admin:index",  # says "You don't have permission to view or edit anything" (or the dashboard's refusal)
+    "admin:password_change",  # one's own password
+    "admin:password_change_done",
+    "admin:jsi18n",  # the admin's translation catalogue (static JavaScript)
+    "admin:logout",  # POST only; a GET is 405
+}
+PUBLIC = {"admin:login", "healthz", "readyz"}
+
+
+def _walk(patterns, prefix="", namespace=None):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(
+                pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace
+            )
+        else:
+            name = f"{namespace}:{pattern.name}" if namespace and pattern.name else pattern.name
+            yield prefix + str(pattern.pattern), name
+
+
+def _concrete(route: str, object_id: str) -> str:
+    """A URL for a route, with every converter filled: real object ids where there are some."""
+    if route.startswith("^"):  # the admin's app_list regex: (?P<app_label>documents|queue_admin|...)/$
+        route = re.sub(r"\(\?P<app_label>([^|)]+)[^)]*\)", r"\1", route).lstrip("^").rstrip("$")
+    route = re.sub(r"<(?:path:|int:|str:|uuid:)?object_id>", object_id, route)
+    route = re.sub(r"<(?:int:|path:)?(?:id|content_type_id)>", "1", route)
+    route = re.sub(r"<[^>]+>", "x", route)
+    return "/" + route
+
+
+def all_urls(document):
+    """(url, name) for every route, with object ids of real rows where the model has one."""
+    ids = {"documents/sourcedocument/": str(document.pk)}
+    item = QueueItem.objects.filter(document=document).first()
+    if item:
+        ids["queue_admin/queueitem/"] = str(item.pk)
+    urls = []
+    for route, name in _walk(get_resolver().url_patterns):
+        if route in ("", "admin/r/<path:content_type_id>/<path:object_id>/") or name is None:
+            # The redirect to /admin/, view-on-site (no model here defines get_absolute_url),
+            # and the admin's unnamed "<id>/" routes, which only redirect to "<id>/change/".
+            continue
+        object_id = next((v for k, v in ids.items() if k in route), str(uuid.uuid4()))
+        urls.append((_concrete(route, object_id), name))
+    return urls
+
+
+@pytest.fixture
+def nobody_staff(db):
+    return User.objects.create_user("staff-without-permissions", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def viewer(db):
+    user = User.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.add(
+        *Permission.objects.filter(
+            content_type__app_label__in=["documents", "queue_admin"], codename__startswith="view_"
+        )
+    )
+    return User.objects.get(pk=user.pk)  # fresh permission cache
+
+
+@pytest.fixture
+def queue_operator(db):
+    from django.contrib.auth.models import Group
+
+    user = User.objects.create_user("queue-operator", password="pw", is_staff=True)
+    user.groups.add(Group.objects.get(name="Queue operators"))  # made by queue_admin migration 0007
+    return user
+
+
+def test_anonymous_visitors_are_sent_to_log_in_everywhere(client, document):
+    for url, name in all_urls(document):
+        if name in PUBLIC:
+            continue
+        for method in (client.get, client.post):
+            response = method(url)
+            if name in ("metrics", "search-api"):
+                assert response.status_code in (401, 403, 405), (url, response.status_code)
+            elif name == "admin:logout":  # logging out while logged out changes nothing
+                assert response.status_code == (405 if method is client.get else 302), url
+            else:
+                assert response.status_code == 302, (url, method.__name__, response.status_code)
+                assert response["Location"].startswith("/admin/login/"), (url, response["Location"])
+
+
+def test_staff_without_permissions_see_no_page_and_change_nothing(nobody_staff, document):
+    client = Client()
+    client.force_login(nobody_staff)
+    before = SourceDocument.objects.count(), QueueItem.objects.count()
+    for url, name in all_urls(document):
+        if name in PUBLIC | OPEN_TO_ANY_STAFF or not url.startswith("/admin/"):
+            continue
+        for method in (client.get, client.post):
+            response = method(url)
+            refused = response.status_code in (403, 404, 405) or (
+                response.status_code == 302 and not response["Location"].startswith(url)
+            )
+            assert refused, (url, method.__name__, response.status_code)
+    assert (SourceDocument.objects.count(), QueueItem.objects.count()) == before
+
+
+def test_the_admin_index_tells_staff_without_permissions_so(nobody_staff):
+    client = Client()
+    client.force_login(nobody_staff)
+    response = client.get("/admin/")
+    assert response.status_code in (200, 403)
+    assert "permission" in response.content.decode().lower()
+
+
+def test_users_with_view_permissions_only_get_no_actions(rf, viewer):
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label not in ("documents", "queue_admin"):
+            continue  # django_q's and auth's admins are unreachable without their permissions
+        request = rf.get("/admin/")
+        request.user = viewer
+        assert not model_admin.get_actions(request), (model.__name__, list(model_admin.get_actions(request)))
+        assert not model_admin.has_add_permission(request), model.__name__
+        assert not model_admin.has_change_permission(request), model.__name__
+        assert not model_admin.has_delete_permission(request), model.__name__
+
+
+def test_queue_operators_see_every_sidecar_page_but_cannot_delete_documents_or_manage_users(
+    queue_operator, document
+):
+    client = Client()
+    client.force_login(queue_operator)
+    for url, name in all_urls(document):
+        if not name or not re.match(r"admin:(documents|queue_admin)_\w+_(changelist|change)$", name):
+            continue
+        response = client.get(url)
+        assert response.status_code in (200, 302), (url, response.status_code)
+        if response.status_code == 302:  # only ever "that object does not exist" back to a list
+            assert "/admin/" in response["Location"] and "login" not in response["Location"], url
+
+    delete_url = f"/admin/documents/sourcedocument/{document.pk}/delete/"
+    assert client.get(delete_url).status_code == 403
+    assert client.post(delete_url, {"post": "yes"}).status_code == 403
+    assert SourceDocument.objects.filter(pk=document.pk).exists()
+    for url in ("/admin/auth/user/", "/admin/auth/group/", "/admin/auth/user/add/"):
+        assert client.get(url).status_code == 403, url
