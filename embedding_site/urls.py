@@ -5,10 +5,6 @@ from django.views.generic import RedirectView
 from documents import views as document_views
 from embedding_site import views
 
-admin.site.site_header = "Sidecar"
-admin.site.site_title = "Sidecar admin"
-admin.site.index_title = "Embeddings, queue and workers"
-
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),

@@ -40,7 +40,7 @@ def _missing(reason: str):
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
     try:
         from playwright.sync_api import sync_playwright
@@ -51,11 +51,16 @@ def browser():
         _missing("Chromium was not found")
     # Playwright's sync API keeps an asyncio loop running in this thread, which Django's
     # async-safety check takes for async code; the test code around it is plain sync code.
+    # Only while the browser runs (one per test module): subprocesses started by later tests
+    # inherit the environment, and `check --deploy` rightly refuses this variable.
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
+    try:
+        with sync_playwright() as playwright:
+            chromium = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+            yield chromium
+            chromium.close()
+    finally:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
 
 
 @pytest.fixture(scope="session")
