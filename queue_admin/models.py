@@ -205,6 +205,19 @@ class ConfigChange(models.Model):
             f"{self.config_key}: {config.show_value(self.old_value)} -> {config.show_value(self.new_value)}"
         )
 
+    @property
+    def label(self) -> str:
+        item = config.SCHEMA.get(self.config_key)
+        return item.label if item else self.config_key
+
+    @property
+    def old_display(self) -> str:
+        return "—" if self.old_value is None else config.display(self.old_value, config.SCHEMA.get(self.config_key))
+
+    @property
+    def new_display(self) -> str:
+        return config.display(self.new_value, config.SCHEMA.get(self.config_key))
+
 
 class ProviderLimitState(models.Model):
     """One embedding provider's shared rate-limit buckets and circuit breaker.
