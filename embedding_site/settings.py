@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     # Before django_q: its `qcluster` command wraps django-q2's (see that command's docstring).
     "queue_admin",
     "django_q",

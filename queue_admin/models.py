@@ -99,6 +99,14 @@ class QueueItem(models.Model):
                 condition=models.Q(status="completed"),
                 name="embedding_queue_completed_idx",
             ),
+            # The admin's lists, newest first, without sorting a million rows per page view:
+            # all items by creation, dead letters by when they failed.
+            models.Index(fields=["created_at", "id"], name="embedding_queue_created_idx"),
+            models.Index(
+                fields=["updated_at", "id"],
+                condition=models.Q(status="failed"),
+                name="embedding_queue_failed_idx",
+            ),
         ]
 
     def __str__(self):

@@ -231,18 +231,21 @@ def retry_items(item_ids: list[uuid.UUID]) -> int:
     A document keeps at most one live item (the partial unique index), so an item is skipped
     when its document already has a live one (that item will embed the current text anyway),
     and of several selected items of one document only the newest is retried. Returns how many
-    were retried.
+    were retried. A trigger that queues the same document between the check and the update
+    makes this raise IntegrityError (the unique index holds); run it again to skip that one.
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            """WITH chosen AS (
-                   SELECT DISTINCT ON (q.document_id) q.id FROM embedding_queue q
-                    WHERE q.id = ANY(%s) AND q.status IN ('failed', 'cancelled')
-                      AND NOT EXISTS (SELECT 1 FROM embedding_queue live
-                                       WHERE live.document_id = q.document_id
+            """WITH candidates AS (
+                   SELECT id, document_id, created_at FROM embedding_queue
+                    WHERE id = ANY(%s) AND status IN ('failed', 'cancelled')
+                      FOR UPDATE SKIP LOCKED
+               ), chosen AS (
+                   SELECT DISTINCT ON (c.document_id) c.id FROM candidates c
+                    WHERE NOT EXISTS (SELECT 1 FROM embedding_queue live
+                                       WHERE live.document_id = c.document_id
                                          AND live.status IN ('pending', 'processing', 'rate_limited'))
-                    ORDER BY q.document_id, q.created_at DESC
-                      FOR UPDATE OF q SKIP LOCKED
+                    ORDER BY c.document_id, c.created_at DESC
                )
                UPDATE embedding_queue q
                   SET status = 'pending', retry_count = 0, next_attempt_at = statement_timestamp(),
