@@ -31,13 +31,24 @@ class ConfigKey:
     def default_display(self) -> str:
         return display(self.default, self)
 
-    def allowed(self) -> str:
+    def allowed(self, grouped: bool = False) -> str:
+        """What values are allowed, in words; `grouped` writes 1,000,000 for people (messages
+        from `validate_value` keep plain numbers, which scripts match)."""
+        low, high = (f"{self.min_value:,}", f"{self.max_value:,}") if grouped else (self.min_value, self.max_value)
         if self.kind is bool:
             return "true or false"
         if self.kind is int:
-            return f"a whole number from {self.min_value} to {self.max_value}"
-        numbers = f"whole numbers from {self.min_value} to {self.max_value}"
+            return f"a whole number from {low} to {high}"
+        numbers = f"whole numbers from {low} to {high}"
         return f"an object with {numbers} for {', '.join(self.keys)}, at least one above 0"
+
+    @property
+    def allowed_display(self) -> str:
+        if self.kind is bool:
+            return "on or off"
+        if self.kind is dict:
+            return f"a whole number from {self.min_value:,} to {self.max_value:,} for each; at least one above 0"
+        return self.allowed(grouped=True)
 
 
 _KEYS = [

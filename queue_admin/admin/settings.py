@@ -78,11 +78,7 @@ class QueueConfigAdmin(admin.ModelAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return None
-        described = "; ".join(
-            f"{config.SCHEMA[c.config_key].label}: {config.show_value(c.old_value)} → "
-            f"{config.show_value(c.new_value)}"
-            for c in changes
-        )
+        described = "; ".join(f"{c.label}: {c.old_display} → {c.new_display}" for c in changes)
         self.message_user(
             request,
             f"Saved. {described}. Running workers pick up changes within "
