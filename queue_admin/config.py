@@ -34,7 +34,9 @@ class ConfigKey:
     def allowed(self, grouped: bool = False) -> str:
         """What values are allowed, in words; `grouped` writes 1,000,000 for people (messages
         from `validate_value` keep plain numbers, which scripts match)."""
-        low, high = (f"{self.min_value:,}", f"{self.max_value:,}") if grouped else (self.min_value, self.max_value)
+        low, high = (
+            (f"{self.min_value:,}", f"{self.max_value:,}") if grouped else (self.min_value, self.max_value)
+        )
         if self.kind is bool:
             return "true or false"
         if self.kind is int:
@@ -47,7 +49,9 @@ class ConfigKey:
         if self.kind is bool:
             return "on or off"
         if self.kind is dict:
-            return f"a whole number from {self.min_value:,} to {self.max_value:,} for each; at least one above 0"
+            return (
+                f"a whole number from {self.min_value:,} to {self.max_value:,} for each; at least one above 0"
+            )
         return self.allowed(grouped=True)
 
 

@@ -77,7 +77,9 @@ class QueueSettingsForm(forms.Form):
             try:
                 config.validate_value(key, value)
             except ValidationError as exc:
-                names = [weight_field_name(p) for p in config.PRIORITIES] if key == "priority_weights" else [key]
+                names = (
+                    [weight_field_name(p) for p in config.PRIORITIES] if key == "priority_weights" else [key]
+                )
                 self.add_error(names[0], exc)
         return cleaned
 

@@ -220,7 +220,11 @@ class ConfigChange(models.Model):
 
     @property
     def old_display(self) -> str:
-        return "—" if self.old_value is None else config.display(self.old_value, config.SCHEMA.get(self.config_key))
+        return (
+            "—"
+            if self.old_value is None
+            else config.display(self.old_value, config.SCHEMA.get(self.config_key))
+        )
 
     @property
     def new_display(self) -> str:

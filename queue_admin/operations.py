@@ -97,7 +97,9 @@ def clear_dead_workers(worker_ids: Iterable | None = None, user=None) -> Outcome
     """Delete registry rows of workers that are not alive (stopped, errored, or silent for
     three heartbeat intervals): all of them, or those of `worker_ids`. Live workers are never
     removed: their row is how they are seen. Queue items keep their worker id as history."""
-    candidates = Worker.objects.all() if worker_ids is None else Worker.objects.filter(pk__in=list(worker_ids))
+    candidates = (
+        Worker.objects.all() if worker_ids is None else Worker.objects.filter(pk__in=list(worker_ids))
+    )
     selected = candidates.count()
     alive = registry.alive_workers().values("pk")
     changed, _ = candidates.exclude(pk__in=alive).delete()

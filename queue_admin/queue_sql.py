@@ -286,4 +286,3 @@ def raise_priority(item_ids: list[uuid.UUID], priority: str = "high") -> int:
             [priority, list(item_ids), priority],
         )
         return cursor.rowcount
-

@@ -30,11 +30,17 @@ def test_an_invalid_setting_is_refused_next_to_the_field_and_a_valid_one_is_save
     page.click("input.sidecar-switch")  # pause the queue with the switch
     page.click("input[value='Save changes']")
     message = page.inner_text(".messagelist")
-    assert "Batch size: 32 documents → 64 documents" in message and "Queue enabled: on → off" in message and "within 5 seconds" in message
+    assert (
+        "Batch size: 32 documents → 64 documents" in message
+        and "Queue enabled: on → off" in message
+        and "within 5 seconds" in message
+    )
     assert batch_size() == 64
     assert QueueConfig.objects.get(config_key="queue_enabled").config_value is False
     history = page.inner_text(".sidecar-history")
-    assert "Batch size" in history and "32 documents → 64 documents" in history and operator.username in history
+    assert (
+        "Batch size" in history and "32 documents → 64 documents" in history and operator.username in history
+    )
     page.screenshot(path=str(screenshot_dir / "config.png"), full_page=True)
 
 

@@ -72,7 +72,9 @@ def test_retry_skips_an_item_whose_document_is_already_queued_and_retries_one_it
 
 
 def test_cancel_takes_live_items_and_leaves_finished_ones(admin_client, admin_user):
-    live = make_items(1, "pending") + make_items(1, "processing", worker_id="w1") + make_items(1, "rate_limited")
+    live = (
+        make_items(1, "pending") + make_items(1, "processing", worker_id="w1") + make_items(1, "rate_limited")
+    )
     done = make_items(1, "completed") + make_items(1, "failed")
     response = act(admin_client, "cancel", live + done)
     assert statuses(live) == ["cancelled"] * 3 and statuses(done) == ["completed", "failed"]
@@ -114,8 +116,14 @@ def test_dead_letters_list_only_failed_items_and_can_retry_them(admin_client):
 def test_stuck_lists_expired_leases_only_and_requeues_them(admin_client, sql):
     stuck = make_items(1, "processing", worker_id="dead-worker")
     healthy = make_items(1, "processing", worker_id="live-worker")
-    sql("UPDATE embedding_queue SET lease_expires_at = now() - interval '10 minutes' WHERE id = %s", [stuck[0].pk])
-    sql("UPDATE embedding_queue SET lease_expires_at = now() + interval '10 minutes' WHERE id = %s", [healthy[0].pk])
+    sql(
+        "UPDATE embedding_queue SET lease_expires_at = now() - interval '10 minutes' WHERE id = %s",
+        [stuck[0].pk],
+    )
+    sql(
+        "UPDATE embedding_queue SET lease_expires_at = now() + interval '10 minutes' WHERE id = %s",
+        [healthy[0].pk],
+    )
     page = admin_client.get("/admin/queue_admin/stuckitem/").content.decode()
     assert "dead-worker" in page and "live-worker" not in page
     response = act(admin_client, "requeue", stuck + healthy, url="/admin/queue_admin/stuckitem/")
@@ -203,3 +211,19 @@ def test_workers_page_colours_heartbeats_and_clears_only_dead_workers(admin_clie
     response = act(admin_client, "clear_dead", list(Worker.objects.all()), url="/admin/queue_admin/worker/")
     assert set(Worker.objects.values_list("pk", flat=True)) == {"fresh", "late"}
     assert messages_of(response) == ["Cleared 2 workers. 2 workers left as they were: live workers are kept."]
+
+
+def test_retry_failed_command_retries_dead_letters_by_kind(capsys):
+    from django.core.management import CommandError, call_command
+
+    transient = make_items(2, "failed", error_kind="transient")
+    permanent = make_items(1, "failed", error_kind="permanent")
+    call_command("retry_failed", "--error-kind", "transient", "--dry-run")
+    assert "2 failed items would be retried." in capsys.readouterr().out
+    assert statuses(transient) == ["failed", "failed"]
+    call_command("retry_failed", "--error-kind", "transient")
+    assert "Retried 2 of 2 failed items." in capsys.readouterr().out
+    assert statuses(transient + permanent) == ["pending", "pending", "failed"]
+    with pytest.raises(CommandError, match="--document must be document ids"):
+        call_command("retry_failed", "--document", "not-a-uuid")
+    assert statuses(permanent) == ["failed"]

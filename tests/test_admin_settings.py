@@ -77,12 +77,18 @@ def test_the_page_lists_every_setting_with_label_help_default_and_range(admin_cl
         ("batch_size", "-5", "Batch size: enter a whole number from 1 to 1,000."),
         ("batch_size", "", "Batch size: enter a whole number from 1 to 1,000."),
         ("batch_size", "2.5", "Batch size: enter a whole number from 1 to 1,000."),
-        ("token_quota_per_minute", str(10**12), "Tokens per minute: enter a whole number from 1 to 1,000,000,000."),
+        (
+            "token_quota_per_minute",
+            str(10**12),
+            "Tokens per minute: enter a whole number from 1 to 1,000,000,000.",
+        ),
         ("api_quota_per_minute", "1e12", "Requests per minute: enter a whole number from 1 to 1,000,000."),
         ("lease_seconds", "0x10", "Lease length: enter a whole number from 10 to 86,400."),
     ],
 )
-def test_an_invalid_value_is_refused_next_to_its_field_and_nothing_is_saved(admin_client, field, typed, message):
+def test_an_invalid_value_is_refused_next_to_its_field_and_nothing_is_saved(
+    admin_client, field, typed, message
+):
     before = stored()
     # A valid change typed alongside must not be saved either: all or nothing.
     response = admin_client.post(URL, form_data(admin_client, **{field: typed, "max_retries": "7"}))
@@ -103,7 +109,9 @@ def test_priority_weights_that_are_all_zero_are_refused(admin_client):
 
 def test_a_valid_change_is_saved_recorded_and_shown_in_the_history(admin_client, admin_user):
     response = admin_client.post(
-        URL, form_data(admin_client, batch_size="64", priority_weights_low="2", queue_enabled=None), follow=True
+        URL,
+        form_data(admin_client, batch_size="64", priority_weights_low="2", queue_enabled=None),
+        follow=True,
     )
     html = response.content.decode()
     assert "Running workers pick up changes within 5 seconds" in html
@@ -113,7 +121,11 @@ def test_a_valid_change_is_saved_recorded_and_shown_in_the_history(admin_client,
     changes = {c.config_key: (c.old_value, c.new_value, c.changed_by) for c in ConfigChange.objects.all()}
     assert changes == {
         "batch_size": (32, 64, admin_user),
-        "priority_weights": ({"high": 3, "medium": 2, "low": 1}, {"high": 3, "medium": 2, "low": 2}, admin_user),
+        "priority_weights": (
+            {"high": 3, "medium": 2, "low": 1},
+            {"high": 3, "medium": 2, "low": 2},
+            admin_user,
+        ),
         "queue_enabled": (True, False, admin_user),
     }
     assert QueueConfig.objects.get(config_key="batch_size").updated_by == admin_user

@@ -87,14 +87,18 @@ class QueueItemAdminBase(ReadOnlyAdmin):
         outcome = operations.retry(queryset.values_list("id", flat=True).iterator(), user=request.user)
         report(self, request, outcome, "retried")
 
-    @admin.action(description="Cancel selected (pending, processing or rate-limited)", permissions=["operate"])
+    @admin.action(
+        description="Cancel selected (pending, processing or rate-limited)", permissions=["operate"]
+    )
     def cancel(self, request, queryset):
         outcome = operations.cancel(queryset.values_list("id", flat=True).iterator(), user=request.user)
         report(self, request, outcome, "cancelled")
 
     @admin.action(description="Raise selected to high priority", permissions=["operate"])
     def raise_priority(self, request, queryset):
-        outcome = operations.raise_priority(queryset.values_list("id", flat=True).iterator(), user=request.user)
+        outcome = operations.raise_priority(
+            queryset.values_list("id", flat=True).iterator(), user=request.user
+        )
         report(self, request, outcome, "raised to high priority")
 
     class Media:
@@ -110,7 +114,14 @@ class QueueItemAdmin(QueueItemAdminBase):
 class DeadLetterAdmin(QueueItemAdminBase):
     """Failed items: kept with their error kind, message and attempts until a person acts."""
 
-    list_display = ("document_link", "error_kind", "error_message_full", "attempts", "worker_id", "updated_at")
+    list_display = (
+        "document_link",
+        "error_kind",
+        "error_message_full",
+        "attempts",
+        "worker_id",
+        "updated_at",
+    )
     list_filter = ("error_kind", "priority", WorkerFilter)
     ordering = ("-updated_at",)
     actions = ["retry"]
@@ -147,5 +158,7 @@ class StuckItemAdmin(QueueItemAdminBase):
 
     @admin.action(description="Requeue selected now (counts as an attempt)", permissions=["operate"])
     def requeue(self, request, queryset):
-        outcome = operations.requeue_stuck(queryset.values_list("id", flat=True).iterator(), user=request.user)
+        outcome = operations.requeue_stuck(
+            queryset.values_list("id", flat=True).iterator(), user=request.user
+        )
         report(self, request, outcome, "requeued")
