@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.db.models.functions import Length
 
+from documents.admin.importing import DocumentImportMixin
 from documents.models import DocumentEmbedding, SourceDocument
 
 
@@ -18,7 +19,7 @@ class DocumentEmbeddingInline(admin.TabularInline):
 
 
 @admin.register(SourceDocument)
-class SourceDocumentAdmin(admin.ModelAdmin):
+class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
     list_display = ("__str__", "content_length", "updated_at", "created_at")
     search_fields = ("title", "=id")
     readonly_fields = ("id", "created_at", "updated_at")
