@@ -25,6 +25,7 @@ from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection, transaction
 
 from documents.models import SourceDocument
+from documents.validators import MAX_METADATA_DEPTH
 
 FORMATS = ("csv", "jsonl")
 _EXTENSIONS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -360,6 +361,9 @@ def _jsonl_rows(lines: _Lines, scratch: SourceDocument) -> Iterator[Row | Proble
         except ValueError as exc:
             yield Problem(line, f"not valid JSON ({_json_error(exc)}).")
             continue
+        except RecursionError:
+            yield Problem(line, TOO_DEEP)
+            continue
         if not isinstance(record, dict):
             yield Problem(line, f'must be a JSON object like {{"content": "..."}}, not {_json_kind(record)}.')
             continue
@@ -412,6 +416,10 @@ def _checked_row(
     return Row(line=line, id=document_id, content=content, title=title, metadata=metadata_text)
 
 
+# Python's JSON parser recurses once per level; a line nested thousands deep is refused, not a crash.
+TOO_DEEP = f"nests too deeply to read (metadata may nest at most {MAX_METADATA_DEPTH} levels)."
+
+
 def _metadata(value, *, is_text: bool) -> tuple[dict | None, str | None]:
     """(the metadata object, None) or (None, what is wrong with it)."""
     if is_text:
@@ -424,29 +432,13 @@ def _metadata(value, *, is_text: bool) -> tuple[dict | None, str | None]:
                 None,
                 f'metadata is not valid JSON ({_json_error(exc)}); write an object like {{"source": "wiki"}}.',
             )
+        except RecursionError:
+            return None, TOO_DEEP
     if not isinstance(value, dict):
         return None, f'metadata must be a JSON object like {{"source": "wiki"}}, not {_json_kind(value)}.'
-    # jsonb refuses \u0000 and lone surrogates anywhere inside: say so here, by row.
-    for text in _strings_in(value):
-        if "\x00" in text:
-            return None, "metadata contains a NUL character (\\u0000), which PostgreSQL cannot store."
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return None, "metadata contains text that is not valid UTF-8 (a lone surrogate)."
+    # Strings inside that PostgreSQL cannot store (NUL, lone surrogates) and absurd nesting are
+    # the model's validate_json_object's to refuse (through clean_fields below), as for the admin.
     return value, None
-
-
-def _strings_in(value) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from _strings_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _strings_in(item)
 
 
 def _refuse_constant(name: str):
