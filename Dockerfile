@@ -40,4 +40,6 @@ EXPOSE 8000
 # (see compose.yaml): they serve no HTTP.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD \
     python -c "import os, urllib.request as r; host = os.environ['ALLOWED_HOSTS'].split(',')[0]; r.urlopen(r.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}), timeout=4)"
-CMD ["gunicorn", "embedding_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--access-logfile", "-"]
+# --timeout 120: confirming an admin import of a file near DOCUMENT_IMPORT_MAX_BYTES (200 MB)
+# writes for about half a minute in the request; gunicorn's default 30 s would kill it.
+CMD ["gunicorn", "embedding_site.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "3", "--timeout", "120", "--access-logfile", "-"]

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("pipeline", "machinery", "latency")
+SCENARIOS = ("pipeline", "machinery", "latency", "dashboard")
 DEFAULT_DB_DIR = ROOT / ".data" / "bench-postgres"
 DEFAULT_DB_PORT = 54369
 
@@ -128,9 +128,9 @@ def main(argv=None) -> int:
 
 
 def run_scenarios(args) -> int:
-    from bench import latency, machinery, pipeline, report
+    from bench import dashboard, latency, machinery, pipeline, report
 
-    modules = {"pipeline": pipeline, "machinery": machinery, "latency": latency}
+    modules = {"pipeline": pipeline, "machinery": machinery, "latency": latency, "dashboard": dashboard}
     env = report.environment()
     print(f"Sidecar benchmarks on {env['cores']} cores ({env['cpu_model']}), PostgreSQL {env['postgresql']}, "
           f"pgvector {env['pgvector']}, onnxruntime {env['onnxruntime']}; load average {env['load_average_at_start']}")  # fmt: skip

@@ -32,6 +32,11 @@ def validate_clean_text(value) -> None:
         ) from None
 
 
+# Deeper metadata is refused: Python's JSON encoder recurses once per level and would fail
+# with a RecursionError (a 500) somewhere near 1,000 levels; no real metadata nests this deep.
+MAX_METADATA_DEPTH = 32
+
+
 def validate_json_object(value) -> None:
     if not isinstance(value, dict):
         raise ValidationError(
@@ -39,3 +44,36 @@ def validate_json_object(value) -> None:
             code="not_object",
             params={"kind": type(value).__name__},
         )
+    # Every key and string inside must be storable too (PostgreSQL's jsonb refuses \u0000 and
+    # lone surrogates with a driver error): walk it without recursion, so depth is checked
+    # before anything recurses.
+    pending = [(value, 1, "metadata")]
+    while pending:
+        node, depth, path = pending.pop()
+        if depth > MAX_METADATA_DEPTH:
+            raise ValidationError(
+                "Metadata nests deeper than %(most)s levels (at %(path)s); flatten it.",
+                code="too_deep",
+                params={"most": MAX_METADATA_DEPTH, "path": path[:200]},
+            )
+        if isinstance(node, dict):
+            for key, child in node.items():
+                _check_json_string(key, f"{path} key {key!r}"[:200])
+                pending.append((child, depth + 1, f"{path}.{key}"))
+        elif isinstance(node, list | tuple):
+            pending.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(node))
+        elif isinstance(node, str):
+            _check_json_string(node, path)
+
+
+def _check_json_string(text, where: str) -> None:
+    if not isinstance(text, str):
+        return
+    try:
+        validate_clean_text(text)
+    except ValidationError as exc:
+        raise ValidationError(
+            "Metadata at %(where)s: %(problem)s",
+            code=exc.code,
+            params={"where": where[:200], "problem": exc.messages[0]},
+        ) from None

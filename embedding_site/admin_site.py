@@ -12,13 +12,24 @@ from importlib import import_module
 from django.contrib import admin
 
 # Modules with a `urls(site)` function: site-wide admin pages (dashboard, search, ...).
-PAGE_MODULES: list[str] = ["documents.admin.search"]
+PAGE_MODULES: list[str] = ["queue_admin.admin.dashboard", "documents.admin.search"]
 
 
 class SidecarAdminSite(admin.AdminSite):
     site_header = "Sidecar"
     site_title = "Sidecar admin"
     index_title = "Embeddings, queue and workers"
+
+    def index(self, request, extra_context=None):
+        """The queue dashboard for those who may view queue items; Django's index (which tells
+        the others they have no permission) for everyone else."""
+        from queue_admin.admin import dashboard
+
+        if not dashboard.may_view(request.user):
+            return super().index(request, extra_context)
+        response = super().index(request, {**dashboard.context(request), **(extra_context or {})})
+        response.template_name = dashboard.INDEX_TEMPLATE
+        return response
 
     def get_urls(self):
         pages = [pattern for module in PAGE_MODULES for pattern in import_module(module).urls(self)]

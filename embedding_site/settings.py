@@ -110,6 +110,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "django.contrib.humanize",
     # Before django_q: its `qcluster` command wraps django-q2's (see that command's docstring).
     "queue_admin",
     "django_q",
@@ -385,6 +386,11 @@ STORAGES = {
 
 # Documents up to tens of megabytes are legitimate content; the admin must accept them.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
+# The largest file the admin's document import accepts (documents/admin/import_uploads.py).
+# It is streamed to a temporary file, not held in memory; `import_documents` has no limit.
+DOCUMENT_IMPORT_MAX_BYTES = _required_int_in_range(
+    "DOCUMENT_IMPORT_MAX_BYTES", 200 * 1024 * 1024, 1024, 1 << 40
+)
 
 # --- Security (production) ------------------------------------------------------------
 if not DEBUG:

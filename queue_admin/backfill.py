@@ -24,6 +24,9 @@ _CURRENT = """EXISTS (SELECT 1 FROM document_embeddings e
 _ANY = """EXISTS (SELECT 1 FROM document_embeddings e WHERE e.document_id = d.id AND e.chunk_index = 0)"""
 _LIVE_ITEM = """EXISTS (SELECT 1 FROM embedding_queue q
                          WHERE q.document_id = d.id AND q.status IN ('pending', 'processing', 'rate_limited'))"""
+_FAILED_ITEM = (
+    """EXISTS (SELECT 1 FROM embedding_queue q WHERE q.document_id = d.id AND q.status = 'failed')"""
+)
 
 _CONDITIONS = {
     # never embedded, by any model
@@ -75,6 +78,33 @@ def _where(kind: str, *, skip_live: bool) -> str:
     if skip_live:
         clauses.append(f"NOT {_LIVE_ITEM}")
     return " AND ".join(clauses)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    documents: int  # with text; fresh + stale + missing
+    fresh: int
+    stale: int
+    missing: int
+    failed: int  # of the stale and missing: in the dead-letter list and not queued again
+
+
+def freshness(model: str) -> Freshness:
+    """Every document with text, sorted by the same conditions `count` and `enqueue` select
+    (fresh, stale, missing), plus how many of the unfinished ones only a person can move on
+    (a failed item, no live one). One pass over the documents: slow on big tables, so the
+    dashboard reads it from the snapshot the reconciliation schedule keeps (`freshness.py`)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*), count(*) FILTER (WHERE state = 'fresh'), count(*) FILTER (WHERE state = 'stale'),
+                       count(*) FILTER (WHERE state = 'missing'),
+                       count(*) FILTER (WHERE state <> 'fresh' AND {_FAILED_ITEM} AND NOT {_LIVE_ITEM})
+                  FROM (SELECT d.id, CASE WHEN NOT ({_CONDITIONS[MISSING_OR_STALE]}) THEN 'fresh'
+                                          WHEN {_ANY} THEN 'stale' ELSE 'missing' END AS state
+                          FROM source_documents d WHERE {_where(ALL, skip_live=False)}) d""",
+            {"model": model},
+        )
+        return Freshness(*cursor.fetchone())
 
 
 def count(kind: str, model: str, *, limit: int | None = None, skip_live: bool = False) -> Selection:

@@ -27,13 +27,32 @@ class ConfigKey:
     unit: str = ""
     keys: tuple[str, ...] = field(default=())
 
-    def allowed(self) -> str:
+    @property
+    def default_display(self) -> str:
+        return display(self.default, self)
+
+    def allowed(self, grouped: bool = False) -> str:
+        """What values are allowed, in words; `grouped` writes 1,000,000 for people (messages
+        from `validate_value` keep plain numbers, which scripts match)."""
+        low, high = (
+            (f"{self.min_value:,}", f"{self.max_value:,}") if grouped else (self.min_value, self.max_value)
+        )
         if self.kind is bool:
             return "true or false"
         if self.kind is int:
-            return f"a whole number from {self.min_value} to {self.max_value}"
-        numbers = f"whole numbers from {self.min_value} to {self.max_value}"
-        return f"an object with {numbers} for {', '.join(self.keys)}"
+            return f"a whole number from {low} to {high}"
+        numbers = f"whole numbers from {low} to {high}"
+        return f"an object with {numbers} for {', '.join(self.keys)}, at least one above 0"
+
+    @property
+    def allowed_display(self) -> str:
+        if self.kind is bool:
+            return "on or off"
+        if self.kind is dict:
+            return (
+                f"a whole number from {self.min_value:,} to {self.max_value:,} for each; at least one above 0"
+            )
+        return self.allowed(grouped=True)
 
 
 _KEYS = [
@@ -100,6 +119,8 @@ def validate_value(key: str, value):
             isinstance(value, dict)
             and set(value) == set(item.keys)
             and all(_is_int(v) and item.min_value <= v <= item.max_value for v in value.values())
+            # All zero would leave only the age of an item to order the queue: no priorities.
+            and any(v > 0 for v in value.values())
         )
     if not ok:
         raise ValidationError(
@@ -108,6 +129,17 @@ def validate_value(key: str, value):
             params={"key": key, "value": show_value(value), "allowed": item.allowed()},
         )
     return value
+
+
+def display(value, item: ConfigKey | None = None) -> str:
+    """A value as an operator reads it: "on", "30,000 ms", "high 3, medium 2, low 1"."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {display(v)}" for k, v in value.items())
+    if _is_int(value):
+        return f"{value:,}" + (f" {item.unit}" if item and item.unit else "")
+    return show_value(value)
 
 
 def show_value(value) -> str:
@@ -166,3 +198,39 @@ def set_value(key: str, value, user=None):
         )
     forget_cached()
     return change
+
+
+class ConcurrentChange(ValidationError):
+    """Someone else changed a setting after this person loaded the page."""
+
+
+def apply_changes(changes: dict, loaded: dict, user=None) -> list:
+    """Save several settings at once, all or nothing (the settings editor's Save).
+
+    Steps: validate every value; lock the rows; refuse with ConcurrentChange if any setting's
+    stored value is no longer what the person saw when they loaded the page (their edit would
+    silently overwrite someone else's); then `set_value` each one, which records the history.
+    Returns the ConfigChange rows written.
+    """
+    from django.db import transaction
+
+    from queue_admin.models import QueueConfig
+
+    for key, value in changes.items():
+        validate_value(key, value)
+    with transaction.atomic():
+        stored = dict(
+            QueueConfig.objects.select_for_update()
+            .filter(config_key__in=list(changes))
+            .values_list("config_key", "config_value")
+        )
+        moved = [key for key in changes if stored.get(key, DEFAULTS[key]) != loaded.get(key)]
+        if moved:
+            names = ", ".join(SCHEMA[key].label for key in moved)
+            raise ConcurrentChange(
+                f"{names} changed since you opened this page (someone else saved it). Nothing was "
+                "saved: reload the page to see the current values, then make your change again.",
+                code="concurrent_change",
+            )
+        written = [set_value(key, value, user=user) for key, value in changes.items()]
+    return [change for change in written if change is not None]

@@ -118,6 +118,28 @@ SELECT breaker_state, consecutive_failures, opened_at, last_error, last_failure_
   FROM embedding_provider_state WHERE provider_key = %(key)s
 """
 
+# Read-only: each bucket's level now, refilled as ACQUIRE would refill it, for every provider.
+BUCKET_LEVELS = """
+SELECT s.provider_key,
+       least(%(rpm)s, coalesce(s.requests_available, %(rpm)s) + %(rpm)s * e.minutes),
+       least(%(tpm)s, coalesce(s.tokens_available, %(tpm)s) + %(tpm)s * e.minutes)
+  FROM embedding_provider_state s
+ CROSS JOIN LATERAL (SELECT greatest(0, extract(epoch FROM clock_timestamp() - s.refilled_at)::float8 / 60)
+                            AS minutes) e
+ ORDER BY s.provider_key
+"""
+
+
+@dataclass(frozen=True)
+class QuotaUse:
+    """What the last minute's sending has taken from the buckets: a full bucket is 0 used, an
+    empty one the whole quota, one in debt (an oversized request) more than the quota."""
+
+    requests_used: float
+    requests_quota: int
+    tokens_used: float
+    tokens_quota: int
+
 
 @dataclass(frozen=True)
 class BreakerStatus:
@@ -226,3 +248,14 @@ def breaker_state(provider_key: str, *, recovery_seconds: int) -> BreakerStatus:
         cursor.execute(BREAKER_STATE, {"key": provider_key, "recovery": recovery_seconds})
         row = cursor.fetchone()
     return BreakerStatus(*row) if row else BreakerStatus("closed", 0, None, "", None, None)
+
+
+def quota_use(*, rpm: int, tpm: int) -> dict[str, QuotaUse]:
+    """Per provider row: quota taken from its buckets (quota minus what is available now,
+    refilled to this instant), against the quotas `rpm` and `tpm`. Reads; changes nothing."""
+    with connection.cursor() as cursor:
+        cursor.execute(BUCKET_LEVELS, {"rpm": float(rpm), "tpm": float(tpm)})
+        return {
+            key: QuotaUse(max(0.0, rpm - requests), rpm, max(0.0, tpm - tokens), tpm)
+            for key, requests, tokens in cursor.fetchall()
+        }

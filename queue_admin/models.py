@@ -99,6 +99,23 @@ class QueueItem(models.Model):
                 condition=models.Q(status="completed"),
                 name="embedding_queue_completed_idx",
             ),
+            # The admin's list of all items, newest first, without sorting a million rows per
+            # page view.
+            models.Index(fields=["created_at", "id"], name="embedding_queue_created_idx"),
+            # The dashboard's and queue_status's oldest pending age: one index probe, not a scan
+            # of every pending row (a backfill leaves a million of them).
+            models.Index(
+                fields=["created_at"],
+                condition=models.Q(status="pending"),
+                name="embedding_queue_pending_idx",
+            ),
+            # Dead letters newest first (the admin's list), and the dashboard's failures of the
+            # last hour and its top error messages.
+            models.Index(
+                fields=["updated_at", "id"],
+                condition=models.Q(status="failed"),
+                name="embedding_queue_failed_idx",
+            ),
         ]
 
     def __str__(self):
@@ -205,6 +222,23 @@ class ConfigChange(models.Model):
             f"{self.config_key}: {config.show_value(self.old_value)} -> {config.show_value(self.new_value)}"
         )
 
+    @property
+    def label(self) -> str:
+        item = config.SCHEMA.get(self.config_key)
+        return item.label if item else self.config_key
+
+    @property
+    def old_display(self) -> str:
+        return (
+            "—"
+            if self.old_value is None
+            else config.display(self.old_value, config.SCHEMA.get(self.config_key))
+        )
+
+    @property
+    def new_display(self) -> str:
+        return config.display(self.new_value, config.SCHEMA.get(self.config_key))
+
 
 class ProviderLimitState(models.Model):
     """One embedding provider's shared rate-limit buckets and circuit breaker.
@@ -245,3 +279,28 @@ class ProviderLimitState(models.Model):
 
     def __str__(self):
         return self.provider_key
+
+
+class FreshnessSnapshot(models.Model):
+    """How many documents are fresh, stale, missing or failed for one model, as last counted.
+
+    Counting them is an anti-join over every document, too slow for each dashboard load on a
+    large table; the reconciliation schedule (every 5 minutes) counts them and stores the result
+    here (`queue_admin/freshness.py`), and the dashboard shows it "as of" `counted_at`.
+    """
+
+    model = models.CharField(max_length=200, unique=True)
+    documents = models.PositiveBigIntegerField(help_text="documents with text")
+    fresh = models.PositiveBigIntegerField()
+    stale = models.PositiveBigIntegerField()
+    missing = models.PositiveBigIntegerField()
+    failed = models.PositiveBigIntegerField(help_text="not fresh, in the dead-letter list, not queued again")
+    counted_at = models.DateTimeField()
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        db_table = "embedding_freshness_snapshots"
+        verbose_name = "document freshness snapshot"
+
+    def __str__(self):
+        return f"{self.model} at {self.counted_at:%Y-%m-%d %H:%M}"

@@ -188,8 +188,9 @@ def release(item_ids: list[uuid.UUID], worker_id: str) -> int:
         return cursor.rowcount
 
 
-def reclaim_expired_leases() -> tuple[int, int]:
-    """Take back items whose worker stopped renewing its lease (killed, hung, partitioned).
+def reclaim_expired_leases(item_ids: list[uuid.UUID] | None = None) -> tuple[int, int]:
+    """Take back items whose worker stopped renewing its lease (killed, hung, partitioned):
+    all of them (the workers' periodic sweep), or only `item_ids` (the admin's "Stuck" list).
 
     Each counts as an attempt, so a document that kills its worker every time ends up in the
     dead-letter list instead of taking workers down forever. Returns (requeued, failed).
@@ -199,6 +200,7 @@ def reclaim_expired_leases() -> tuple[int, int]:
             """WITH expired AS (
                    SELECT id FROM embedding_queue
                     WHERE status = 'processing' AND lease_expires_at < statement_timestamp()
+                      AND (%(ids)s::uuid[] IS NULL OR id = ANY(%(ids)s::uuid[]))
                     FOR UPDATE SKIP LOCKED
                )
                UPDATE embedding_queue q
@@ -209,6 +211,78 @@ def reclaim_expired_leases() -> tuple[int, int]:
                       worker_id = '', lease_expires_at = NULL, updated_at = statement_timestamp()
                  FROM expired WHERE q.id = expired.id
             RETURNING q.status""",
+            {"ids": None if item_ids is None else list(item_ids)},
         )
         statuses = [row[0] for row in cursor.fetchall()]
     return statuses.count("pending"), statuses.count("failed")
+
+
+# --- What people do from the admin (or a command): retry, cancel, raise priority ----------
+# These change items no worker may be holding (retry), or take them from whoever holds them
+# (cancel): a worker that held a cancelled item finds its compare-and-set above matches
+# nothing and drops the work, rolling back any chunks it was about to write.
+
+RETRYABLE = ("failed", "cancelled")
+
+
+def retry_items(item_ids: list[uuid.UUID]) -> int:
+    """Failed or cancelled items back to `pending`, due now, attempts and error reset.
+
+    A document keeps at most one live item (the partial unique index), so an item is skipped
+    when its document already has a live one (that item will embed the current text anyway),
+    and of several selected items of one document only the newest is retried. Returns how many
+    were retried. A trigger that queues the same document between the check and the update
+    makes this raise IntegrityError (the unique index holds); run it again to skip that one.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """WITH candidates AS (
+                   SELECT id, document_id, created_at FROM embedding_queue
+                    WHERE id = ANY(%s) AND status IN ('failed', 'cancelled')
+                      FOR UPDATE SKIP LOCKED
+               ), chosen AS (
+                   SELECT DISTINCT ON (c.document_id) c.id FROM candidates c
+                    WHERE NOT EXISTS (SELECT 1 FROM embedding_queue live
+                                       WHERE live.document_id = c.document_id
+                                         AND live.status IN ('pending', 'processing', 'rate_limited'))
+                    ORDER BY c.document_id, c.created_at DESC
+               )
+               UPDATE embedding_queue q
+                  SET status = 'pending', retry_count = 0, next_attempt_at = statement_timestamp(),
+                      error_kind = '', error_message = '', worker_id = '', batch_id = NULL,
+                      lease_expires_at = NULL, processing_started_at = NULL, processing_completed_at = NULL,
+                      updated_at = statement_timestamp()
+                 FROM chosen WHERE q.id = chosen.id""",
+            [list(item_ids)],
+        )
+        return cursor.rowcount
+
+
+def cancel_items(item_ids: list[uuid.UUID], reason: str) -> int:
+    """Live items (pending, processing, rate-limited) to `cancelled`, with `reason` as their
+    message. Returns how many were cancelled; finished items are left as they are."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue
+                  SET status = 'cancelled', error_kind = '', error_message = %s,
+                      lease_expires_at = NULL, processing_completed_at = statement_timestamp(),
+                      updated_at = statement_timestamp()
+                WHERE id = ANY(%s) AND status IN ('pending', 'processing', 'rate_limited')""",
+            [reason[:4000], list(item_ids)],
+        )
+        return cursor.rowcount
+
+
+def raise_priority(item_ids: list[uuid.UUID], priority: str = "high") -> int:
+    """Live items waiting to be claimed (pending, rate-limited) to `priority`, never lowering
+    one. Items already processing are left alone: their batch is in hand. Returns how many
+    changed."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue
+                  SET priority = %s, updated_at = statement_timestamp()
+                WHERE id = ANY(%s) AND status IN ('pending', 'rate_limited')
+                  AND sidecar_priority_rank(priority) < sidecar_priority_rank(%s)""",
+            [priority, list(item_ids), priority],
+        )
+        return cursor.rowcount

@@ -1,16 +1,14 @@
-"""The queue's figures in one dict: `manage.py queue_status`, and later the admin dashboard.
+"""The queue's figures in one dict: `manage.py queue_status` and `/metrics`.
 
-Exact counts for now, read through the (status, priority) index; on a queue table of millions
-of rows these should become estimates (pg_class.reltuples, or counts of live statuses only).
+Counts and the oldest pending age come from `queue_counts` (exact while a status/priority group
+is small, the planner's estimate above `queue_counts.EXACT_COUNT_LIMIT`), the same functions the
+admin dashboard (`queue_admin/dashboard.py`) reads, so the two never disagree.
 """
 
 from datetime import UTC, datetime
 
-from django.db import connection
-from django.db.models import Count, Min
-
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, limits, registry
+from queue_admin import backfill, config, limits, queue_counts, registry
 from queue_admin.models import QueueItem
 
 # Bump when a key of `queue_status()` changes meaning or disappears; adding keys keeps it.
@@ -40,20 +38,11 @@ def provider_breaker() -> dict:
 
 def queue_status() -> dict:
     """Counts by status and priority, oldest pending age, recent throughput, live workers,
-    breaker, queue switch and model: the keys README's "Operations" section documents."""
-    by_status = {status: 0 for status in QueueItem.Status.values}
-    by_status_and_priority = {status: dict.fromkeys(QueueItem.Priority.values, 0) for status in by_status}
-    rows = QueueItem.objects.order_by().values_list("status", "priority").annotate(n=Count("*"))
-    for status, priority, n in rows:
-        by_status[status] = by_status.get(status, 0) + n
-        by_status_and_priority.setdefault(status, {})[priority] = n
-    pending = QueueItem.objects.filter(status=QueueItem.Status.PENDING)
-    oldest_pending = pending.aggregate(oldest=Min("created_at"))["oldest"]
-    with connection.cursor() as cursor:
-        # The database's clock, as for every other queue age: machines' clocks disagree.
-        cursor.execute("SELECT statement_timestamp()")
-        now = cursor.fetchone()[0]
-    oldest_age = round((now - oldest_pending).total_seconds(), 3) if oldest_pending else None
+    breaker, queue switch and model: the keys README's "Operations" section documents.
+    `counts.estimated_statuses` lists the statuses whose counts include planner estimates."""
+    counts = queue_counts.by_status_and_priority()
+    by_status = {status: queue_counts.total(row) for status, row in counts.items()}
+    now = queue_counts.database_now()
     rate = backfill.recent_rate(THROUGHPUT_WINDOW_MINUTES)
     return {
         "version": STATUS_FORMAT_VERSION,
@@ -61,12 +50,16 @@ def queue_status() -> dict:
         "queue_enabled": bool(config.current()["queue_enabled"]),
         "provider_model_id": get_provider().model_id,
         "counts": {
-            "by_status": by_status,
-            "by_status_and_priority": by_status_and_priority,
-            "live": sum(by_status[s] for s in QueueItem.LIVE_STATUSES),
-            "total": sum(by_status.values()),
+            "by_status": {status: count.value for status, count in by_status.items()},
+            "by_status_and_priority": {
+                status: {priority: count.value for priority, count in row.items()}
+                for status, row in counts.items()
+            },
+            "live": sum(by_status[s].value for s in QueueItem.LIVE_STATUSES),
+            "total": sum(count.value for count in by_status.values()),
+            "estimated_statuses": [status for status, count in by_status.items() if count.estimated],
         },
-        "oldest_pending_age_seconds": oldest_age,
+        "oldest_pending_age_seconds": queue_counts.oldest_pending_age_seconds(now),
         "throughput_per_second_15m": round(rate, 3) if rate is not None else None,
         "live_workers": registry.alive_workers().count(),
         "breaker": provider_breaker(),
@@ -97,4 +90,6 @@ def format_status(status: dict) -> str:
             f"  {name:<14}{row.get('high', 0):>10}{row.get('medium', 0):>10}{row.get('low', 0):>10}{total:>12}"
         )
     lines.append(f"  {'live / total':<14}{'':>30}{counts['live']:>6} / {counts['total']}")
+    if counts["estimated_statuses"]:
+        lines.append(f"  (estimated from table statistics: {', '.join(counts['estimated_statuses'])})")
     return "\n".join(lines)

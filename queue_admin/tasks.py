@@ -14,7 +14,7 @@ import time
 from django.conf import settings
 
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, registry
+from queue_admin import backfill, config, freshness, registry
 from queue_admin.worker import QueueWorker
 
 logger = logging.getLogger("sidecar.tasks")
@@ -72,7 +72,12 @@ def keep_drains_running() -> int:
 
 
 def reconcile() -> int:
-    return backfill.reconcile(get_provider().model_id)
+    """Queue what the triggers missed, then recount the documents for the dashboard (its
+    snapshot of fresh / stale / missing / failed, `freshness.py`)."""
+    model = get_provider().model_id
+    queued = backfill.reconcile(model)
+    freshness.refresh_snapshot(model)
+    return queued
 
 
 def delete_old_completed() -> int:

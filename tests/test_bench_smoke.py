@@ -48,7 +48,7 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
     assert (tmp_path / "latest.md").read_text().startswith("# Sidecar benchmark")
     assert report["environment"]["cores"] >= 1 and report["environment"]["pgvector"]
     scenarios = report["scenarios"]
-    assert set(scenarios) == {"pipeline", "machinery", "latency"}
+    assert set(scenarios) == {"pipeline", "machinery", "latency", "dashboard"}
     expected = {
         "pipeline": ["raw_docs_per_s", "pipeline_docs_per_s", "ratio", "pipeline_batch_32_docs_per_s"],
         "machinery": [
@@ -58,6 +58,7 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "profile_total_s",
         ],
         "latency": ["p50_s", "p95_s"],
+        "dashboard": ["snapshot_s", "service_p50_ms", "service_p95_ms", "page_p50_ms", "page_p95_ms"],
     }
     for name, keys in expected.items():
         metrics = scenarios[name]["metrics"]
@@ -65,6 +66,7 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             assert isinstance(metrics[key], int | float) and math.isfinite(metrics[key]), (name, key)
         assert not scenarios[name]["notes"] or name == "machinery", scenarios[name]["notes"]
     assert len(scenarios["machinery"]["metrics"]["profile_top10_tottime"]) == 10
+    assert scenarios["dashboard"]["metrics"]["documents_counted"] == "live"  # a tiny table
 
 
 def test_unknown_scenario_exits_2_with_a_message():

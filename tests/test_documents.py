@@ -113,3 +113,29 @@ def test_admin_pages_show_the_development_database_badge(admin_client, settings)
     assert b"development database" in admin_client.get("/admin/").content
     settings.EMBEDDED_DB = False
     assert b"development database" not in admin_client.get("/admin/").content
+
+
+@pytest.mark.parametrize(
+    "metadata, problem",
+    [
+        ({"note": "a\x00b"}, "Metadata at metadata.note: Text contains a NUL byte"),
+        ({"bad\x00key": 1}, "Text contains a NUL byte"),
+        ({"tags": ["ok", "\ud800"]}, "Metadata at metadata.tags[1]: Text is not valid UTF-8"),
+    ],
+)
+def test_metadata_strings_that_postgresql_cannot_store_are_refused(metadata, problem):
+    with pytest.raises(ValidationError) as caught:
+        SourceDocument.objects.create(content="fine", metadata=metadata)
+    assert problem in " ".join(caught.value.message_dict["metadata"])
+    assert not SourceDocument.objects.exists()
+
+
+def test_metadata_nested_a_thousand_deep_is_refused_with_a_message():
+    deep = current = {}
+    for _ in range(1000):
+        current["child"] = {}
+        current = current["child"]
+    with pytest.raises(ValidationError) as caught:
+        SourceDocument.objects.create(content="fine", metadata=deep)
+    assert "nests deeper than 32 levels" in " ".join(caught.value.message_dict["metadata"])
+    assert not SourceDocument.objects.exists()

@@ -9,6 +9,7 @@ from django.utils.timezone import localtime
 from documents import embedding_status
 from documents.admin import backfill_page, reembed_action
 from documents.admin.document_list import DocumentChangeList, EmbeddingStatusFilter
+from documents.admin.importing import DocumentImportMixin
 from documents.admin.paginator import CappedCountPaginator
 from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers.factory import get_provider
@@ -48,7 +49,7 @@ class DocumentEmbeddingInline(admin.TabularInline):
 
 
 @admin.register(SourceDocument)
-class SourceDocumentAdmin(admin.ModelAdmin):
+class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
     list_display = ("__str__", "status_badge", "chunk_count", "embedded_model", "updated_at")
     list_filter = (EmbeddingStatusFilter,)
     search_fields = ("title", "=id")
@@ -60,8 +61,7 @@ class SourceDocumentAdmin(admin.ModelAdmin):
     paginator = CappedCountPaginator
     # "Show counts" would count every status over the whole table on each page view.
     show_facets = admin.ShowFacets.NEVER
-    # Set, not left to Django's per-model lookup, so that a mixin that wraps the change list
-    # (an import button) extends this template instead of replacing it.
+    # Its object tools: Import, Backfill missing/stale, Semantic search, Add.
     change_list_template = "admin/documents/sourcedocument/change_list.html"
 
     def embedding_model(self) -> str:

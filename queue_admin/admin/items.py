@@ -1,23 +1,164 @@
+"""Queue items, and their two working lists: dead letters (failed) and stuck items (still
+processing after their lease ran out). Rows are the machine's; people act on them with the
+actions here, which call `queue_admin/operations.py`."""
+
 from django.contrib import admin
+from django.db.models import F
+from django.db.models.functions import Now
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.text import Truncator
 
-from queue_admin.admin.base import ReadOnlyAdmin
-from queue_admin.models import QueueItem
+from queue_admin import operations
+from queue_admin.admin.base import ReadOnlyAdmin, report
+from queue_admin.models import DeadLetter, QueueItem, StuckItem, Worker
+
+OPERATE = "queue_admin.operate_queueitem"
 
 
-@admin.register(QueueItem)
-class QueueItemAdmin(ReadOnlyAdmin):
+class WorkerFilter(admin.SimpleListFilter):
+    """By worker, choosing among registered workers (a DISTINCT over a million queue rows
+    would be slow; the registry is small)."""
+
+    title = "worker"
+    parameter_name = "worker"
+
+    def lookups(self, request, model_admin):
+        return [(w, w) for w in Worker.objects.order_by("-last_heartbeat").values_list("pk", flat=True)[:50]]
+
+    def queryset(self, request, queryset):
+        return queryset.filter(worker_id=self.value()) if self.value() else queryset
+
+
+class QueueItemAdminBase(ReadOnlyAdmin):
     list_display = (
-        "document",
-        "status",
+        "document_link",
+        "status_badge",
         "priority",
-        "retry_count",
+        "attempts",
         "error_kind",
+        "short_error",
         "worker_id",
         "next_attempt_at",
         "updated_at",
     )
-    list_filter = ("status", "priority", "error_kind")
+    list_filter = ("status", "priority", "error_kind", WorkerFilter)
     search_fields = ("=document__id", "document__title", "=id")
     list_select_related = ("document",)
     raw_id_fields = ("document",)
     ordering = ("-created_at",)
+    readonly_fields = ("document_link",)
+    fieldsets = [
+        (None, {"fields": ("document_link", "status", "priority", "operation", "metadata")}),
+        ("Attempts and errors", {"fields": ("retry_count", "max_retries", "next_attempt_at",
+                                            "error_kind", "error_message", "rate_limit_delay_ms")}),
+        ("Claim", {"fields": ("worker_id", "batch_id", "lease_expires_at", "processing_started_at",
+                              "processing_completed_at", "estimated_tokens", "actual_tokens")}),
+        ("Dates", {"fields": ("created_at", "updated_at")}),
+    ]  # fmt: skip
+
+    def get_queryset(self, request):
+        # Only the title of the document: its text may be megabytes.
+        return super().get_queryset(request).defer("document__content", "document__metadata")
+
+    def has_operate_permission(self, request):
+        return request.user.has_perm(OPERATE)
+
+    @admin.display(description="document", ordering="document__title")
+    def document_link(self, obj):
+        url = reverse("admin:documents_sourcedocument_change", args=[obj.document_id])
+        return format_html('<a href="{}">{}</a>', url, Truncator(str(obj.document)).chars(60))
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, obj):
+        return format_html('<span class="sidecar-status {}">{}</span>', obj.status, obj.get_status_display())
+
+    @admin.display(description="attempts", ordering="retry_count")
+    def attempts(self, obj):
+        return f"{obj.retry_count} / {obj.max_retries}"
+
+    @admin.display(description="error")
+    def short_error(self, obj):
+        return Truncator(obj.error_message).chars(80) if obj.error_message else ""
+
+    @admin.action(description="Retry selected (failed or cancelled → pending, attempts reset)",
+                  permissions=["operate"])  # fmt: skip
+    def retry(self, request, queryset):
+        outcome = operations.retry(queryset.values_list("id", flat=True).iterator(), user=request.user)
+        report(self, request, outcome, "retried")
+
+    @admin.action(
+        description="Cancel selected (pending, processing or rate-limited)", permissions=["operate"]
+    )
+    def cancel(self, request, queryset):
+        outcome = operations.cancel(queryset.values_list("id", flat=True).iterator(), user=request.user)
+        report(self, request, outcome, "cancelled")
+
+    @admin.action(description="Raise selected to high priority", permissions=["operate"])
+    def raise_priority(self, request, queryset):
+        outcome = operations.raise_priority(
+            queryset.values_list("id", flat=True).iterator(), user=request.user
+        )
+        report(self, request, outcome, "raised to high priority")
+
+    class Media:
+        css = {"all": ["queue_admin/sidecar_admin.css"]}
+
+
+@admin.register(QueueItem)
+class QueueItemAdmin(QueueItemAdminBase):
+    actions = ["retry", "cancel", "raise_priority"]
+
+
+@admin.register(DeadLetter)
+class DeadLetterAdmin(QueueItemAdminBase):
+    """Failed items: kept with their error kind, message and attempts until a person acts."""
+
+    list_display = (
+        "document_link",
+        "error_kind",
+        "error_message_full",
+        "attempts",
+        "worker_id",
+        "updated_at",
+    )
+    list_filter = ("error_kind", "priority", WorkerFilter)
+    ordering = ("-updated_at",)
+    actions = ["retry"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(status=QueueItem.Status.FAILED)
+
+    @admin.display(description="error")
+    def error_message_full(self, obj):
+        return Truncator(obj.error_message).chars(300)
+
+
+@admin.register(StuckItem)
+class StuckItemAdmin(QueueItemAdminBase):
+    """Items still processing after their lease ran out: their worker died or hangs. Workers
+    take them back by themselves within seconds; this list shows any that linger."""
+
+    list_display = ("document_link", "worker_id", "lease_expired", "processing_started_at", "attempts")
+    list_filter = ("priority", WorkerFilter)
+    ordering = ("lease_expires_at",)
+    actions = ["requeue", "cancel"]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .filter(status=QueueItem.Status.PROCESSING, lease_expires_at__lt=Now())
+            .annotate(expired_for=Now() - F("lease_expires_at"))
+        )
+
+    @admin.display(description="lease expired", ordering="lease_expires_at")
+    def lease_expired(self, obj):
+        return f"{obj.expired_for.total_seconds():,.0f} s ago"
+
+    @admin.action(description="Requeue selected now (counts as an attempt)", permissions=["operate"])
+    def requeue(self, request, queryset):
+        outcome = operations.requeue_stuck(
+            queryset.values_list("id", flat=True).iterator(), user=request.user
+        )
+        report(self, request, outcome, "requeued")

@@ -1,32 +1,114 @@
-from django.contrib import admin
+"""The queue settings editor: every setting on one page, typed widgets, history below.
+
+The changelist of QueueConfig *is* the editor; a single setting's change page sends people
+there. Saving goes through `config.apply_changes` (validate all, refuse a concurrent edit,
+record each change), so the page holds no rules of its own.
+"""
+
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import HttpResponseRedirect
+from django.template.response import TemplateResponse
+from django.urls import reverse
 
 from queue_admin import config
-from queue_admin.models import QueueConfig
+from queue_admin.admin.base import ReadOnlyAdmin
+from queue_admin.forms import QueueSettingsForm
+from queue_admin.models import ConfigChange, QueueConfig
+
+HISTORY_ON_PAGE = 20
 
 
 @admin.register(QueueConfig)
 class QueueConfigAdmin(admin.ModelAdmin):
-    list_display = ("config_key", "label", "config_value", "allowed", "updated_by", "updated_at")
-    fields = ("config_key", "config_value", "allowed", "description", "updated_by", "updated_at")
-    readonly_fields = ("config_key", "allowed", "description", "updated_by", "updated_at")
-    search_fields = ("config_key",)
-
-    @admin.display(description="setting")
-    def label(self, obj):
-        item = config.SCHEMA.get(obj.config_key)
-        return item.label if item else obj.config_key
-
-    @admin.display(description="allowed values")
-    def allowed(self, obj):
-        item = config.SCHEMA.get(obj.config_key)
-        return f"{item.allowed()} (default {config.show_value(item.default)})" if item else "unknown setting"
-
     def has_add_permission(self, request):
         return False  # the keys are fixed by the schema; the migration seeds every one
 
     def has_delete_permission(self, request, obj=None):
         return False
 
-    def save_model(self, request, obj, form, change):
-        obj.updated_by = request.user
-        super().save_model(request, obj, form, change)
+    def change_view(self, request, object_id, form_url="", extra_context=None):
+        return HttpResponseRedirect(reverse("admin:queue_admin_queueconfig_changelist"))
+
+    def changelist_view(self, request, extra_context=None):
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        editable = self.has_change_permission(request)
+        config.forget_cached()  # show what is stored now, not this process's 5-second copy
+        current = config.current()
+        form = QueueSettingsForm(request.POST or None, current=current, editable=editable)
+        if request.method == "POST":
+            if not editable:
+                raise PermissionDenied
+            if form.is_valid():
+                saved = self._save(request, form)
+                if saved is not None:
+                    return HttpResponseRedirect(request.path)
+            else:
+                self.message_user(
+                    request, "Nothing was saved: correct the values marked below.", messages.ERROR
+                )
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Queue settings",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "form": form,
+            "editable": editable,
+            "cache_seconds": int(config.CACHE_SECONDS),
+            "history": ConfigChange.objects.select_related("changed_by")[:HISTORY_ON_PAGE],
+            "history_url": reverse("admin:queue_admin_configchange_changelist"),
+            **(extra_context or {}),
+        }
+        return TemplateResponse(request, "admin/queue_admin/queueconfig/settings.html", context)
+
+    def _save(self, request, form):
+        """Save what this person changed; returns the changes, or None after a refusal."""
+        keys = form.changed_settings()
+        if not keys:
+            self.message_user(request, "Nothing changed.", messages.INFO)
+            return []
+        values = form.values()
+        try:
+            changes = config.apply_changes(
+                {key: values[key] for key in keys},
+                loaded={key: form.loaded_value(key) for key in keys},
+                user=request.user,
+            )
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return None
+        described = "; ".join(f"{c.label}: {c.old_display} → {c.new_display}" for c in changes)
+        self.message_user(
+            request,
+            f"Saved. {described}. Running workers pick up changes within "
+            f"{int(config.CACHE_SECONDS)} seconds; no restart needed.",
+            messages.SUCCESS,
+        )
+        return changes
+
+
+@admin.register(ConfigChange)
+class ConfigChangeAdmin(ReadOnlyAdmin):
+    """The history of every settings change: who, when, old → new. Written only by
+    `config.set_value`; nobody edits or deletes it here."""
+
+    list_display = ("changed_at", "changed_by", "setting", "old_value_shown", "new_value_shown")
+    list_filter = ("config_key",)
+    list_select_related = ("changed_by",)
+    date_hierarchy = "changed_at"
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.display(description="setting", ordering="config_key")
+    def setting(self, obj):
+        return obj.label
+
+    @admin.display(description="old value")
+    def old_value_shown(self, obj):
+        return obj.old_display
+
+    @admin.display(description="new value")
+    def new_value_shown(self, obj):
+        return obj.new_display

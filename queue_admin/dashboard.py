@@ -1,0 +1,217 @@
+"""The admin dashboard's figures, as one dataclass: the page only displays them.
+
+`dashboard()` reads, in a few index-backed statements: the queue's counts (`queue_counts`, the
+same as `manage.py queue_status`), documents completed per minute over the last hour, failures
+in that hour and their commonest messages, the time to drain at the recent rate, each
+provider's shared breaker and quota use, the provider in use, documents fresh / stale / missing
+/ failed (`freshness`), and live workers. Nothing here counts every row of a big table; figures
+that are estimates or snapshots say so (`Count.estimated`, `DocumentFreshness.counted_at`).
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.conf import settings
+from django.db import connection
+
+from documents.providers.factory import get_provider
+from queue_admin import backfill, config, freshness, limits, queue_counts, registry, status
+from queue_admin.models import ProviderLimitState, QueueItem
+from queue_admin.queue_counts import Count
+
+CHART_MINUTES = 60
+# "Top errors" groups the messages of this many most recent failures (newest first, indexed).
+RECENT_FAILURES = 1000
+TOP_ERRORS = 5
+ERROR_MESSAGE_CHARS = 300
+PROVIDER_NAMES = {
+    "local": "Local model (in-process, CPU)",
+    "openai": "OpenAI-compatible API",
+    "tei": "Hugging Face Text Embeddings Inference",
+}
+
+
+@dataclass(frozen=True)
+class MinuteBucket:
+    minute: datetime  # start of the minute
+    documents: int  # completed in it
+
+
+@dataclass(frozen=True)
+class ErrorGroup:
+    kind: str
+    message: str  # first ERROR_MESSAGE_CHARS characters
+    items: int
+    last_seen: datetime
+
+
+@dataclass(frozen=True)
+class ProviderInUse:
+    name: str  # EMBEDDING_PROVIDER, for people
+    model_id: str
+    dimensions: int
+    remote: bool
+    fallback: str  # EMBEDDING_FALLBACK_PROVIDER for people, or ""
+
+
+@dataclass(frozen=True)
+class ProviderLimits:
+    key: str
+    in_use: bool
+    breaker: limits.BreakerStatus
+    quota: limits.QuotaUse
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    generated_at: datetime  # the database's clock
+    queue_enabled: bool
+    counts: dict[str, dict[str, Count]]  # status -> priority -> Count
+    by_status: dict[str, Count]
+    by_priority: dict[str, Count]
+    live: Count
+    total: Count
+    oldest_pending_age_seconds: float | None
+    throughput: list[MinuteBucket]  # CHART_MINUTES buckets, oldest first, the current minute last
+    completed_last_hour: int
+    failed_last_hour: int
+    top_errors: list[ErrorGroup]
+    rate_per_second_15m: float | None
+    provider: ProviderInUse
+    breaker: dict  # the provider in use's breaker, as `status.provider_breaker()`
+    provider_limits: list[ProviderLimits]
+    documents: freshness.DocumentFreshness
+    live_workers: int
+
+    @property
+    def error_rate(self) -> float | None:
+        """Share of the last hour's finished items that failed; None when none finished."""
+        finished = self.completed_last_hour + self.failed_last_hour
+        return self.failed_last_hour / finished if finished else None
+
+    @property
+    def drain_seconds(self) -> float | None:
+        """Live items ÷ the last 15 minutes' rate: 0 with nothing to do, None with no recent rate."""
+        if self.live.value == 0:
+            return 0.0
+        if not self.rate_per_second_15m:
+            return None
+        return self.live.value / self.rate_per_second_15m
+
+    @property
+    def failed_items(self) -> Count:
+        return self.by_status[QueueItem.Status.FAILED]
+
+
+THROUGHPUT = """
+WITH chart AS (SELECT date_trunc('minute', statement_timestamp()) - make_interval(mins => %(minutes)s - 1) AS start),
+done AS (
+    SELECT date_trunc('minute', q.processing_completed_at) AS minute, count(*) AS documents
+      FROM embedding_queue q, chart
+     WHERE q.status = 'completed' AND q.processing_completed_at >= chart.start
+     GROUP BY 1
+)
+SELECT m.minute, coalesce(done.documents, 0)
+  FROM chart, generate_series(chart.start, chart.start + make_interval(mins => %(minutes)s - 1), interval '1 minute')
+       AS m(minute)
+  LEFT JOIN done USING (minute)
+ ORDER BY m.minute
+"""
+
+FAILED_SINCE = "SELECT count(*) FROM embedding_queue WHERE status = 'failed' AND updated_at >= %s"
+
+TOP_ERROR_GROUPS = """
+SELECT error_kind, left(error_message, %(chars)s) AS message, count(*) AS items, max(updated_at) AS last_seen
+  FROM (SELECT error_kind, error_message, updated_at FROM embedding_queue
+         WHERE status = 'failed' ORDER BY updated_at DESC LIMIT %(recent)s) recent
+ GROUP BY 1, 2
+ ORDER BY items DESC, last_seen DESC
+ LIMIT %(top)s
+"""
+
+
+def throughput_per_minute(minutes: int = CHART_MINUTES) -> list[MinuteBucket]:
+    """Documents completed in each of the last `minutes` minutes (the current one last, still
+    filling), by the database clock; every minute present, zeros included."""
+    with connection.cursor() as cursor:
+        cursor.execute(THROUGHPUT, {"minutes": minutes})
+        return [MinuteBucket(minute, documents) for minute, documents in cursor.fetchall()]
+
+
+def failed_since(since: datetime) -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(FAILED_SINCE, [since])
+        return cursor.fetchone()[0]
+
+
+def top_errors() -> list[ErrorGroup]:
+    """The commonest (kind, message) among the RECENT_FAILURES newest failed items."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            TOP_ERROR_GROUPS, {"chars": ERROR_MESSAGE_CHARS, "recent": RECENT_FAILURES, "top": TOP_ERRORS}
+        )
+        return [ErrorGroup(*row) for row in cursor.fetchall()]
+
+
+def provider_in_use() -> ProviderInUse:
+    provider = get_provider()
+    fallback = settings.EMBEDDING_FALLBACK_PROVIDER
+    return ProviderInUse(
+        name=PROVIDER_NAMES.get(settings.EMBEDDING_PROVIDER, settings.EMBEDDING_PROVIDER),
+        model_id=provider.model_id,
+        dimensions=provider.dimensions,
+        remote=getattr(provider, "is_remote", True),
+        fallback=PROVIDER_NAMES.get(fallback, fallback) if fallback else "",
+    )
+
+
+def provider_limits(model_id: str, settings_now: dict) -> list[ProviderLimits]:
+    """Every provider the workers have used (one shared row each), the one in use first."""
+    quotas = limits.quota_use(
+        rpm=settings_now["api_quota_per_minute"], tpm=settings_now["token_quota_per_minute"]
+    )
+    keys = sorted(
+        ProviderLimitState.objects.values_list("provider_key", flat=True), key=lambda k: k != model_id
+    )
+    recovery = settings_now["circuit_breaker_recovery_seconds"]
+    return [
+        ProviderLimits(
+            key, key == model_id, limits.breaker_state(key, recovery_seconds=recovery), quotas[key]
+        )
+        for key in keys
+        if key in quotas
+    ]
+
+
+def dashboard() -> Dashboard:
+    """Read every figure; see the module docstring for what and how."""
+    settings_now = config.current()
+    counts = queue_counts.by_status_and_priority()
+    by_status = {name: queue_counts.total(row) for name, row in counts.items()}
+    by_priority = {
+        priority: queue_counts.total({name: row[priority] for name, row in counts.items()})
+        for priority in QueueItem.Priority.values
+    }
+    now = queue_counts.database_now()
+    throughput = throughput_per_minute()
+    provider = provider_in_use()
+    return Dashboard(
+        generated_at=now,
+        queue_enabled=bool(settings_now["queue_enabled"]),
+        counts=counts,
+        by_status=by_status,
+        by_priority=by_priority,
+        live=queue_counts.total({name: by_status[name] for name in QueueItem.LIVE_STATUSES}),
+        total=queue_counts.total(by_status),
+        oldest_pending_age_seconds=queue_counts.oldest_pending_age_seconds(now),
+        throughput=throughput,
+        completed_last_hour=sum(bucket.documents for bucket in throughput),
+        failed_last_hour=failed_since(throughput[0].minute),
+        top_errors=top_errors(),
+        rate_per_second_15m=backfill.recent_rate(status.THROUGHPUT_WINDOW_MINUTES),
+        provider=provider,
+        breaker=status.provider_breaker(),
+        provider_limits=provider_limits(provider.model_id, settings_now),
+        documents=freshness.document_freshness(provider.model_id),
+        live_workers=registry.alive_workers().count(),
+    )

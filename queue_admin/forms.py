@@ -1,0 +1,120 @@
+"""The queue settings editor's form: one typed field per key of `config.SCHEMA`.
+
+Numbers get number fields with the schema's bounds, `queue_enabled` a switch, the priority
+weights three number fields — never raw JSON. The form only parses and checks what was typed;
+`config.validate_value` stays the one judge of what is allowed (the same rules as every other
+writer), and `config.set_value` stores and records each change.
+"""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from queue_admin import config
+
+
+def _number_field(item: config.ConfigKey, label: str) -> forms.IntegerField:
+    allowed = f"a whole number from {item.min_value:,} to {item.max_value:,}"
+    message = f"{label}: enter {allowed}."
+    return forms.IntegerField(
+        label=label,
+        min_value=item.min_value,
+        max_value=item.max_value,
+        # Django's own messages ("Ensure this value is less than or equal to 1000000000") do not
+        # say what *is* allowed in words an operator reads at a glance; ours say the whole range.
+        error_messages={"invalid": message, "required": message, "min_value": message, "max_value": message},
+        # The browser's own range check is switched off (the form has novalidate), so the
+        # server's message, next to the field, is the one people see.
+        widget=forms.NumberInput(attrs={"min": item.min_value, "max": item.max_value, "step": 1}),
+    )
+
+
+def weight_field_name(priority: str) -> str:
+    return f"priority_weights_{priority}"
+
+
+class QueueSettingsForm(forms.Form):
+    """Every queue setting. `changed_data` (against the values the page was loaded with, kept
+    in hidden inputs) says which ones the person changed; only those are saved."""
+
+    def __init__(self, *args, current: dict, editable: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.current = current
+        for key, item in config.SCHEMA.items():
+            if item.kind is bool:
+                field = forms.BooleanField(label=item.label, required=False)
+                field.widget.attrs["class"] = "sidecar-switch"
+                self._add(key, field, current[key], item)
+            elif item.kind is int:
+                self._add(key, _number_field(item, item.label), current[key], item)
+            else:  # the priority weights: one number per priority
+                for priority in item.keys:
+                    label = f"{item.label}: {priority}"
+                    field = _number_field(item, label)
+                    field.sub_label = priority
+                    self._add(weight_field_name(priority), field, current[key][priority], item)
+        if not editable:
+            for field in self.fields.values():
+                field.disabled = True
+
+    def _add(self, name: str, field: forms.Field, value, item: config.ConfigKey) -> None:
+        field.initial = value
+        field.show_hidden_initial = True
+        field.setting = item  # the template shows help text, default and range from it
+        self.fields[name] = field
+
+    def grouped_fields(self):
+        """(setting, [bound fields]) in schema order: one row per setting on the page."""
+        for key, item in config.SCHEMA.items():
+            names = [weight_field_name(p) for p in item.keys] if item.kind is dict else [key]
+            yield item, [self[name] for name in names]
+
+    def clean(self):
+        cleaned = super().clean()
+        if self.errors:
+            return cleaned
+        values = self.values()
+        for key, value in values.items():
+            try:
+                config.validate_value(key, value)
+            except ValidationError as exc:
+                names = (
+                    [weight_field_name(p) for p in config.PRIORITIES] if key == "priority_weights" else [key]
+                )
+                self.add_error(names[0], exc)
+        return cleaned
+
+    def values(self) -> dict:
+        """The submitted settings as the schema's values (weights back into one object)."""
+        data = self.cleaned_data
+        values = {}
+        for key, item in config.SCHEMA.items():
+            if item.kind is dict:
+                values[key] = {p: data.get(weight_field_name(p)) for p in item.keys}
+            else:
+                values[key] = data.get(key)
+        return values
+
+    def changed_settings(self) -> list[str]:
+        """Keys of the settings this person changed on the page."""
+        changed = set(self.changed_data)
+        keys = []
+        for key, item in config.SCHEMA.items():
+            names = {weight_field_name(p) for p in item.keys} if item.kind is dict else {key}
+            if names & changed:
+                keys.append(key)
+        return keys
+
+    def loaded_value(self, key: str):
+        """The value of `key` when this person loaded the page (the hidden initial inputs)."""
+        item = config.SCHEMA[key]
+        if item.kind is dict:
+            return {p: self._hidden_initial(weight_field_name(p)) for p in item.keys}
+        return self._hidden_initial(key)
+
+    def _hidden_initial(self, name: str):
+        field = self.fields[name]
+        raw = field.hidden_widget().value_from_datadict(self.data, self.files, self.add_initial_prefix(name))
+        try:
+            return field.to_python(raw)
+        except ValidationError:
+            return None  # a tampered hidden input: treat as "someone else changed it"

@@ -1,0 +1,61 @@
+"""The settings editor and the dead-letter list through a real browser (tests/browser.py)."""
+
+import pytest
+
+from documents.models import SourceDocument
+from queue_admin.models import ConfigChange, QueueConfig, QueueItem
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def batch_size():
+    return QueueConfig.objects.get(config_key="batch_size").config_value
+
+
+def test_an_invalid_setting_is_refused_next_to_the_field_and_a_valid_one_is_saved_with_history(
+    operator_page, operator, screenshot_dir
+):
+    page = operator_page
+    page.goto("/admin/queue_admin/queueconfig/")
+    page.fill("input[name=batch_size]", "-5")
+    page.fill("input[name=token_quota_per_minute]", "1000000000000")
+    page.click("input[value='Save changes']")
+    assert page.inner_text("#error-batch_size") == "Batch size: enter a whole number from 1 to 1,000."
+    assert "1,000,000,000" in page.inner_text("#error-token_quota_per_minute")
+    assert "Nothing was saved" in page.inner_text(".messagelist")
+    assert batch_size() == 32 and not ConfigChange.objects.exists()
+
+    page.goto("/admin/queue_admin/queueconfig/")
+    page.fill("input[name=batch_size]", "64")
+    page.click("input.sidecar-switch")  # pause the queue with the switch
+    page.click("input[value='Save changes']")
+    message = page.inner_text(".messagelist")
+    assert (
+        "Batch size: 32 documents → 64 documents" in message
+        and "Queue enabled: on → off" in message
+        and "within 5 seconds" in message
+    )
+    assert batch_size() == 64
+    assert QueueConfig.objects.get(config_key="queue_enabled").config_value is False
+    history = page.inner_text(".sidecar-history")
+    assert (
+        "Batch size" in history and "32 documents → 64 documents" in history and operator.username in history
+    )
+    page.screenshot(path=str(screenshot_dir / "config.png"), full_page=True)
+
+
+def test_an_operator_retries_a_dead_letter(operator_page):
+    document = SourceDocument.objects.create(title="Poison pill", content="text the provider refused")
+    QueueItem.objects.filter(document=document).update(
+        status="failed", retry_count=3, error_kind="permanent", error_message="HTTP 400: input too long"
+    )
+    page = operator_page
+    page.goto("/admin/queue_admin/deadletter/")
+    assert "HTTP 400: input too long" in page.inner_text("#result_list")
+    page.check("#result_list input.action-select")
+    page.select_option("select[name=action]", "retry")
+    page.click("button[name=index]")
+    assert "Retried 1 item." in page.inner_text(".messagelist")
+    item = QueueItem.objects.get(document=document)
+    assert (item.status, item.retry_count, item.error_message) == ("pending", 0, "")
+    assert "Poison pill" not in page.inner_text("#content")  # gone from the dead letters
