@@ -54,8 +54,8 @@ def reembed(documents: QuerySet, priority: str = QueueItem.Priority.HIGH) -> Ree
     """Queue `documents` (a SourceDocument queryset: chosen ids, or a whole filtered list) at
     `priority`, forced. Documents deleted since they were chosen are simply not found.
 
-    One statement: the selection is read and queued in the same snapshot, so the counts
-    describe exactly what was queued."""
+    One statement; `queued` is what `sidecar_enqueue` itself reports, so a document deleted
+    even while it runs is simply not counted."""
     ids_sql, params = documents.order_by().values("pk").query.sql_with_params()
     with connection.cursor() as cursor:
         cursor.execute(
