@@ -3,7 +3,8 @@
 Each page module contributes its own URL patterns (a function `urls(site)` returning a list),
 so adding a page means adding one line to `PAGE_MODULES`, not editing a central view.
 Every page view is wrapped in `site.admin_view` (login + staff + CSRF) and checks its own
-permission.
+permission. A page module may also define `app_list_entry(site, request)`, returning
+`(app_label, entry)` or None, to be listed under that app on the index and in the sidebar.
 """
 
 from importlib import import_module
@@ -11,7 +12,7 @@ from importlib import import_module
 from django.contrib import admin
 
 # Modules with a `urls(site)` function: site-wide admin pages (dashboard, search, ...).
-PAGE_MODULES: list[str] = ["queue_admin.admin.dashboard"]
+PAGE_MODULES: list[str] = ["queue_admin.admin.dashboard", "documents.admin.search"]
 
 
 class SidecarAdminSite(admin.AdminSite):
@@ -33,3 +34,16 @@ class SidecarAdminSite(admin.AdminSite):
     def get_urls(self):
         pages = [pattern for module in PAGE_MODULES for pattern in import_module(module).urls(self)]
         return pages + super().get_urls()
+
+    def get_app_list(self, request, app_label=None):
+        app_list = super().get_app_list(request, app_label)
+        for module in PAGE_MODULES:
+            entry_for = getattr(import_module(module), "app_list_entry", None)
+            found = entry_for(self, request) if entry_for else None
+            if found is None:
+                continue
+            label, entry = found
+            for app in app_list:
+                if app["app_label"] == label:
+                    app["models"] = sorted([*app["models"], entry], key=lambda model: model["name"])
+        return app_list

@@ -9,6 +9,7 @@ one statement over the whole table: no Python loop per row.
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.db import connection
 
 logger = logging.getLogger("sidecar.backfill")
@@ -41,6 +42,35 @@ _CONDITIONS = {
 class Selection:
     documents: int
     estimated_tokens: int
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """What queueing a selection would take: time at the recent rate, cost at the set price."""
+
+    selection: Selection
+    rate_per_second: float | None  # documents completed per second over the last 15 minutes
+    seconds: float | None  # None without a recent rate to go by
+    price_per_million_tokens: float  # 0 when EMBEDDING_PRICE_PER_MILLION_TOKENS is unset
+    cost: float | None  # None without a price
+
+    @property
+    def minutes(self) -> float | None:
+        return None if self.seconds is None else self.seconds / 60
+
+
+def estimate(selection: Selection) -> Estimate:
+    """Time and cost for `selection`, from the last 15 minutes' rate and the configured price
+    (the same figures for `backfill --dry-run` and the admin's backfill page)."""
+    rate = recent_rate()
+    price = settings.EMBEDDING_PRICE_PER_MILLION_TOKENS
+    return Estimate(
+        selection,
+        rate_per_second=rate,
+        seconds=selection.documents / rate if rate else None,
+        price_per_million_tokens=price,
+        cost=selection.estimated_tokens / 1_000_000 * price if price else None,
+    )
 
 
 def _where(kind: str, *, skip_live: bool) -> str:

@@ -1,6 +1,5 @@
 import time
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -51,20 +50,20 @@ class Command(BaseCommand):
             self._wait()
 
     def _estimates(self, selection):
-        rate = backfill.recent_rate()
-        if rate:
-            minutes = selection.documents / rate / 60
+        figures = backfill.estimate(selection)
+        if figures.seconds is not None:
             self.stdout.write(
-                f"At the rate of the last 15 minutes ({rate:.1f} documents/s): about {minutes:.1f} minutes."
+                f"At the rate of the last 15 minutes ({figures.rate_per_second:.1f} documents/s): "
+                f"about {figures.minutes:.1f} minutes."
             )
         else:
             self.stdout.write(
                 "No documents were completed in the last 15 minutes: no measured rate to estimate time."
             )
-        price = settings.EMBEDDING_PRICE_PER_MILLION_TOKENS
-        if price:
-            cost = selection.estimated_tokens / 1_000_000 * price
-            self.stdout.write(f"Estimated cost: {cost:.4f} at {price} per million tokens.")
+        if figures.cost is not None:
+            self.stdout.write(
+                f"Estimated cost: {figures.cost:.4f} at {figures.price_per_million_tokens} per million tokens."
+            )
         self.stdout.write("Dry run: nothing was queued.")
 
     def _wait(self):

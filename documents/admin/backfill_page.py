@@ -1,0 +1,86 @@
+"""The documents list's "Backfill missing/stale" page: the estimate first, then the queueing.
+
+A GET shows what a backfill would take (documents, tokens, time at the recent rate, cost); its
+form POSTs the choice back, which queues through `queue_admin.backfill.enqueue` — the same
+set-based statement as `manage.py backfill`.
+"""
+
+from django import forms
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+
+from queue_admin import backfill
+from queue_admin.models import QueueItem
+
+KINDS = [
+    (backfill.MISSING_OR_STALE, "Missing and stale (the usual choice)"),
+    (backfill.MISSING, "Missing only: never embedded"),
+    (backfill.STALE, "Stale only: embedded from an earlier text or by another model"),
+]
+
+
+class BackfillForm(forms.Form):
+    kind = forms.ChoiceField(
+        label="Documents", choices=KINDS, initial=backfill.MISSING_OR_STALE, widget=forms.RadioSelect
+    )
+    priority = forms.ChoiceField(
+        label="Priority",
+        choices=QueueItem.Priority.choices,
+        initial=QueueItem.Priority.LOW,
+        help_text="Low lets edits and re-embeds (medium and high) go first.",
+    )
+
+
+def respond(model_admin, request):
+    """Steps: check the permission (403); on POST, validate and queue, then go back to the list
+    with a message; otherwise (or when invalid) show the form with the estimate of its choice."""
+    if not model_admin.has_reembed_permission(request):
+        raise PermissionDenied
+    model = model_admin.embedding_model()
+    if request.method == "POST":
+        form = BackfillForm(request.POST)
+        if form.is_valid():
+            kind, priority = form.cleaned_data["kind"], form.cleaned_data["priority"]
+            queued = backfill.enqueue(kind, model, priority=priority)
+            _report(model_admin, request, queued, kind, priority)
+            return redirect("admin:documents_sourcedocument_changelist")
+    else:
+        form = BackfillForm(request.GET or None)
+    choice = _choice(form)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Backfill missing and stale embeddings",
+        "opts": model_admin.opts,
+        "form": form,
+        "choice": choice,
+        "figures": backfill.estimate(backfill.count(choice["kind"], model)) if choice else None,
+        "model": model,
+    }
+    return TemplateResponse(request, "admin/documents/sourcedocument/backfill.html", context)
+
+
+def _choice(form) -> dict | None:
+    """What to estimate and offer to queue: the defaults on a fresh page, the submitted choice
+    when valid, nothing when invalid (the form shows its errors instead)."""
+    if not form.is_bound:
+        return {name: field.initial for name, field in form.fields.items()}
+    return form.cleaned_data if form.is_valid() else None
+
+
+def _report(model_admin, request, queued: int, kind: str, priority: str) -> None:
+    if queued:
+        model_admin.message_user(
+            request,
+            f"Queued {queued:,} document{'s' if queued != 1 else ''} ({kind.replace('_', ' ')}) at {priority} "
+            "priority. Workers embed them in the background.",
+            messages.SUCCESS,
+        )
+    else:
+        model_admin.message_user(
+            request,
+            "Nothing was queued: every document with text has a current embedding, or is already queued "
+            "at this priority or higher.",
+            messages.INFO,
+        )

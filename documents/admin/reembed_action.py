@@ -1,0 +1,89 @@
+"""The documents list's "Re-embed selected" action: a confirmation page, then the queueing.
+
+Django runs an action twice here. First from the list: we answer the confirmation page
+(how many documents, estimated tokens, time and cost). Its form posts the same selection back
+without the list's "index" field, which Django routes to the same action again; the
+CONFIRM field tells the two apart.
+"""
+
+from django.contrib import messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
+
+from documents import reembed
+from queue_admin import backfill
+from queue_admin.models import QueueItem
+
+CONFIRM = "confirm_reembed"
+CONFIRMED_COUNT = "confirmed_documents"
+
+
+def respond(model_admin, request, queryset):
+    """The confirmation page, or — once confirmed — queue and return None (back to the list)."""
+    if request.POST.get(CONFIRM) == "yes":
+        _queue(model_admin, request, queryset)
+        return None
+    chosen = reembed.count(queryset)
+    selection = backfill.Selection(chosen.documents, chosen.estimated_tokens)
+    context = {
+        **model_admin.admin_site.each_context(request),
+        "title": "Re-embed documents?",
+        "opts": model_admin.opts,
+        "chosen": chosen,
+        "figures": backfill.estimate(selection),
+        "model": model_admin.embedding_model(),
+        "priority": QueueItem.Priority.HIGH.label.lower(),
+        "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+        "select_across": request.POST.get("select_across") == "1",
+        "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+        "confirm_field": CONFIRM,
+        "confirmed_count_field": CONFIRMED_COUNT,
+        "confirmed_count": chosen.documents + chosen.blank,
+    }
+    return TemplateResponse(request, "admin/documents/sourcedocument/reembed_confirmation.html", context)
+
+
+def _queue(model_admin, request, queryset) -> None:
+    """Queue what is still there and say what happened to the rest: documents deleted between
+    the confirmation and the submit are not found, and are counted as skipped."""
+    result = reembed.reembed(queryset)
+    confirmed = _confirmed_count(request)
+    gone = max(0, confirmed - result.queued - result.blank)
+    if result.queued:
+        model_admin.message_user(
+            request,
+            f"Queued {_documents(result.queued)} for re-embedding at high priority, even if unchanged.",
+            messages.SUCCESS,
+        )
+    if result.blank:
+        model_admin.message_user(
+            request, f"Skipped {_documents(result.blank)} with no text: nothing to embed.", messages.WARNING
+        )
+    if gone:
+        model_admin.message_user(
+            request,
+            f"Skipped {gone:,} of the {_documents(confirmed)} you confirmed: deleted since"
+            + (" (or no longer matching the list's filter)." if _across(request) else "."),
+            messages.WARNING,
+        )
+    if not (result.queued or result.blank or gone):
+        model_admin.message_user(request, "Nothing was queued: no documents were selected.", messages.WARNING)
+
+
+def _across(request) -> bool:
+    return request.POST.get("select_across") == "1"
+
+
+def _confirmed_count(request) -> int:
+    """How many documents the person confirmed: the ticked rows, or, for "select all", the
+    count the confirmation page showed (only ever used to word a message)."""
+    if not _across(request):
+        return len(set(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME)))
+    try:
+        return max(0, int(request.POST.get(CONFIRMED_COUNT, "0")))
+    except ValueError:
+        return 0
+
+
+def _documents(count: int) -> str:
+    return f"{count:,} document" + ("" if count == 1 else "s")

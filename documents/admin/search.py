@@ -1,0 +1,139 @@
+"""The admin's semantic search page (/admin/search/), a site-wide page (PAGE_MODULES).
+
+A query box and a number of results; answers with rank, score, title (linking to the
+document), a snippet of the best chunk, the model that answered and how many documents it
+does not cover yet. It runs `documents.search.semantic_search` (the HNSW index), as the API
+and `manage.py search` do. Every bad input and outage becomes a message on the page.
+
+The form posts (a pasted paragraph would overflow a GET line: gunicorn refuses request
+lines over 4 KB); `/admin/search/?q=...&k=...` works as a link too.
+"""
+
+import logging
+import unicodedata
+
+from django import forms
+from django.core.exceptions import PermissionDenied
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+
+from documents.models import DocumentEmbedding
+from documents.providers.base import EmbeddingError
+from documents.search import (
+    MAX_QUERY_CHARACTERS,
+    SearchError,
+    choose_provider,
+    documents_not_covered,
+    semantic_search,
+)
+
+logger = logging.getLogger("sidecar.search")
+
+PERMISSION = "documents.search_sourcedocument"
+RESULT_COUNTS = (5, 10, 20, 50)
+ALLOWED_CONTROL_CHARACTERS = "\t\n\r"  # whitespace a pasted paragraph may carry
+
+
+class SearchForm(forms.Form):
+    q = forms.CharField(
+        label="Query",
+        required=False,  # an empty query gets its own message below
+        widget=forms.TextInput(
+            attrs={"size": 70, "autofocus": True, "placeholder": "What are you looking for?"}
+        ),
+    )
+    k = forms.TypedChoiceField(
+        label="Results",
+        choices=[(n, n) for n in RESULT_COUNTS],
+        coerce=int,
+        initial=10,
+        empty_value=10,
+        required=False,
+    )
+
+    def clean_q(self):
+        query = self.cleaned_data["q"]
+        if not query:
+            raise forms.ValidationError("Type a few words to search for.")
+        if len(query) > MAX_QUERY_CHARACTERS:
+            raise forms.ValidationError(
+                f"The query has {len(query):,} characters; the most is {MAX_QUERY_CHARACTERS:,}. "
+                "A sentence or two finds documents best."
+            )
+        for position, character in enumerate(query):
+            if unicodedata.category(character) == "Cc" and character not in ALLOWED_CONTROL_CHARACTERS:
+                raise forms.ValidationError(
+                    f"The query contains a control character (U+{ord(character):04X}) at position "
+                    f"{position + 1}; remove it and search again."
+                )
+        return query
+
+
+def urls(site):
+    return [path("search/", site.admin_view(lambda request: search_page(site, request)), name="search")]
+
+
+def app_list_entry(site, request):
+    """The page's line under "Documents" on the admin index and in the navigation sidebar."""
+    if not request.user.has_perm(PERMISSION):
+        return None
+    entry = {
+        "name": "Semantic search",
+        "object_name": "SemanticSearch",
+        "admin_url": reverse("admin:search", current_app=site.name),
+        "add_url": None,
+        "view_only": True,
+        "perms": {"view": True},
+    }
+    return "documents", entry
+
+
+def search_page(site, request):
+    """Steps: check the permission (403); with a query, validate it and search; render the form,
+    the results, or a message saying why there are none."""
+    if not request.user.has_perm(PERMISSION):
+        raise PermissionDenied
+    data = (request.POST if request.method == "POST" else request.GET).copy()
+    if "k" not in data:  # a link with only ?q=: show the default that is used
+        data["k"] = str(SearchForm.base_fields["k"].initial)
+    form = SearchForm(data if "q" in data else None)
+    context = {
+        **site.each_context(request),
+        "title": "Semantic search",
+        "form": form,
+        "can_backfill": request.user.has_perm("documents.reembed_sourcedocument"),
+    }
+    if form.is_bound and form.is_valid():
+        context.update(_search(form.cleaned_data["q"], form.cleaned_data["k"], form))
+    return TemplateResponse(request, "admin/documents/search.html", context)
+
+
+def _search(query: str, k: int, form) -> dict:
+    """The page's answer: `hits`, or `empty_index`, or `outage` (the provider's error)."""
+    model = choose_provider().model_id
+    if not DocumentEmbedding.objects.filter(model=model).exists():
+        # Nothing to find: say so without embedding the query (or loading the model).
+        return {"empty_index": True, "model": model, "not_covered": documents_not_covered(model)}
+    try:
+        result = semantic_search(query, k)
+    except SearchError as exc:  # the form checks the same things; kept as a safety net
+        form.add_error("q", str(exc))
+        return {}
+    except EmbeddingError as exc:
+        # The provider's address and answer go to the log, not the page.
+        logger.warning("admin search failed: the embedding provider is unavailable (%s)", exc)
+        return {"outage": exc, "model": model}
+    hits = [
+        {
+            "rank": rank,
+            "hit": hit,
+            "url": reverse("admin:documents_sourcedocument_change", args=[hit.document_id]),
+        }
+        for rank, hit in enumerate(result.hits, start=1)
+    ]
+    return {
+        "hits": hits,
+        "model": result.model,
+        "not_covered": result.documents_not_covered,
+        "searched": True,
+    }
