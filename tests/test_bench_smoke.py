@@ -58,7 +58,16 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "profile_total_s",
         ],
         "latency": ["p50_s", "p95_s"],
-        "dashboard": ["snapshot_s", "service_p50_ms", "service_p95_ms", "page_p50_ms", "page_p95_ms"],
+        "dashboard": [
+            "snapshot_s",
+            "service_p50_ms",
+            "service_p95_ms",
+            "page_p50_ms",
+            "page_p95_ms",
+            "list_queue_items_p95_ms",
+            "list_dead_letters_p95_ms",
+            "list_documents_p95_ms",
+        ],
     }
     for name, keys in expected.items():
         metrics = scenarios[name]["metrics"]
