@@ -12,6 +12,7 @@ from datetime import datetime
 
 from django.db import connection
 
+from embedding_site import counting
 from queue_admin import backfill, queue_counts
 from queue_admin.models import FreshnessSnapshot
 
@@ -53,7 +54,7 @@ def document_freshness(model: str) -> DocumentFreshness:
     """Live counts while the documents table is small; else the latest snapshot for `model`
     (another model's snapshot says nothing about this one's embeddings)."""
     with connection.cursor() as cursor:
-        small = queue_counts.capped_count(cursor, "SELECT 1 FROM source_documents", [], LIVE_COUNT_LIMIT)
+        small = counting.capped_count(cursor, "SELECT 1 FROM source_documents", [], LIVE_COUNT_LIMIT)
     if small is not None:
         return DocumentFreshness(backfill.freshness(model), None)
     snapshot = FreshnessSnapshot.objects.filter(model=model).first()

@@ -9,12 +9,12 @@ exactly would cost more than every other figure on the dashboard together, and n
 the difference between 1,000,000 and 1,003,000 queued items.
 """
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import connection
 
+from embedding_site.counting import capped_count, planner_rows
 from queue_admin.models import QueueItem
 
 # Above this many rows a group is shown as the planner's estimate rather than counted.
@@ -41,21 +41,6 @@ class Count:
 
 
 ZERO = Count(0)
-
-
-def planner_rows(cursor, query: str, params) -> int:
-    """The planner's estimate of how many rows `query` returns (EXPLAIN, nothing is read)."""
-    cursor.execute(f"EXPLAIN (FORMAT JSON) {query}", params)
-    plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-def capped_count(cursor, query: str, params, limit: int) -> int | None:
-    """Rows of `query`, reading at most `limit` + 1 of them; None when there are more."""
-    cursor.execute(f"SELECT count(*) FROM ({query} LIMIT %s) capped", [*params, limit + 1])
-    rows = cursor.fetchone()[0]
-    return rows if rows <= limit else None
 
 
 def count_rows(cursor, query: str, params, limit: int | None = None) -> Count:

@@ -167,20 +167,21 @@ def test_the_list_loads_no_document_text(admin_client):
     )
 
 
-def test_the_count_stops_at_the_cap_and_says_more_than(admin_client, monkeypatch):
+def test_past_the_exact_count_the_list_shows_an_estimate_and_says_so(admin_client, monkeypatch):
     from django.contrib import admin
 
-    from documents.admin.paginator import CappedCountPaginator
+    from embedding_site.counting import EstimatedCountPaginator
 
-    monkeypatch.setattr(CappedCountPaginator, "cap", 3)
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 3)
     monkeypatch.setattr(admin.site._registry[SourceDocument], "list_per_page", 2)
     SourceDocument.objects.bulk_create(SourceDocument(title=f"d{n}", content=f"text {n}") for n in range(5))
     response = admin_client.get(CHANGELIST)
     html = response.content.decode()
-    assert response.context["cl"].result_count == 4  # cap + 1: it never counted the fifth
-    assert "more than 3 source documents (search or filter to narrow the list)" in html
-    assert "Select all matching source documents (more than 3)" in html
-    assert "Select all 4" not in html
+    assert response.context["cl"].paginator.estimated
+    shown = response.context["cl"].result_count
+    assert shown >= 4  # never less than what the capped count saw
+    assert '<span class="sidecar-estimate"' in html and f"≈ {shown:,}</span> source documents" in html
+    assert f"Select all ≈ {shown:,} source documents" in html
 
 
 # "Re-embed selected"
@@ -251,9 +252,9 @@ def test_no_selection_gets_djangos_message_and_changes_nothing(admin_client, eve
 
 
 def test_select_all_across_a_filtered_list_reembeds_every_match(admin_client, every_state, monkeypatch):
-    from documents.admin.paginator import CappedCountPaginator
+    from embedding_site.counting import EstimatedCountPaginator
 
-    monkeypatch.setattr(CappedCountPaginator, "cap", 1)  # the list says "more than 1"
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 1)  # the list shows an estimate
     url = f"{CHANGELIST}?embedding=stale"
     page_ids = [every_state["stale"].pk]
     confirmation = run_action(admin_client, page_ids, url=url, select_across="1")

@@ -1,5 +1,7 @@
 """Every admin list and change page answers, with the machine-owned models read-only."""
 
+import re
+
 import pytest
 from django.contrib import admin
 from django.urls import reverse
@@ -25,7 +27,11 @@ def test_every_registered_model_has_a_working_list_and_change_page(admin_client,
     for model in admin.site._registry:
         meta = model._meta
         changelist = reverse(f"admin:{meta.app_label}_{meta.model_name}_changelist")
-        assert admin_client.get(changelist).status_code == 200, changelist
+        page = admin_client.get(changelist)
+        assert page.status_code == 200, changelist
+        # Every page names itself and the site (tab titles, bookmarks, screen readers).
+        assert re.search(rb"<title>[^<|]+ \| Sidecar admin</title>", page.content), changelist
+        assert b'<div id="site-name"><a href="/admin/">Sidecar</a>' in page.content, changelist
         # The admin's own rows: a proxy list (dead letters, stuck items) shows only some.
         obj = admin.site._registry[model].get_queryset(admin_client.get(changelist).wsgi_request).first()
         if obj is not None:

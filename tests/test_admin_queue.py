@@ -8,7 +8,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.test import Client
 
 from documents.models import SourceDocument
-from queue_admin.admin import base as admin_base
+from embedding_site.counting import EstimatedCountPaginator
 from queue_admin.models import QueueItem, Worker
 
 pytestmark = pytest.mark.django_db
@@ -163,7 +163,7 @@ def test_big_lists_show_an_estimate_and_say_so(admin_client, monkeypatch):
     make_items(12, "pending")
     exact = admin_client.get(ITEMS).content.decode()
     assert "≈" not in exact and "12 queue items" in exact
-    monkeypatch.setattr(admin_base, "EXACT_COUNT_UP_TO", 5)
+    monkeypatch.setattr(EstimatedCountPaginator, "exact_up_to", 5)
     estimated = admin_client.get(ITEMS).content.decode()
     assert 'class="sidecar-estimate"' in estimated and "An estimate from PostgreSQL" in estimated
     # A filter that matches few rows is still counted exactly.

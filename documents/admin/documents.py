@@ -10,9 +10,9 @@ from documents import embedding_status
 from documents.admin import backfill_page, reembed_action
 from documents.admin.document_list import DocumentChangeList, EmbeddingStatusFilter
 from documents.admin.importing import DocumentImportMixin
-from documents.admin.paginator import CappedCountPaginator
 from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers.factory import get_provider
+from embedding_site.counting import EstimatedCountPaginator
 
 # The change page's read-only "Embedding" section (methods below).
 EMBEDDING_FIELDS = (
@@ -58,7 +58,7 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
     actions = ["reembed_selected"]
     # Large tables: no COUNT(*) of the whole table, and the filtered count stops at 10,000.
     show_full_result_count = False
-    paginator = CappedCountPaginator
+    paginator = EstimatedCountPaginator
     # "Show counts" would count every status over the whole table on each page view.
     show_facets = admin.ShowFacets.NEVER
     # Its object tools: Import, Backfill missing/stale, Semantic search, Add.

@@ -1,44 +1,7 @@
-import json
-
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
-from django.core.paginator import Paginator
-from django.db import connection
-from django.utils.functional import cached_property
 
-# Below this many rows a list's count is exact; above, the planner's estimate (shown with "≈").
-EXACT_COUNT_UP_TO = 10_000
-
-
-def planner_rows(queryset) -> int:
-    """PostgreSQL's estimate of how many rows `queryset` returns (EXPLAIN, nothing read)."""
-    sql, params = queryset.order_by().query.sql_with_params()
-    with connection.cursor() as cursor:
-        cursor.execute("EXPLAIN (FORMAT JSON) " + sql, params)
-        plan = cursor.fetchone()[0]
-    plan = json.loads(plan) if isinstance(plan, str) else plan
-    return int(plan[0]["Plan"]["Plan Rows"])
-
-
-class EstimatedCountPaginator(Paginator):
-    """Exact counts for small results, estimates for big ones.
-
-    Django's change list counts the filtered rows on every page view; on a queue of a million
-    rows that `COUNT(*)` is most of the page's time. Counting stops after EXACT_COUNT_UP_TO + 1
-    rows (cheap, and exact for every small filter); only past that does the planner's
-    estimate stand in, and `estimated` tells the template to say so.
-    """
-
-    estimated = False
-
-    @cached_property
-    def count(self):
-        queryset = self.object_list
-        capped = queryset.order_by()[: EXACT_COUNT_UP_TO + 1].count()
-        if capped <= EXACT_COUNT_UP_TO:
-            return capped
-        self.estimated = True
-        return max(planner_rows(queryset), EXACT_COUNT_UP_TO + 1)
+from embedding_site.counting import EstimatedCountPaginator
 
 
 class BigTableAdmin(admin.ModelAdmin):
