@@ -41,7 +41,10 @@ class SourceDocument(models.Model):
     class Meta:
         db_table = "source_documents"
         ordering = ["-updated_at"]
-        indexes = [models.Index(fields=["-updated_at"], name="source_documents_updated_idx")]
+        # The admin's list, newest first. The id breaks ties (the admin adds it to the order),
+        # and matters: a bulk load stamps every row with the same time, and without it a page
+        # view would sort every document of that load.
+        indexes = [models.Index(fields=["-updated_at", "-id"], name="source_documents_newest_idx")]
         # What the "Queue operators" group may do besides viewing (queue_admin migration 0007).
         permissions = [
             ("reembed_sourcedocument", "Can re-embed documents and run a backfill"),

@@ -82,3 +82,39 @@ def database_url():
     """The URL of the database this test uses (pytest-django's test_sidecar), for subprocesses."""
     db = connection.settings_dict
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+@pytest.fixture
+def nobody_staff(db):
+    """A staff user with no permissions at all: may log in to the admin, may see nothing."""
+    from django.contrib.auth.models import User
+
+    return User.objects.create_user("staff-without-permissions", password="pw", is_staff=True)
+
+
+@pytest.fixture
+def fresh_search_caches():
+    """Search's per-process caches (coverage, query vectors, providers) empty before and after."""
+    from django.core.cache import caches
+
+    from documents import search
+    from documents.providers import factory
+
+    def clear():
+        search._coverage.clear()
+        caches[search.QUERY_EMBEDDING_CACHE].clear()
+        factory.get_provider.cache_clear()
+        factory.get_previous_provider.cache_clear()
+
+    clear()
+    yield
+    clear()
+
+
+@pytest.fixture
+def tei_search_service(settings):
+    """The configured provider: TEI at a fake service that counts its requests."""
+    with FakeEmbedder(dimensions=settings.EMBEDDING_DIMENSIONS) as fake:
+        settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL = "tei", "fake-model"
+        settings.EMBEDDING_BASE_URL = fake.url
+        yield fake

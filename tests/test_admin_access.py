@@ -71,11 +71,6 @@ def all_urls(document):
 
 
 @pytest.fixture
-def nobody_staff(db):
-    return User.objects.create_user("staff-without-permissions", password="pw", is_staff=True)
-
-
-@pytest.fixture
 def viewer(db):
     user = User.objects.create_user("viewer", password="pw", is_staff=True)
     user.user_permissions.add(

@@ -1,11 +1,8 @@
 """The documents admin and semantic search through a real browser (tests/browser.py)."""
 
 import pytest
-from django.core.cache import caches
 
-from documents import search
 from documents.models import SourceDocument
-from documents.providers import factory
 from documents.providers.local import LocalEmbeddingProvider
 from queue_admin.models import QueueItem
 from queue_admin.worker import QueueWorker
@@ -14,15 +11,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches():
-    def clear():
-        search._coverage.clear()
-        caches[search.QUERY_EMBEDDING_CACHE].clear()
-        factory.get_provider.cache_clear()
-
-    clear()
-    yield
-    clear()
+def _fresh_caches(fresh_search_caches):
+    pass
 
 
 def embed_with_the_local_model():

@@ -151,6 +151,13 @@ def test_filters(admin_client, query, expected):
     assert shown == expected
 
 
+def test_filtering_by_a_worker_whose_row_was_cleared_still_filters(admin_client):
+    make_items(1, "failed", worker_id="gone-worker")
+    make_items(1, "pending")
+    page = admin_client.get(f"{ITEMS}?worker=gone-worker").content.decode()
+    assert ">failed 0</a>" in page and ">pending 0</a>" not in page
+
+
 def test_search_by_document_title_and_id(admin_client):
     items = make_items(2, "pending")
     page = admin_client.get(f"{ITEMS}?q=pending+1").content.decode()

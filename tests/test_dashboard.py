@@ -264,11 +264,6 @@ def test_the_chart_scales_and_labels_its_bars():
 
 
 @pytest.fixture
-def nobody_staff(db):
-    return User.objects.create_user("staff-without-permissions", password="pw", is_staff=True)
-
-
-@pytest.fixture
 def viewer(db):
     user = User.objects.create_user("viewer", password="pw", is_staff=True)
     user.user_permissions.add(Permission.objects.get(codename="view_queueitem"))

@@ -8,38 +8,23 @@ import re
 
 import pytest
 from django.contrib.auth.models import User
-from django.core.cache import caches
 
 from documents import search
 from documents.models import ApiToken, SourceDocument
-from documents.providers import factory
 from documents.providers.tei import TEIEmbeddingProvider
 from queue_admin.worker import QueueWorker
-from tests.fault_server import FakeEmbedder
 
 URL = "/api/search"
 
 
 @pytest.fixture(autouse=True)
-def fresh_caches():
-    def clear():
-        search._coverage.clear()
-        caches[search.QUERY_EMBEDDING_CACHE].clear()
-        factory.get_provider.cache_clear()
-        factory.get_previous_provider.cache_clear()
-
-    clear()
-    yield
-    clear()
+def _fresh_caches(fresh_search_caches):
+    pass
 
 
 @pytest.fixture
-def service(settings):
-    """The configured provider: TEI at a fake service that counts its requests."""
-    with FakeEmbedder(dimensions=settings.EMBEDDING_DIMENSIONS) as fake:
-        settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL = "tei", "fake-model"
-        settings.EMBEDDING_BASE_URL = fake.url
-        yield fake
+def service(tei_search_service):
+    return tei_search_service
 
 
 @pytest.fixture

@@ -24,7 +24,12 @@ class WorkerFilter(admin.SimpleListFilter):
     parameter_name = "worker"
 
     def lookups(self, request, model_admin):
-        return [(w, w) for w in Worker.objects.order_by("-last_heartbeat").values_list("pk", flat=True)[:50]]
+        workers = list(Worker.objects.order_by("-last_heartbeat").values_list("pk", flat=True)[:50])
+        # A worker whose registry row was cleared still names items: keep filtering by it
+        # (Django drops a filter with no choices, which would silently show every item).
+        if self.value() and self.value() not in workers:
+            workers.append(self.value())
+        return [(w, w) for w in workers]
 
     def queryset(self, request, queryset):
         return queryset.filter(worker_id=self.value()) if self.value() else queryset
