@@ -20,10 +20,10 @@ import time
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Sum
-from django.db.models.functions import Coalesce, Now
+from django.db.models import F
+from django.db.models.functions import Now
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from embedding_site.logs import scrub
@@ -74,8 +74,8 @@ def queue_families() -> list:
 
 def worker_families() -> list:
     """Per worker still registered as running (active or idle; stopped ones would pile up as
-    series, one per drain), heartbeat age and its registry counters; and the counters summed
-    over every worker ever registered, which only grow (registry rows are never deleted)."""
+    series, one per drain), heartbeat age and its registry counters. All-time totals are in
+    `worker_metric_families`: sums of registry rows would fall when dead workers are cleared."""
     from queue_admin.models import Worker
 
     fields = {
@@ -101,16 +101,7 @@ def worker_families() -> list:
         age.add_metric([worker.worker_id], max(0.0, worker.heartbeat_age.total_seconds()))
         for field, family in per_worker.items():
             family.add_metric([worker.worker_id], getattr(worker, field))
-    totals = Worker.objects.order_by().aggregate(**{field: Coalesce(Sum(field), 0) for field in fields})
-    all_workers = [
-        CounterMetricFamily(
-            name.replace("sidecar_worker_", "sidecar_workers_"),
-            f"{what} by all workers ever registered.",
-            value=totals[field],
-        )
-        for field, (name, what) in fields.items()
-    ]
-    return [age, *per_worker.values(), *all_workers]
+    return [age, *per_worker.values()]
 
 
 def breaker_families() -> list:
@@ -136,12 +127,39 @@ def breaker_families() -> list:
     return [state, failures]
 
 
+def worker_metric_families() -> list:
+    """What the workers did, summed over every worker on every machine: the counters and
+    histograms `queue_admin/worker_metrics.py` keeps in the database. A counter nobody has
+    touched yet is still shown (at 0, when it has no labels) so that alerts can refer to it."""
+    from queue_admin import worker_metrics
+
+    stored = worker_metrics.read_all()
+    families = []
+    for name, documentation in worker_metrics.COUNTERS.items():
+        rows = stored.get(name, [])
+        label_names = sorted({key for labels, _ in rows for key in labels})
+        if not label_names:
+            families.append(CounterMetricFamily(name, documentation, value=sum(v for _, v in rows)))
+            continue
+        family = CounterMetricFamily(name, documentation, labels=label_names)
+        for labels, value in rows:
+            family.add_metric([labels.get(key, "") for key in label_names], value)
+        families.append(family)
+    for name, (documentation, bounds) in worker_metrics.HISTOGRAMS.items():
+        cumulative = {labels["le"]: value for labels, value in stored.get(f"{name}_bucket", [])}
+        buckets = [(str(bound), cumulative.get(str(bound), 0.0)) for bound in bounds]
+        buckets.append(("+Inf", cumulative.get("+Inf", 0.0)))
+        total = sum(value for _, value in stored.get(f"{name}_sum", []))
+        families.append(HistogramMetricFamily(name, documentation, buckets=buckets, sum_value=total))
+    return families
+
+
 def database_families() -> list:
     """Every figure that needs the database, read in one transaction with a statement timeout."""
     with transaction.atomic():
         with connection.cursor() as cursor:
             cursor.execute("SELECT set_config('statement_timeout', %s, true)", [str(STATEMENT_TIMEOUT_MS)])
-        return [*queue_families(), *worker_families(), *breaker_families()]
+        return [*queue_families(), *worker_families(), *breaker_families(), *worker_metric_families()]
 
 
 class SidecarCollector(Collector):

@@ -304,3 +304,22 @@ class FreshnessSnapshot(models.Model):
 
     def __str__(self):
         return f"{self.model} at {self.counted_at:%Y-%m-%d %H:%M}"
+
+
+class WorkerMetric(models.Model):
+    """One Prometheus series of what workers did (a counter, or a histogram's bucket, sum or
+    count), summed over every worker on every machine. Written only by
+    `queue_admin/worker_metrics.py`, one statement per batch; read by /metrics."""
+
+    name = models.CharField(max_length=100)
+    labels = models.JSONField(default=dict)
+    value = models.FloatField(default=0)
+
+    class Meta:
+        db_table = "embedding_worker_metrics"
+        constraints = [
+            models.UniqueConstraint(fields=["name", "labels"], name="embedding_worker_metrics_series")
+        ]
+
+    def __str__(self):
+        return f"{self.name}{self.labels} = {self.value}"

@@ -23,7 +23,7 @@ from django.utils import timezone
 from documents import sidecar
 from documents.chunking import split_into_chunks
 from documents.providers.base import EmbeddingError
-from queue_admin import config, limits, queue_sql, registry
+from queue_admin import config, limits, queue_sql, registry, worker_metrics
 
 logger = logging.getLogger("sidecar.worker")
 
@@ -97,6 +97,7 @@ class QueueWorker:
         self.provider_key = provider.model_id
         self._sending_to = provider
         self._heartbeat: registry.Heartbeat | None = None
+        self.metrics = worker_metrics.Recorder()
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -183,9 +184,11 @@ class QueueWorker:
             # the lease does the job).
             with contextlib.suppress(Exception):
                 queue_sql.release([item.id for item in items], self.worker_id)
+                self.metrics.flush()  # the requests it did send still count
             raise
         elapsed_ms = int((time.monotonic() - started) * 1000)
         registry.record_batch(self.worker_id, report, elapsed_ms)
+        self._record_batch_metrics(report, elapsed_ms / 1000)
         logger.info(
             "batch %s: %s claimed, %s completed (%s skipped), %s retried, %s failed, %s rate-limited, "
             "%s texts embedded in %s ms",
@@ -199,6 +202,20 @@ class QueueWorker:
             },
         )  # fmt: skip
         return report
+
+    def _record_batch_metrics(self, report: BatchReport, seconds: float) -> None:
+        outcomes = {
+            "embedded": report.completed - report.skipped,
+            "skipped": report.skipped,
+            "retried": report.retried,
+            "failed": report.failed,
+            "rate_limited": report.rate_limited,
+            "released": report.requeued,
+        }
+        for outcome, count in outcomes.items():
+            self.metrics.inc("sidecar_documents", count, outcome=outcome)
+        self.metrics.observe("sidecar_batch_duration_seconds", seconds)
+        self.metrics.flush()
 
     def _provider_for_batch(self, settings: dict):
         """Who gets this batch's requests: the provider, unless its shared circuit breaker is
@@ -304,17 +321,21 @@ class QueueWorker:
         texts = [chunk for _, _, chunk in sub_batch]
         if self.shared_limits:
             tokens = sum(self.provider.count_tokens(texts))
+            waiting_since = time.monotonic()
             granted = limits.wait_for_capacity(
                 self.provider_key, 1, tokens,
                 rpm=settings["api_quota_per_minute"], tpm=settings["token_quota_per_minute"],
                 should_stop=self.stop_requested.is_set, timeout=settings["lease_seconds"] / 2,
             )  # fmt: skip
+            self.metrics.inc("sidecar_rate_limit_wait_seconds", time.monotonic() - waiting_since)
             if not granted:
                 raise _NotSent("stopping, or the shared rate limit left no room before the lease ends")
         on_fallback = self._sending_to is not self.provider
+        sent_at = time.monotonic()
         try:
             result = self._sending_to.embed(texts)
         except EmbeddingError as error:
+            self._record_request(sent_at, error.kind)
             if self.shared_limits and not on_fallback:
                 if error.kind == "transient":  # the provider is down or struggling
                     limits.record_failure(
@@ -331,11 +352,19 @@ class QueueWorker:
         ):
             plan.vectors[index] = vector
             plan.tokens[index] = tokens
+        self._record_request(sent_at, "ok")
         report.texts_embedded += len(sub_batch)
         report.tokens += sum(result.token_counts)
+        self.metrics.inc("sidecar_texts_embedded", len(sub_batch))
+        self.metrics.inc("sidecar_tokens_sent", sum(result.token_counts))
+
+    def _record_request(self, sent_at: float, result: str) -> None:
+        self.metrics.observe("sidecar_provider_request_duration_seconds", time.monotonic() - sent_at)
+        self.metrics.inc("sidecar_provider_requests", result=result)
 
     def _record_failures(self, failures, settings: dict, report: BatchReport) -> None:
         for plan, error in failures:
+            self.metrics.inc("sidecar_item_failures", kind=error.kind)
             message = f"{self.provider.model_id}: {error}"
             if error.kind == "rate_limited":
                 wait = (
