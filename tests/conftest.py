@@ -14,6 +14,45 @@ from tests.fault_server import FakeEmbedder
 pytest_plugins = ["tests.browser"]
 
 
+# --- No secret in any log line ------------------------------------------------------------
+# Every line the configured log handler writes during the suite (through its scrubbing filter,
+# exactly as production would write it) is checked for the secrets the tests configure
+# (tests/secrets.py); any leak fails the run at the end, with the lines. Subprocesses' logs are
+# not seen here; the tests that start them check their output themselves.
+LOG_LEAKS: list[str] = []
+
+
+def _configured_handlers():
+    import logging
+
+    loggers = [logging.getLogger(), logging.getLogger("django"), logging.getLogger("django.server")]
+    return {id(h): h for lg in loggers for h in lg.handlers if h.filters}.values()
+
+
+def pytest_configure(config):
+    from tests import secrets
+
+    for handler in _configured_handlers():
+        original = handler.format
+
+        def format_and_scan(record, original=original):
+            line = original(record)
+            if secrets.leaks_in(line):
+                LOG_LEAKS.append(line)
+            return line
+
+        handler.format = format_and_scan
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if LOG_LEAKS:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        reporter.write_line(f"{len(LOG_LEAKS)} log line(s) carried a configured test secret:", red=True)
+        for line in LOG_LEAKS[:20]:
+            reporter.write_line(f"  {line[:500]}")
+        session.exitstatus = 1
+
+
 @pytest.fixture
 def sql():
     """Run raw SQL as a non-Django writer would (psql, another service); returns rows if any."""

@@ -29,9 +29,10 @@ from documents.providers.http import (
 from documents.providers.openai import OpenAIEmbeddingProvider
 from documents.providers.tei import TEIEmbeddingProvider
 from documents.providers.tokens import distribute_total, estimate_token_counts
+from tests import secrets
 from tests.fault_server import OPENAI_PATH, TEI_PATH, Fault, fake_vector
 
-API_KEY = "sk-test-SECRET-7f3a9c0d2e"
+API_KEY = secrets.OPENAI_API_KEY
 ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["the quick brown fox", "jumps over", "the lazy dog, twice over and again"]
 DIMS = 8

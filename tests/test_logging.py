@@ -10,6 +10,7 @@ from django.test import override_settings
 from documents.models import SourceDocument
 from embedding_site.logs import JsonFormatter, SecretScrubFilter
 from queue_admin.worker import QueueWorker
+from tests import secrets
 from tests.fakes import FakeEmbedderForQueueTests
 
 
@@ -62,15 +63,15 @@ def test_log_lines_outside_a_request_have_no_request_id(json_lines):
     assert "request_id" not in json_lines()[0]
 
 
-API_KEY = "sk-test-ops-0123456789abcdef"
-DB_PASSWORD = "db-pa55word-secret"
+API_KEY = secrets.OPS_API_KEY
+DB_PASSWORD = secrets.DATABASE_PASSWORD
 
 
 @override_settings(EMBEDDING_API_KEY=API_KEY)
 def test_secrets_are_scrubbed_from_messages_arguments_extras_and_tracebacks(json_lines):
     log = logging.getLogger("sidecar.test")
     log.warning("sending with key %s", API_KEY, extra={"headers": f"Authorization: Bearer {API_KEY}"})
-    log.warning("upstream said: Authorization: Bearer tok_live_abcdef123 was refused")
+    log.warning("upstream said: Authorization: Bearer " + secrets.UPSTREAM_BEARER + " was refused")
     log.error("cannot reach postgres://sidecar:%s@db.example.com:5432/sidecar", DB_PASSWORD)
     log.error("psycopg: host=db user=sidecar password=%s dbname=sidecar", DB_PASSWORD)
     try:
@@ -79,7 +80,7 @@ def test_secrets_are_scrubbed_from_messages_arguments_extras_and_tracebacks(json
         log.exception("provider call failed")
     lines = json_lines()
     text = "\n".join(json.dumps(line) for line in lines)
-    for secret in (API_KEY, DB_PASSWORD, "tok_live_abcdef123"):
+    for secret in (API_KEY, DB_PASSWORD, secrets.UPSTREAM_BEARER):
         assert secret not in text
     assert lines[0]["event"] == "sending with key [redacted]"
     assert lines[0]["headers"] == "Authorization: Bearer [redacted]"
@@ -97,3 +98,22 @@ def test_a_workers_batch_line_carries_its_batch_and_worker_ids(json_lines):
     (batch,) = [line for line in json_lines() if line["event"].startswith("batch ")]
     assert batch["batch_id"] in batch["event"] and batch["worker_id"] == worker.worker_id
     assert batch["completed"] == 3 and batch["claimed"] == 3 and batch["failed"] == 0
+
+
+@override_settings(EMBEDDING_API_KEY=API_KEY)
+def test_the_suite_wide_secret_scan_sees_the_configured_handlers_lines():
+    """conftest scans every line the configured handler writes for the test secrets; prove it
+    is wired to that handler (a scrubbed secret passes, a leak would be recorded)."""
+    from tests import conftest
+
+    handlers = list(conftest._configured_handlers())
+    assert handlers and all(h.format.__name__ == "format_and_scan" for h in handlers)
+    before = len(conftest.LOG_LEAKS)
+    try:
+        logging.getLogger("sidecar.test").warning("calling with key %s", API_KEY)
+        assert len(conftest.LOG_LEAKS) == before  # the configured key was scrubbed before writing
+        raw = logging.LogRecord("sidecar.test", logging.WARNING, __file__, 1, "raw %s", (API_KEY,), None)
+        handlers[0].format(raw)  # formatted past the handler's filters: the scan must catch it
+        assert len(conftest.LOG_LEAKS) == before + 1 and API_KEY in conftest.LOG_LEAKS[-1]
+    finally:
+        del conftest.LOG_LEAKS[before:]  # this test's own planted leak must not fail the run

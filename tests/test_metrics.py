@@ -8,8 +8,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from documents.models import SourceDocument
 from queue_admin import limits, status
 from queue_admin.models import QueueItem, Worker
+from tests import secrets
 
-TOKEN = "metrics-token-for-the-tests-0123456789"
+TOKEN = secrets.METRICS_TOKEN
 AUTH = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
 
 

@@ -16,6 +16,7 @@ from documents.providers.openai import OpenAIEmbeddingProvider
 from queue_admin import limits
 from queue_admin.models import QueueItem
 from queue_admin.worker import QueueWorker
+from tests import secrets
 from tests.conftest import database_url, set_config
 from tests.fault_server import FakeEmbedder, Fault
 
@@ -33,7 +34,7 @@ def service():
 
 def provider_for(service, **options):
     return OpenAIEmbeddingProvider(
-        f"{service.url}/v1", "sk-test-key", "fake-embedder-for-queue-tests", 384,
+        f"{service.url}/v1", secrets.PIPELINE_API_KEY, "fake-embedder-for-queue-tests", 384,
         http_options=options.pop("http_options", FAST), **options,
     )  # fmt: skip
 
@@ -71,7 +72,7 @@ def test_permanent_faults_dead_letter_at_once_and_write_nothing(service, case):
     item = embed_one(service, fault)
     assert (item.status, item.error_kind) == ("failed", "permanent")
     assert says in item.error_message
-    assert "sk-test-key" not in item.error_message
+    assert secrets.PIPELINE_API_KEY not in item.error_message
     assert not DocumentEmbedding.objects.exists()
     assert service.count() == 1  # not retried
 
