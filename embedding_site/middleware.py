@@ -1,11 +1,16 @@
-"""Give every web request an id that follows it through the logs and back to the caller."""
+"""Give every web request an id that follows it through the logs and back to the caller, and
+turn "the database is not answering" into a 503 that says so."""
 
 import logging
 import re
 import time
 import uuid
 
-from embedding_site.logs import request_id_var
+from django.db import InterfaceError, OperationalError, connections
+from django.http import HttpResponse, JsonResponse
+from django.template.loader import render_to_string
+
+from embedding_site.logs import request_id_var, scrub
 
 logger = logging.getLogger("sidecar.request")
 
@@ -56,3 +61,40 @@ class RequestIdMiddleware:
             return response
         finally:
             request_id_var.reset(token)
+
+
+class DatabaseUnavailableMiddleware:
+    """A request that fails because PostgreSQL is not answering (restarting, a failover, the
+    network) gets a 503 that says so and when to try again — JSON for the API, a short page for
+    people — instead of a 500. The broken connection is dropped, and the next request connects
+    afresh (CONN_HEALTH_CHECKS), so nothing needs restarting when the database is back."""
+
+    RETRY_AFTER_SECONDS = 30
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        if not isinstance(exception, OperationalError | InterfaceError):
+            return None
+        logger.warning(
+            "database unavailable for %s %s: %s",
+            request.method,
+            request.path,
+            scrub((str(exception).strip().splitlines() or [""])[0][:300]),
+        )
+        for connection in connections.all(initialized_only=True):
+            connection.close_if_unusable_or_obsolete()
+        if request.path.startswith("/api/"):
+            response = JsonResponse(
+                {"error": "The database is not answering; try again in a moment."}, status=503
+            )
+        else:
+            # No request context: its processors (the user, messages) would ask the database.
+            page = render_to_string("database_unavailable.html", {"retry_after": self.RETRY_AFTER_SECONDS})
+            response = HttpResponse(page, status=503)
+        response["Retry-After"] = str(self.RETRY_AFTER_SECONDS)
+        return response

@@ -128,6 +128,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A database that is down answers 503 "try again", not a 500 (its process_exception).
+    "embedding_site.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "embedding_site.urls"
@@ -372,7 +374,8 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes (the image runs it at build time) and whitenoise serves from.
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles"))).resolve()
 # whitenoise serves the admin's static files from gunicorn; hashed names need collectstatic,
 # which the Docker image runs, so development keeps the plain storage.
 STORAGES = {

@@ -5,7 +5,6 @@
 is empty, their time budget runs out, or they are asked to stop.
 """
 
-import contextlib
 import hashlib
 import logging
 import os
@@ -98,6 +97,10 @@ class QueueWorker:
         self._sending_to = provider
         self._heartbeat: registry.Heartbeat | None = None
         self.metrics = worker_metrics.Recorder()
+        # Items of a batch that failed while the database was unreachable: they could not be
+        # given back then, and the heartbeat would renew their lease for as long as this worker
+        # lives, so they are given back as soon as the database answers again.
+        self._to_release: list[uuid.UUID] = []
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -154,6 +157,10 @@ class QueueWorker:
         transaction. Failures are recorded on the items, never raised.
         """
         close_old_connections()
+        if self._to_release:
+            released = queue_sql.release(self._to_release, self.worker_id)
+            logger.warning("worker %s gave back %s items of a batch that failed", self.worker_id, released)
+            self._to_release = []
         settings = config.current()
         registry.reclaim_and_expire(settings)
         if not settings["queue_enabled"]:
@@ -180,11 +187,13 @@ class QueueWorker:
             self._write([*[p for p in plans if p.skip], *pending], report)
         except Exception:
             # Nothing any one item can be blamed for: give the batch back now rather than
-            # hold it until the lease expires (if the database is down this fails too, and
-            # the lease does the job).
-            with contextlib.suppress(Exception):
+            # hold it until the lease expires. If the database is down this fails too; then
+            # the next batch gives it back first (see _to_release).
+            try:
                 queue_sql.release([item.id for item in items], self.worker_id)
                 self.metrics.flush()  # the requests it did send still count
+            except Exception:
+                self._to_release = [item.id for item in items]
             raise
         elapsed_ms = int((time.monotonic() - started) * 1000)
         registry.record_batch(self.worker_id, report, elapsed_ms)
