@@ -18,7 +18,7 @@ TEST_DB_PORT ?= 54339
 TEST_ENV := env -u DATABASE_URL DEBUG=1 EMBEDDED_DB_DIR=$(TEST_DB_DIR) EMBEDDED_DB_PORT=$(TEST_DB_PORT)
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test bench bench-quick lint db-start db-stop db-status clean
+.PHONY: install browser demo test scale-out bench bench-quick lint db-start db-stop db-status clean
 
 install: $(STAMP)
 
@@ -60,6 +60,11 @@ test: install browser
 	  $(TEST_ENV) $(MANAGE) embedded_db stop || true; \
 	  rm -rf $(TEST_DB_DIR); \
 	  exit $$status
+
+# Scale-out (issue 7, suite 6) at a size that shows the ratio: three qcluster machines (network
+# namespaces, as root) against one; the report goes to test-output/scale-out.json.
+scale-out: install
+	@SCALE_OUT_DOCUMENTS=$${SCALE_OUT_DOCUMENTS:-1200} $(MAKE) --no-print-directory test PYTEST_ARGS="-s tests/test_scale_out.py"
 
 # Benchmarks (bench/): their own embedded PostgreSQL in .data/bench-postgres, port 54369, started
 # and stopped by the runner; reports go to bench/results/. BENCH_ARGS="pipeline --size 500" etc.

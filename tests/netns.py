@@ -1,7 +1,7 @@
 """Separate hosts on one machine for tests: Linux network namespaces joined by veth pairs.
 
-Each host gets its own network stack (its own loopback, its own address 10.231.N.2, a route
-to this machine at 10.231.N.1) and its own host name (a UTS namespace), so what runs there
+Each host gets its own network stack (its own loopback, its own address 10.X.N.2, a route
+to this machine at 10.X.N.1) and its own host name (a UTS namespace), so what runs there
 reaches the database and the embedding service only over a network link, as a worker on
 another machine would. Needs root and iproute2; `unavailable()` says why not otherwise.
 
@@ -12,6 +12,7 @@ machine's loopback (the embedded PostgreSQL binds 127.0.0.1 by design).
 import asyncio
 import contextlib
 import os
+import random
 import shutil
 import subprocess
 import threading
@@ -49,15 +50,27 @@ class Host:
                 f'hostname {self.name} && exec "$0" "$@"', *argv]  # fmt: skip
 
 
+def _free_network() -> int:
+    """A second octet for 10.X.0.0/16 that no interface here uses: a run killed before it
+    could clean up leaves its addresses behind, and a duplicate would misroute ours."""
+    in_use = subprocess.run(["ip", "-br", "addr"], capture_output=True, text=True).stdout
+    for _ in range(100):
+        octet = random.randint(64, 254)
+        if f" 10.{octet}." not in in_use:
+            return octet
+    raise RuntimeError("no free 10.X.0.0/16 network for the test hosts")
+
+
 @contextlib.contextmanager
 def hosts(count: int):
     """`count` Hosts, each a namespace linked to this machine by its own veth pair; all
     removed afterwards (deleting a namespace deletes its end of the link, and so the pair)."""
     tag = uuid.uuid4().hex[:4]
+    network = _free_network()
     made: list[Host] = []
     try:
         for n in range(1, count + 1):
-            host = Host(f"sc{tag}n{n}", f"10.231.{n}.2", f"10.231.{n}.1")
+            host = Host(f"sc{tag}n{n}", f"10.{network}.{n}.2", f"10.{network}.{n}.1")
             outside, inside = f"sc{tag}o{n}", f"sc{tag}i{n}"
             _ip("netns", "add", host.name)
             made.append(host)

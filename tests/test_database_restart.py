@@ -65,15 +65,15 @@ def environment(database_url: str, embedder_url: str) -> dict:
     return env
 
 
-def start(*command, env):
-    return subprocess.Popen(
-        [sys.executable, *command],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+def start(*command, env, log: Path):
+    # Output to a file, not a pipe: a pipe nobody reads until the end fills up and blocks the
+    # process at its next log line.
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [sys.executable, *command], cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT
+        )
+    process.log = log
+    return process
 
 
 def wait_for(condition, timeout: float, what: str):
@@ -129,11 +129,11 @@ def stop_and_collect(process: subprocess.Popen) -> str:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
     try:
-        output, _ = process.communicate(timeout=30)
+        process.wait(timeout=30)
     except subprocess.TimeoutExpired:
         process.kill()
-        output, _ = process.communicate()
-    return output
+        process.wait()
+    return process.log.read_text()
 
 
 def test_web_and_worker_ride_out_a_database_restart_and_nothing_is_lost(own_database, embedder, tmp_path):
@@ -156,8 +156,8 @@ def test_web_and_worker_ride_out_a_database_restart_and_nothing_is_lost(own_data
 
     web_port = _free_port()
     web = start("-m", "gunicorn", "embedding_site.wsgi:application", "-b", f"127.0.0.1:{web_port}",
-                "-w", "1", "--timeout", "30", env=env)  # fmt: skip
-    worker = start("manage.py", "process_queue", "--seconds", "300", env=env)
+                "-w", "1", "--timeout", "30", env=env, log=tmp_path / "web.log")  # fmt: skip
+    worker = start("manage.py", "process_queue", "--seconds", "300", env=env, log=tmp_path / "worker.log")
     site = httpx.Client(base_url=f"http://127.0.0.1:{web_port}", timeout=10)
     try:
         wait_for(lambda: site.get("/healthz").status_code == 200, 30, "the web process")
