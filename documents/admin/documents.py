@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db import models
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.formats import date_format
@@ -10,6 +11,7 @@ from documents import embedding_status
 from documents.admin import backfill_page, reembed_action
 from documents.admin.document_list import DocumentChangeList, EmbeddingStatusFilter
 from documents.admin.importing import DocumentImportMixin
+from documents.forms import MetadataJSONField
 from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers.factory import get_provider
 from embedding_site.counting import EstimatedCountPaginator
@@ -56,6 +58,8 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "updated_at", *EMBEDDING_FIELDS)
     inlines = [DocumentEmbeddingInline]
     actions = ["reembed_selected"]
+    # Metadata nested too deeply for json.loads is a message next to the field, not a 500.
+    formfield_overrides = {models.JSONField: {"form_class": MetadataJSONField}}
     # Large tables: no COUNT(*) of the whole table, and the filtered count stops at 10,000.
     show_full_result_count = False
     paginator = EstimatedCountPaginator
