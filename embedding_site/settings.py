@@ -267,6 +267,12 @@ if EMBEDDING_SEND_DIMENSIONS and EMBEDDING_PROVIDER != "openai":
         f"EMBEDDING_SEND_DIMENSIONS=1 applies only to EMBEDDING_PROVIDER=openai, not {EMBEDDING_PROVIDER}; "
         "unset it."
     )
+# The longest document text the workers embed, in characters. Longer ones fail at once (a
+# dead letter that says so) instead of being chunked: a 50 MB text is ~13 million tokens,
+# hours of CPU for the local model, and its tokenizing alone would hold gigabytes.
+EMBEDDING_MAX_DOCUMENT_CHARACTERS = _required_int_in_range(
+    "EMBEDDING_MAX_DOCUMENT_CHARACTERS", 20_000_000, 1_000, 1_000_000_000
+)
 # Fixed, not operator settings: they enter the time budget below. Transient failures are
 # retried this many times in all, waiting up to this long between tries.
 EMBEDDING_HTTP_ATTEMPTS = 3

@@ -27,7 +27,7 @@ def fingerprint(exclude: frozenset[str] = VISIT_TABLES) -> dict[str, tuple[int, 
             if table in exclude:
                 continue
             cursor.execute(
-                f'SELECT count(*), md5(coalesce(string_agg(t::text, E\'\\n\' ORDER BY t::text), \'\')) FROM "{table}" t'
+                f"SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), '')) FROM \"{table}\" t"
             )
             state[table] = cursor.fetchone()
     return state

@@ -227,7 +227,9 @@ def test_actions_a_user_may_not_run_change_nothing_when_posted_anyway(
 ):
     from tests import state
 
-    user = {"staff without permissions": nobody_staff, "viewer": viewer, "queue operator": queue_operator}[who]
+    user = {"staff without permissions": nobody_staff, "viewer": viewer, "queue operator": queue_operator}[
+        who
+    ]
     client = Client()
     client.force_login(user)
     request = rf.get("/admin/")

@@ -218,7 +218,9 @@ def test_api_keys_never_reach_the_database_admin_pages_or_error_answers(
     answers["search API"] = api_client.get("/api/search", {"q": "leak"})
     answers["search page"] = admin_client.post("/admin/search/", {"q": "leak", "k": "10"})
     answers["metrics"] = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {secrets.METRICS_TOKEN}")
-    answers["metrics, wrong token"] = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer nope-nope-nope-nope")
+    answers["metrics, wrong token"] = Client().get(
+        "/metrics", HTTP_AUTHORIZATION="Bearer nope-nope-nope-nope"
+    )
     answers["readyz"] = Client().get("/readyz")
     document = SourceDocument.objects.first()
     for url, name in all_urls(document):
@@ -245,7 +247,10 @@ MACHINE_OWNED = {("Worker", "hostname")}
 def test_no_model_field_or_queue_setting_can_hold_an_address():
     from django.apps import apps
 
-    for model in [*apps.get_app_config("documents").get_models(), *apps.get_app_config("queue_admin").get_models()]:
+    for model in [
+        *apps.get_app_config("documents").get_models(),
+        *apps.get_app_config("queue_admin").get_models(),
+    ]:
         for field in model._meta.get_fields():
             assert not isinstance(field, models.URLField | models.GenericIPAddressField), (model, field.name)
             if (model.__name__, field.name) in MACHINE_OWNED:
@@ -285,7 +290,10 @@ def test_no_admin_form_offers_an_address_field(rf, admin_user):
             continue
         form = model_admin.get_form(request)
         for name in form.base_fields:
-            assert not any(word in name.lower() for word in ("url", "host", "endpoint")), (model.__name__, name)
+            assert not any(word in name.lower() for word in ("url", "host", "endpoint")), (
+                model.__name__,
+                name,
+            )
 
 
 def test_nobody_can_schedule_an_arbitrary_function_through_the_admin(admin_client, seeded_config):
@@ -341,5 +349,7 @@ def test_with_debug_off_an_unknown_address_lists_no_routes(settings, admin_clien
 def test_production_settings_turn_debug_off():
     from tests.test_settings_and_schema import PRODUCTION_ENV, manage
 
-    result = manage("shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env_overrides=PRODUCTION_ENV)
+    result = manage(
+        "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env_overrides=PRODUCTION_ENV
+    )
     assert result.stdout.strip().splitlines()[-1] == "False", result.stderr
