@@ -1,7 +1,5 @@
-from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
+from django.contrib import admin
 from django.db import models
-from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -112,19 +110,6 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
 
     def has_reembed_permission(self, request):
         return request.user.has_perm(f"{self.opts.app_label}.reembed_{self.opts.model_name}")
-
-    def response_action(self, request, queryset):
-        # Django filters by the posted ids before any action runs; a hand-made POST with a
-        # malformed id would otherwise end in a 500.
-        try:
-            return super().response_action(request, queryset)
-        except ValidationError:
-            self.message_user(
-                request,
-                "The selection is not valid (a malformed document id); nothing was changed.",
-                messages.ERROR,
-            )
-            return HttpResponseRedirect(request.get_full_path())
 
     @admin.action(description="Re-embed selected documents", permissions=["reembed"])
     def reembed_selected(self, request, queryset):
