@@ -174,7 +174,7 @@ def a_row_for_every_admin(document, sql):
     from django.utils import timezone
     from django_q.models import Task
 
-    from documents.models import ApiToken, DocumentEmbedding
+    from documents.models import ApiToken
     from queue_admin import config, limits
     from queue_admin.models import Worker
 
