@@ -9,6 +9,7 @@ and `Retry-After`.
 """
 
 import math
+from datetime import timedelta
 
 from axes.helpers import get_client_username, get_cool_off
 from axes.models import AccessAttempt
@@ -39,7 +40,7 @@ def locked_out(request, original_response=None, credentials=None):
         "title": "Too many failed logins",
         "locked_username": username,
         "minutes": max(1, math.ceil(seconds / 60)),
-        "unlocked_at": timezone.now() + timezone.timedelta(seconds=seconds),
+        "unlocked_at": timezone.now() + timedelta(seconds=seconds),
     }
     response = TemplateResponse(request, "admin/login_locked_out.html", context, status=429)
     response["Retry-After"] = str(seconds)
