@@ -64,8 +64,10 @@ _KEYS = [
     ConfigKey("batch_size", "Batch size", int, 32,
               "Documents a worker claims at once. 1 is the careful 'marathon' mode; larger is faster.",
               1, 1000, "documents"),
-    ConfigKey("max_concurrent_workers", "Concurrent workers", int, 2,
-              "How many drain tasks the cluster keeps running at once.", 1, 64, "workers"),
+    ConfigKey("max_concurrent_workers", "Concurrent workers per machine", int, 2,
+              "How many drain tasks each machine's cluster keeps running at once (one fewer than "
+              "Q_WORKERS leaves a process for the schedules). A new machine adds its own.",
+              1, 64, "workers"),
     ConfigKey("max_retries", "Maximum retries", int, 3,
               "Attempts after a temporary error before an item moves to the dead-letter list.",
               0, 20, "retries"),

@@ -30,16 +30,18 @@ _last_reclaim = {"at": float("-inf")}
 
 def register(worker_id: str, *, group: str | None = None, limit: int | None = None) -> bool:
     """Add the worker to the registry; returns False (and adds nothing) when `limit` workers of
-    `group` (a substring of their ids) are already alive.
+    `group` (a substring of their ids) are already alive on this machine.
 
-    The count and the insert are serialised by a transaction-level advisory lock, so two
-    drain tasks starting at once on different machines cannot both take the last place.
+    The limit is per machine (host name): a machine's clusters run at most `limit` drains, so
+    adding a machine adds its drains without any setting changing. The count and the insert
+    are serialised by a transaction-level advisory lock, so two drain tasks starting at once
+    cannot both take the last place.
     """
     with transaction.atomic():
         if limit is not None:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext('sidecar-worker-registry'))")
-            if alive_workers(group).count() >= limit:
+            if alive_workers(group).filter(hostname=socket.gethostname()).count() >= limit:
                 return False
         Worker.objects.update_or_create(
             worker_id=worker_id,
@@ -62,6 +64,16 @@ def alive_workers(group: str | None = None):
         last_heartbeat__gte=Now() - timedelta(milliseconds=silent_ms),
     )
     return alive.filter(worker_id__contains=group) if group else alive
+
+
+def recent_hosts(minutes: int = 10) -> int:
+    """How many machines had a worker heartbeat in the last `minutes` (any status)."""
+    return (
+        Worker.objects.filter(last_heartbeat__gte=Now() - timedelta(minutes=minutes))
+        .values("hostname")
+        .distinct()
+        .count()
+    )
 
 
 def mark_stopped(worker_id: str) -> None:

@@ -3,8 +3,8 @@
 The work items stay in our queue table; django-q2 only runs *drain* tasks, each a
 QueueWorker that claims batches for up to DRAIN_BUDGET_SECONDS (polling every half second when
 idle, so work from any writer starts within about half a second) and then hands over to a
-successor. The schedules (migration 0005) keep `max_concurrent_workers` drains alive across
-every cluster, reconcile what the triggers missed, and delete old completed items.
+successor. The schedules (migration 0005) keep `max_concurrent_workers` drains alive on
+every machine, reconcile what the triggers missed, and delete old completed items.
 """
 
 import logging
@@ -56,16 +56,21 @@ def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
 
 
 def keep_drains_running() -> int:
-    """Queue drain tasks up to `max_concurrent_workers` alive; returns how many were queued.
+    """Queue enough drain tasks for every machine to fill its `max_concurrent_workers` places;
+    returns how many were queued.
 
-    A drain that finds the places taken exits at once, so queuing one too many is harmless.
+    Tasks go to whichever cluster asks the shared broker first, and a busy cluster holds a few
+    it cannot start yet, so this asks for every machine seen in the last 10 minutes plus one
+    (a machine that has just joined). A drain that finds its machine's places taken exits at
+    once, so queuing too many is harmless; queuing too few would leave a machine idle.
     """
     from django_q.tasks import async_task
 
     settings_now = config.current()
     if not settings_now["queue_enabled"]:
         return 0
-    missing = settings_now["max_concurrent_workers"] - registry.alive_workers(":drain:").count()
+    wanted = settings_now["max_concurrent_workers"] * (registry.recent_hosts() + 1)
+    missing = wanted - registry.alive_workers(":drain:").count()
     for _ in range(max(0, missing)):
         async_task("queue_admin.tasks.drain", group="sidecar-drain")
     return max(0, missing)

@@ -73,20 +73,24 @@ def fake_vector(text: str, dimensions: int) -> np.ndarray:
 class FakeEmbedder:
     """The server, its fault queue and its request log. Use as a context manager."""
 
-    def __init__(self, port: int = 0, dimensions: int = 8):
+    def __init__(self, port: int = 0, dimensions: int = 8, *, host: str = "127.0.0.1", latency: float = 0.0):
+        """`latency`: seconds every answer waits (a remote model's think time); `host`: where to
+        listen (another address than loopback lets network namespaces reach it)."""
         self.dimensions = dimensions
+        self.latency = latency
         self.requests: list[ReceivedRequest] = []
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd = ThreadingHTTPServer((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
 
     @property
     def openai_url(self) -> str:
@@ -180,6 +184,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         if fault.sleep and self.fake._stopping.wait(fault.sleep):
+            return
+        if self.fake.latency and self.fake._stopping.wait(self.fake.latency):
             return
         if fault.huge_bytes:
             return self._send_huge(fault)
