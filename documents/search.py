@@ -10,6 +10,7 @@ and says how many documents it cannot see yet.
 
 import hashlib
 import time
+import unicodedata
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -29,6 +30,8 @@ _coverage: dict[str, tuple[float, int]] = {}
 # RAG clients repeat the same questions; the cache (settings.CACHES, bounded, short TTL) lets
 # a repeat skip the model, which is most of a search's time.
 QUERY_EMBEDDING_CACHE = "query_embeddings"
+# Whitespace a pasted paragraph may carry; every other control character is refused.
+ALLOWED_CONTROL_CHARACTERS = "\t\n\r"
 
 
 class SearchError(ValueError):
@@ -130,14 +133,33 @@ def _widen_index_scan(wanted: int) -> None:
             pass
 
 
-def semantic_search(query: str, k: int = 10) -> SearchResult:
-    """The `k` documents whose best chunk is closest to `query`, with one model's vectors."""
+def check_query(query) -> None:
+    """Refuse, with the reason, a query that is not text a person typed: empty, too long, or
+    holding NUL or other control characters, lone surrogates (undecodable bytes from the
+    command line) or U+FFFD (what Django makes of bytes in a URL or form that are not UTF-8).
+    The search API, the admin's page and `manage.py search` all go through here."""
     if not isinstance(query, str) or not query.strip():
         raise SearchError("The query is empty: type a few words to search for.")
     if len(query) > MAX_QUERY_CHARACTERS:
         raise SearchError(f"The query has {len(query):,} characters; the most is {MAX_QUERY_CHARACTERS:,}.")
     if "\x00" in query:
         raise SearchError("The query contains a NUL byte.")
+    for position, character in enumerate(query, start=1):
+        if unicodedata.category(character) == "Cc" and character not in ALLOWED_CONTROL_CHARACTERS:
+            raise SearchError(
+                f"The query contains a control character (U+{ord(character):04X}) at position {position}; "
+                "remove it and search again."
+            )
+        if "\ud800" <= character <= "\udfff" or character == "\ufffd":
+            raise SearchError(
+                f"The query is not valid UTF-8 text: character {position} stands for bytes that could not "
+                "be decoded. Send the query as UTF-8."
+            )
+
+
+def semantic_search(query: str, k: int = 10) -> SearchResult:
+    """The `k` documents whose best chunk is closest to `query`, with one model's vectors."""
+    check_query(query)
     if not 1 <= k <= MAX_RESULTS:
         raise SearchError(f"k must be between 1 and {MAX_RESULTS}, not {k}.")
     provider = choose_provider()

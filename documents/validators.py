@@ -5,6 +5,8 @@ checking first turns that into a ValidationError that names the field and the pr
 and nothing is written.
 """
 
+import math
+
 from django.core.exceptions import ValidationError
 
 
@@ -64,6 +66,13 @@ def validate_json_object(value) -> None:
             pending.extend((child, depth + 1, f"{path}[{i}]") for i, child in enumerate(node))
         elif isinstance(node, str):
             _check_json_string(node, path)
+        elif isinstance(node, float) and not math.isfinite(node):
+            # json.loads reads NaN and Infinity (and 1e999 as Infinity); JSON and jsonb do not.
+            raise ValidationError(
+                "Metadata at %(where)s is %(value)s, which JSON cannot hold; use a number or null.",
+                code="not_finite",
+                params={"where": path[:200], "value": node},
+            )
 
 
 def _check_json_string(text, where: str) -> None:

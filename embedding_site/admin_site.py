@@ -32,6 +32,10 @@ class SidecarAdminSite(admin.AdminSite):
         return response
 
     def get_urls(self):
+        from embedding_site.admin_selection import guard_selection
+
+        for model_admin in self._registry.values():  # every list, whoever registered it
+            guard_selection(model_admin)
         pages = [pattern for module in PAGE_MODULES for pattern in import_module(module).urls(self)]
         return pages + super().get_urls()
 

@@ -7,6 +7,7 @@ message, at start-up rather than at first use.
 
 import ipaddress
 import math
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -115,6 +116,8 @@ INSTALLED_APPS = [
     "queue_admin",
     "django_q",
     "documents",
+    # Failed admin logins counted in PostgreSQL; see "Login throttling" below.
+    "axes",
 ]
 
 MIDDLEWARE = [
@@ -130,6 +133,8 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # A database that is down answers 503 "try again", not a 500 (its process_exception).
     "embedding_site.middleware.DatabaseUnavailableMiddleware",
+    # Last (django-axes' rule): turns a login refused by the lock into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "embedding_site.urls"
@@ -262,6 +267,12 @@ if EMBEDDING_SEND_DIMENSIONS and EMBEDDING_PROVIDER != "openai":
         f"EMBEDDING_SEND_DIMENSIONS=1 applies only to EMBEDDING_PROVIDER=openai, not {EMBEDDING_PROVIDER}; "
         "unset it."
     )
+# The longest document text the workers embed, in characters. Longer ones fail at once (a
+# dead letter that says so) instead of being chunked: a 50 MB text is ~13 million tokens,
+# hours of CPU for the local model, and its tokenizing alone would hold gigabytes.
+EMBEDDING_MAX_DOCUMENT_CHARACTERS = _required_int_in_range(
+    "EMBEDDING_MAX_DOCUMENT_CHARACTERS", 20_000_000, 1_000, 1_000_000_000
+)
 # Fixed, not operator settings: they enter the time budget below. Transient failures are
 # retried this many times in all, waiting up to this long between tries.
 EMBEDDING_HTTP_ATTEMPTS = 3
@@ -367,6 +378,30 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Login throttling (django-axes) ----------------------------------------------------------
+# After LOGIN_FAILURE_LIMIT failed logins for one user name from one client address, that
+# pair is locked for LOGIN_LOCKOUT_MINUTES counted from the last failure: even the right
+# password is refused (429, a page that says until when). Other user names and addresses are
+# not affected; a successful login resets the count. Counted in PostgreSQL (axes' tables),
+# so every web process and machine shares it. The address is REMOTE_ADDR: behind a reverse
+# proxy that is the proxy's, and the lock then amounts to one per user name.
+LOGIN_FAILURE_LIMIT = _required_int_in_range("LOGIN_FAILURE_LIMIT", 5, 1, 100)
+LOGIN_LOCKOUT_MINUTES = _required_int_in_range("LOGIN_LOCKOUT_MINUTES", 15, 1, 7 * 24 * 60)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked sign-in before any check
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(minutes=LOGIN_LOCKOUT_MINUTES)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+# Attempts while locked do not restart the clock, so the page can say exactly until when.
+AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
+AXES_LOCKOUT_CALLABLE = "embedding_site.login_throttle.locked_out"
+# What axes keeps of a failed login's form (and logs): never the password (always masked), nor the
+# CSRF token; the user name and address stay, so the log says who is being guessed at.
+AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

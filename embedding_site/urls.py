@@ -13,3 +13,6 @@ urlpatterns = [
     path("metrics", views.metrics, name="metrics"),
     path("api/search", document_views.search_api, name="search-api"),
 ]
+
+# DEBUG off: a plain page with the request id, never a traceback (DEBUG on shows Django's).
+handler500 = "embedding_site.views.server_error"

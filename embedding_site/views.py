@@ -1,7 +1,8 @@
 """Health endpoints: no authentication (they reveal no keys, URLs or data), never cached.
 /metrics: a bearer token (embedding_site/metrics.py decides who may read it)."""
 
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, HttpResponseServerError, JsonResponse
+from django.template.loader import render_to_string
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -34,3 +35,13 @@ def metrics(request):
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     return HttpResponse(metrics_module.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def server_error(request):
+    """handler500 (DEBUG off): no traceback, no exception text, just the request id that
+    finds the logged error. Rendered without context processors, which would query the
+    database (that may be what failed)."""
+    request_id = getattr(request, "request_id", "")
+    if request.path.startswith("/api/"):
+        return JsonResponse({"error": "Internal error; it was logged.", "request_id": request_id}, status=500)
+    return HttpResponseServerError(render_to_string("500.html", {"request_id": request_id}))

@@ -7,10 +7,13 @@ message naming the key, the value and what is allowed.
 """
 
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
+
+logger = logging.getLogger("sidecar.config")
 
 PRIORITIES = ("high", "medium", "low")
 
@@ -164,9 +167,36 @@ def current() -> dict:
     now = time.monotonic()
     if _cache["values"] is None or now - _cache["read_at"] >= CACHE_SECONDS:
         stored = dict(QueueConfig.objects.values_list("config_key", "config_value"))
-        _cache["values"] = {**DEFAULTS, **{k: v for k, v in stored.items() if k in SCHEMA}}
+        _cache["values"] = {**DEFAULTS, **{k: v for k, v in stored.items() if _usable(k, v)}}
         _cache["read_at"] = now
     return _cache["values"]
+
+
+def _valid(key: str, value) -> bool:
+    try:
+        validate_value(key, value)
+    except ValidationError:
+        return False
+    return True
+
+
+def _usable(key: str, value) -> bool:
+    """Whether a stored value may be used. Every Sidecar writer validates, but psql does not:
+    a value the schema refuses (say batch_size = "lots") would stop every worker at its next
+    claim, so it is ignored, with a warning, and the default applies until someone fixes it."""
+    if key not in SCHEMA:
+        return False
+    try:
+        validate_value(key, value)
+    except ValidationError as exc:
+        logger.warning(
+            "queue setting %s is ignored, the default %s applies: %s",
+            key,
+            show_value(SCHEMA[key].default),
+            " ".join(exc.messages),
+        )
+        return False
+    return True
 
 
 def forget_cached() -> None:
@@ -226,7 +256,12 @@ def apply_changes(changes: dict, loaded: dict, user=None) -> list:
             .filter(config_key__in=list(changes))
             .values_list("config_key", "config_value")
         )
-        moved = [key for key in changes if stored.get(key, DEFAULTS[key]) != loaded.get(key)]
+        # A stored value the schema refuses was shown as its default (see `current`).
+        effective = {
+            key: stored[key] if key in stored and _valid(key, stored[key]) else DEFAULTS[key]
+            for key in changes
+        }
+        moved = [key for key in changes if effective[key] != loaded.get(key)]
         if moved:
             names = ", ".join(SCHEMA[key].label for key in moved)
             raise ConcurrentChange(

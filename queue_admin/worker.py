@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from django.conf import settings as django_settings
 from django.db import close_old_connections, transaction
 from django.utils import timezone
 
@@ -75,7 +76,9 @@ class _Plan:
     vectors: dict[int, object] = field(default_factory=dict)
     tokens: dict[int, int] = field(default_factory=dict)
     skip: bool = False  # the sidecar already holds this very text: nothing to do
+    too_long: bool = False  # over EMBEDDING_MAX_DOCUMENT_CHARACTERS: failed, never chunked
     blank: bool = False  # no text: no chunks, no model call, and the sidecar keeps no rows
+    length: int = 0  # characters of a text that is too long
 
 
 class QueueWorker:
@@ -181,6 +184,8 @@ class QueueWorker:
         try:
             registry.set_batch(self.worker_id, batch_id)
             plans = self._plan(items)
+            self._refuse_too_long([p for p in plans if p.too_long], report)
+            plans = [p for p in plans if not p.too_long]
             pending = [p for p in plans if not p.skip]
             if pending:
                 pending = self._embed(pending, settings, report)
@@ -251,6 +256,10 @@ class QueueWorker:
             if doc_hashes == {plan.document_hash} and not item.force:
                 plan.skip = True
                 continue
+            if len(content) > django_settings.EMBEDDING_MAX_DOCUMENT_CHARACTERS:
+                plan.too_long = True
+                plan.length = len(content)
+                continue
             plan.blank = not content.strip()
             plan.chunks = split_into_chunks(
                 content,
@@ -275,6 +284,20 @@ class QueueWorker:
                 if (digest := md5_hex(chunk)) in known:
                     plan.reusable[index] = known[digest]
         return plans
+
+    def _refuse_too_long(self, plans: list[_Plan], report: BatchReport) -> None:
+        """Dead-letter documents too long to embed, with what to do about it; their sidecar
+        rows (if any) stay as they were."""
+        limit = django_settings.EMBEDDING_MAX_DOCUMENT_CHARACTERS
+        for plan in plans:
+            message = (
+                f"{self.provider.model_id}: the text has {plan.length:,} characters, more than the "
+                f"{limit:,} the workers embed (EMBEDDING_MAX_DOCUMENT_CHARACTERS): split it into smaller "
+                "documents, or raise that setting"
+            )
+            self.metrics.inc("sidecar_item_failures", kind="permanent")
+            if queue_sql.fail(plan.item.id, self.worker_id, kind="permanent", message=message):
+                report.failed += 1
 
     def _embed(self, plans: list[_Plan], settings: dict, report: BatchReport) -> list[_Plan]:
         """Embed every chunk not reusable, in provider-sized sub-batches sorted by length.

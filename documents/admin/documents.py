@@ -1,6 +1,5 @@
-from django.contrib import admin, messages
-from django.core.exceptions import ValidationError
-from django.http import HttpResponseRedirect
+from django.contrib import admin
+from django.db import models
 from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
@@ -10,6 +9,7 @@ from documents import embedding_status
 from documents.admin import backfill_page, reembed_action
 from documents.admin.document_list import DocumentChangeList, EmbeddingStatusFilter
 from documents.admin.importing import DocumentImportMixin
+from documents.forms import MetadataJSONField
 from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers.factory import get_provider
 from embedding_site.counting import EstimatedCountPaginator
@@ -56,6 +56,8 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
     readonly_fields = ("id", "created_at", "updated_at", *EMBEDDING_FIELDS)
     inlines = [DocumentEmbeddingInline]
     actions = ["reembed_selected"]
+    # Metadata nested too deeply for json.loads is a message next to the field, not a 500.
+    formfield_overrides = {models.JSONField: {"form_class": MetadataJSONField}}
     # Large tables: no COUNT(*) of the whole table, and the filtered count stops at 10,000.
     show_full_result_count = False
     paginator = EstimatedCountPaginator
@@ -108,19 +110,6 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
 
     def has_reembed_permission(self, request):
         return request.user.has_perm(f"{self.opts.app_label}.reembed_{self.opts.model_name}")
-
-    def response_action(self, request, queryset):
-        # Django filters by the posted ids before any action runs; a hand-made POST with a
-        # malformed id would otherwise end in a 500.
-        try:
-            return super().response_action(request, queryset)
-        except ValidationError:
-            self.message_user(
-                request,
-                "The selection is not valid (a malformed document id); nothing was changed.",
-                messages.ERROR,
-            )
-            return HttpResponseRedirect(request.get_full_path())
 
     @admin.action(description="Re-embed selected documents", permissions=["reembed"])
     def reembed_selected(self, request, queryset):

@@ -45,9 +45,23 @@ def respond(model_admin, request, queryset):
 
 def _queue(model_admin, request, queryset) -> None:
     """Queue what is still there and say what happened to the rest: documents deleted between
-    the confirmation and the submit are not found, and are counted as skipped."""
-    result = reembed.reembed(queryset)
+    the confirmation and the submit are not found, and are counted as skipped.
+
+    With "select all", the confirmation promised at most the number it showed: if more
+    documents match now (a tampered form, or documents added to the filter's match since),
+    nothing is queued and the person is asked to look again."""
     confirmed = _confirmed_count(request)
+    if _across(request):
+        matching = reembed.count(queryset)
+        if matching.documents + matching.blank > confirmed:
+            model_admin.message_user(
+                request,
+                f"Nothing was queued: {_documents(matching.documents + matching.blank)} match now, more "
+                f"than the {confirmed:,} you confirmed. Check the list and choose the action again.",
+                messages.ERROR,
+            )
+            return
+    result = reembed.reembed(queryset)
     gone = max(0, confirmed - result.queued - result.blank)
     if result.queued:
         model_admin.message_user(

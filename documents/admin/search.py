@@ -10,7 +10,6 @@ lines over 4 KB); `/admin/search/?q=...&k=...` works as a link too.
 """
 
 import logging
-import unicodedata
 
 from django import forms
 from django.core.exceptions import PermissionDenied
@@ -22,6 +21,7 @@ from documents.providers.base import EmbeddingError
 from documents.search import (
     MAX_QUERY_CHARACTERS,
     SearchError,
+    check_query,
     choose_provider,
     documents_not_covered,
     semantic_search,
@@ -31,7 +31,6 @@ logger = logging.getLogger("sidecar.search")
 
 PERMISSION = "documents.search_sourcedocument"
 RESULT_COUNTS = (5, 10, 20, 50)
-ALLOWED_CONTROL_CHARACTERS = "\t\n\r"  # whitespace a pasted paragraph may carry
 
 
 class SearchForm(forms.Form):
@@ -60,12 +59,10 @@ class SearchForm(forms.Form):
                 f"The query has {len(query):,} characters; the most is {MAX_QUERY_CHARACTERS:,}. "
                 "A sentence or two finds documents best."
             )
-        for position, character in enumerate(query):
-            if unicodedata.category(character) == "Cc" and character not in ALLOWED_CONTROL_CHARACTERS:
-                raise forms.ValidationError(
-                    f"The query contains a control character (U+{ord(character):04X}) at position "
-                    f"{position + 1}; remove it and search again."
-                )
+        try:
+            check_query(query)  # control characters, undecodable bytes: the API's rules
+        except SearchError as exc:
+            raise forms.ValidationError(str(exc)) from None
         return query
 
 
