@@ -65,6 +65,7 @@ def keep_drains_running() -> int:
     settings_now = config.current()
     if not settings_now["queue_enabled"]:
         return 0
+    registry.free_places_of_dead_local_workers(":drain:")
     missing = settings_now["max_concurrent_workers"] - registry.alive_workers(":drain:").count()
     for _ in range(max(0, missing)):
         async_task("queue_admin.tasks.drain", group="sidecar-drain")

@@ -1,5 +1,10 @@
-"""django-q2's `qcluster`, with one addition: on SIGTERM or SIGINT the running drain tasks
-finish the batch in hand at once, instead of at the end of their time budget.
+"""django-q2's `qcluster`, with two additions: it queues its drain tasks as soon as it has
+started, and on SIGTERM or SIGINT the running drain tasks finish the batch in hand at once,
+instead of at the end of their time budget.
+
+Without the first, a cluster started (or restarted after a crash) would sit idle until its
+scheduler next ran the "keep drains running" schedule: django-q2 looks at schedules every 30 s,
+and that one is due once a minute.
 
 django-q2 stops a cluster by waiting for every worker process to finish its current task; a
 drain task would otherwise keep it waiting up to DRAIN_BUDGET_SECONDS. So the cluster's main
@@ -9,16 +14,33 @@ batch" (queue_admin/tasks.py). queue_admin is listed before django_q in INSTALLE
 that this command is the one `manage.py qcluster` runs.
 """
 
+import logging
 import signal
 
 import psutil
+from django.db import connections
 from django_q.cluster import Cluster
 from django_q.management.commands import qcluster
+
+from queue_admin.tasks import keep_drains_running
+
+logger = logging.getLogger("sidecar.tasks")
 
 STOP_DRAINS_SIGNAL = signal.SIGUSR1
 
 
 class _Cluster(Cluster):
+    def start(self) -> int:
+        pid = super().start()  # the cluster's processes are forked by now: the database is ours
+        try:
+            queued = keep_drains_running()
+            logger.info("cluster started: queued %s drain tasks", queued)
+        except Exception:  # the schedule will queue them later; a cluster must not die of this
+            logger.exception("could not queue drain tasks at start")
+        finally:
+            connections.close_all()  # this process only waits from here on
+        return pid
+
     def sig_handler(self, signum, frame):
         for child in psutil.Process().children(recursive=True):
             try:
