@@ -330,6 +330,10 @@ class QueueWorker:
 
     def _embed_into(self, sub_batch, report: BatchReport, settings: dict) -> None:
         """Embed one sub-batch within the shared limits; the breaker learns how it went."""
+        if self._should_stop():
+            # Stopping (SIGTERM) or out of time: the request in flight was answered and will be
+            # written; the batch's later requests are not sent, their items go back at once.
+            raise _NotSent("stopping, or past the time budget")
         texts = [chunk for _, _, chunk in sub_batch]
         if self.shared_limits:
             tokens = sum(self.provider.count_tokens(texts))
