@@ -24,7 +24,9 @@ import hashlib
 import json
 import signal
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,6 +63,15 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     json: object
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic)
+
+    @property
+    def inputs(self) -> list:
+        """The texts it asked to embed (OpenAI's `input`, TEI's `inputs`)."""
+        if not isinstance(self.json, dict):
+            return []
+        texts = self.json.get("input", self.json.get("inputs")) or []
+        return [texts] if isinstance(texts, str) else list(texts)
 
 
 def fake_vector(text: str, dimensions: int) -> np.ndarray:
@@ -76,6 +87,9 @@ class FakeEmbedder:
     def __init__(self, port: int = 0, dimensions: int = 8):
         self.dimensions = dimensions
         self.requests: list[ReceivedRequest] = []
+        # Once the script is used up, each request asks this for its fault (None: answer
+        # normally). The chaos suites (tests/chaos/) draw faults at random and stage outages.
+        self.policy: Callable[[ReceivedRequest], Fault | None] | None = None
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -128,10 +142,18 @@ class FakeEmbedder:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
+    def snapshot(self) -> list[ReceivedRequest]:
+        """A copy of the request log, safe to read while requests keep arriving."""
+        with self._lock:
+            return list(self.requests)
+
     def _take(self, request: ReceivedRequest) -> Fault:
         with self._lock:
             self.requests.append(request)
-            return self._faults.pop(0) if self._faults else Fault()
+            if self._faults:
+                return self._faults.pop(0)
+            policy = self.policy
+        return (policy(request) if policy else None) or Fault()
 
 
 class _Handler(BaseHTTPRequestHandler):
