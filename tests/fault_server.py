@@ -23,6 +23,7 @@ import argparse
 import hashlib
 import json
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -93,7 +94,7 @@ class FakeEmbedder:
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), _Handler)
+        self._httpd = _Server(("127.0.0.1", port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -154,6 +155,15 @@ class FakeEmbedder:
                 return self._faults.pop(0)
             policy = self.policy
         return (policy(request) if policy else None) or Fault()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client killed or timed out mid-request (the chaos suites do both on purpose) is not
+        # the server's error: no traceback on stderr for it.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
