@@ -18,7 +18,7 @@ TEST_DB_PORT ?= 54339
 TEST_ENV := env -u DATABASE_URL DEBUG=1 EMBEDDED_DB_DIR=$(TEST_DB_DIR) EMBEDDED_DB_PORT=$(TEST_DB_PORT)
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test scale-out bench bench-quick lint db-start db-stop db-status clean
+.PHONY: install browser demo test scale-out chaos bench bench-quick lint db-start db-stop db-status clean
 
 install: $(STAMP)
 
@@ -75,6 +75,14 @@ bench: install
 
 bench-quick: install
 	@env -u DATABASE_URL $(BIN)/python -m bench --quick $(BENCH_ARGS)
+
+# Chaos and fault suites at full size (tests/chaos/): their own embedded PostgreSQL in
+# .data/chaos-postgres, port 54379; reports go to tests/chaos/results/. CHAOS_ARGS="kill" etc.
+# `make test` runs the short versions (tests/test_chaos_*.py).
+CHAOS_ARGS ?=
+
+chaos: install
+	@env -u DATABASE_URL $(BIN)/python -m tests.chaos $(CHAOS_ARGS)
 
 lint: install
 	$(BIN)/python -m pip install --quiet ruff

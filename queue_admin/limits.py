@@ -3,13 +3,21 @@
 Every worker on every machine, and the admin, use the same `embedding_provider_state` row, so
 they share one quota and one breaker. Each operation is one atomic statement: its row lock lasts
 that statement only and there is no read-modify-write in Python, so concurrent workers can
-neither overspend a bucket nor both win the breaker's trial. Call these outside
+neither overspend a quota nor both win the breaker's trial. Call these outside
 `transaction.atomic()`, or the row lock is held until commit and every worker queues behind it.
 
 Time is the database's `clock_timestamp()`, read once per statement; never a machine's clock
 (workers' clocks disagree) nor `now()` (frozen at the start of the caller's transaction). A
-statement that waited for the row lock holds a slightly old reading; `greatest(refilled_at,
-clock)` keeps time from running backwards, which can only grant less.
+statement that waited for the row lock holds a slightly old reading; it never writes into a
+slot older than the newest one, which can only grant less.
+
+**The quota is a sliding window**, as a provider counts it: at most `api_quota_per_minute`
+requests and `token_quota_per_minute` tokens in *any* 60 seconds. The row keeps what was
+granted in each of the last 61 one-second slots (any 60 s stretch of time overlaps at most 61
+of them, so their sum bounds it). A full minute's quota may go at once after an idle spell;
+then nothing more until the first grants leave the window. (A token bucket of one minute's
+capacity refilled at the quota, which this replaces, lets a full bucket and a minute's refill
+through in the same 60 s: twice the quota, as issue 7's fault storm measured at the server.)
 
 Callers pass the limits from the queue settings (`api_quota_per_minute`,
 `token_quota_per_minute`, `circuit_breaker_failure_threshold`,
@@ -33,32 +41,56 @@ ENSURE_ROW = """
 INSERT INTO embedding_provider_state (provider_key) VALUES (%(key)s) ON CONFLICT (provider_key) DO NOTHING
 """
 
-# Two token buckets on one row: capacity = the per-minute quota, refilled continuously at
-# quota/60 per second. Refused requests write the refilled level back, which changes nothing
-# (refilling is the same either way) and keeps the statement a single UPDATE.
+# Grants per slot of `window`/60 seconds, as three parallel arrays on the row (slot number,
+# requests, tokens), kept for the last 61 slots only. An ask fits if what the window holds plus
+# the ask stays within both quotas; an ask larger than a whole quota fits an empty window, so it
+# is sent once and then blocks the window for a minute: the rate still holds on average.
+# Refused, the wait is until enough of the oldest slots have left the window.
 ACQUIRE = """
-WITH clock AS (SELECT clock_timestamp() AS now),
-bucket AS (
-    SELECT s.id, greatest(s.refilled_at, clock.now) AS refilled_at,
-           least(%(rpm)s, coalesce(s.requests_available, %(rpm)s) + %(rpm)s * e.minutes) AS requests,
-           least(%(tpm)s, coalesce(s.tokens_available, %(tpm)s) + %(tpm)s * e.minutes) AS tokens
-      FROM embedding_provider_state s CROSS JOIN clock
-     CROSS JOIN LATERAL (SELECT greatest(0, extract(epoch FROM clock.now - s.refilled_at)::float8 / 60)
-                                AS minutes) e
-     WHERE s.provider_key = %(key)s
-       FOR UPDATE OF s
+WITH clock AS (
+    SELECT clock_timestamp() AS now, floor(extract(epoch FROM clock_timestamp()) / %(slot)s)::bigint AS slot
+), state AS (
+    SELECT s.id, s.window_slots, s.window_requests, s.window_tokens
+      FROM embedding_provider_state s WHERE s.provider_key = %(key)s
+       FOR UPDATE
+), recent AS (
+    SELECT w.slot, w.requests, w.tokens
+      FROM state CROSS JOIN clock
+     CROSS JOIN LATERAL unnest(state.window_slots, state.window_requests, state.window_tokens)
+                        AS w(slot, requests, tokens)
+     WHERE w.slot > clock.slot - 61
+), used AS (
+    SELECT coalesce(sum(requests), 0) AS requests, coalesce(sum(tokens), 0) AS tokens FROM recent
+), leaving AS (
+    -- what the window would still hold once this slot and every older one had left it
+    SELECT r.slot, u.requests - sum(r.requests) OVER w AS requests, u.tokens - sum(r.tokens) OVER w AS tokens
+      FROM recent r CROSS JOIN used u
+    WINDOW w AS (ORDER BY r.slot)
 ), decision AS (
-    -- Seconds until both buckets hold what is asked, or a full bucket for an oversized ask.
-    SELECT bucket.*, greatest(0, (least(%(requests)s, %(rpm)s) - requests) * 60 / %(rpm)s,
-                                 (least(%(tokens)s, %(tpm)s) - tokens) * 60 / %(tpm)s) AS wait
-      FROM bucket
+    SELECT CASE
+           WHEN (u.requests = 0 OR u.requests + %(requests)s <= %(rpm)s)
+                AND (u.tokens = 0 OR u.tokens + %(tokens)s <= %(tpm)s) THEN 0::float8
+           ELSE greatest(0, ((SELECT min(l.slot) FROM leaving l
+                               WHERE (l.requests = 0 OR l.requests + %(requests)s <= %(rpm)s)
+                                 AND (l.tokens = 0 OR l.tokens + %(tokens)s <= %(tpm)s)) + 61) * %(slot)s
+                            - extract(epoch FROM c.now))::float8
+           END AS wait,
+           greatest(c.slot, (SELECT max(slot) FROM recent)) AS slot, c.now
+      FROM used u CROSS JOIN clock c
 )
 UPDATE embedding_provider_state s
-   SET requests_available = d.requests - CASE WHEN d.wait = 0 THEN %(requests)s ELSE 0 END,
-       tokens_available = d.tokens - CASE WHEN d.wait = 0 THEN %(tokens)s ELSE 0 END,
-       refilled_at = d.refilled_at, updated_at = d.refilled_at
-  FROM decision d
- WHERE s.id = d.id
+   SET (window_slots, window_requests, window_tokens) = (
+           SELECT coalesce(array_agg(k.slot ORDER BY k.slot), '{}'),
+                  coalesce(array_agg(k.requests ORDER BY k.slot), '{}'),
+                  coalesce(array_agg(k.tokens ORDER BY k.slot), '{}')
+             FROM (SELECT g.slot, sum(g.requests)::bigint AS requests, sum(g.tokens)::bigint AS tokens
+                     FROM (SELECT slot, requests, tokens FROM recent
+                           UNION ALL
+                           SELECT d.slot, %(requests)s, %(tokens)s WHERE d.wait = 0) g
+                    GROUP BY g.slot) k),
+       updated_at = d.now
+  FROM state, decision d
+ WHERE s.id = state.id
 RETURNING d.wait
 """
 
@@ -118,22 +150,23 @@ SELECT breaker_state, consecutive_failures, opened_at, last_error, last_failure_
   FROM embedding_provider_state WHERE provider_key = %(key)s
 """
 
-# Read-only: each bucket's level now, refilled as ACQUIRE would refill it, for every provider.
-BUCKET_LEVELS = """
+# Read-only: what each provider's window holds now (the last 61 one-second slots).
+WINDOW_USE = """
 SELECT s.provider_key,
-       least(%(rpm)s, coalesce(s.requests_available, %(rpm)s) + %(rpm)s * e.minutes),
-       least(%(tpm)s, coalesce(s.tokens_available, %(tpm)s) + %(tpm)s * e.minutes)
+       coalesce(sum(w.requests) FILTER (WHERE w.slot > c.slot - 61), 0),
+       coalesce(sum(w.tokens) FILTER (WHERE w.slot > c.slot - 61), 0)
   FROM embedding_provider_state s
- CROSS JOIN LATERAL (SELECT greatest(0, extract(epoch FROM clock_timestamp() - s.refilled_at)::float8 / 60)
-                            AS minutes) e
+ CROSS JOIN (SELECT floor(extract(epoch FROM clock_timestamp()))::bigint AS slot) c
+  LEFT JOIN LATERAL unnest(s.window_slots, s.window_requests, s.window_tokens) AS w(slot, requests, tokens) ON true
+ GROUP BY s.provider_key
  ORDER BY s.provider_key
 """
 
 
 @dataclass(frozen=True)
 class QuotaUse:
-    """What the last minute's sending has taken from the buckets: a full bucket is 0 used, an
-    empty one the whole quota, one in debt (an oversized request) more than the quota."""
+    """What the sliding window holds: requests and tokens granted in the last minute, against
+    the quotas (more than the quota only after an ask larger than a whole quota)."""
 
     requests_used: float
     requests_quota: int
@@ -164,17 +197,21 @@ def _update_row(statement: str, params: dict):
     return row
 
 
-def acquire(provider_key: str, requests: int = 1, tokens: int = 0, *, rpm: int, tpm: int) -> float:
-    """Take `requests` and `tokens` from the provider's shared buckets, before sending.
+def acquire(
+    provider_key: str, requests: int = 1, tokens: int = 0, *, rpm: int, tpm: int, window_seconds: float = 60
+) -> float:
+    """Take `requests` and `tokens` from the provider's shared quotas, before sending.
 
-    Steps, in one UPDATE: refill both buckets for the time since the last call (capped at a
-    full minute's quota), then grant if both hold enough. An ask larger than a whole bucket
-    (tokens > tpm) would never fit, so it is granted once the bucket is full and leaves the
-    bucket in debt: later requests wait until the debt is repaid, so the rate still holds.
-    Returns 0.0 when granted (and consumed), else the seconds to wait before it could be
-    granted (nothing consumed).
+    Steps, in one UPDATE: sum what the last minute's slots granted; grant if the ask fits under
+    both quotas (an ask larger than a whole quota fits only an empty window); record the grant
+    in the current slot and drop slots older than the window. Returns 0.0 when granted (and
+    recorded), else the seconds until it could be granted (nothing recorded).
+    `window_seconds` is the quotas' period: a minute, except in tests that cannot wait one.
     """
-    params = dict(key=provider_key, requests=requests, tokens=tokens, rpm=float(rpm), tpm=float(tpm))
+    params = dict(
+        key=provider_key, requests=int(requests), tokens=int(tokens), rpm=int(rpm), tpm=int(tpm),
+        slot=window_seconds / 60,
+    )  # fmt: skip
     return float(_update_row(ACQUIRE, params)[0])
 
 
@@ -187,6 +224,7 @@ def wait_for_capacity(
     tpm: int,
     should_stop: Callable[[], bool] = lambda: False,
     timeout: float | None = None,
+    window_seconds: float = 60,
 ) -> bool:
     """Block until `acquire` grants the request, or give up.
 
@@ -208,7 +246,10 @@ def wait_for_capacity(
         sleep=nap,
         retry_error_callback=lambda state: state.outcome.result(),  # the last wait: not granted
     )
-    return retrying(acquire, provider_key, requests, tokens, rpm=rpm, tpm=tpm) == 0
+    granted = retrying(
+        acquire, provider_key, requests, tokens, rpm=rpm, tpm=tpm, window_seconds=window_seconds
+    )
+    return granted == 0
 
 
 def breaker_allows(provider_key: str, *, recovery_seconds: int) -> bool:
@@ -221,6 +262,17 @@ def breaker_allows(provider_key: str, *, recovery_seconds: int) -> bool:
     """
     with connection.cursor() as cursor:
         cursor.execute(BREAKER_ALLOWS, {"key": provider_key, "recovery": recovery_seconds})
+        return cursor.fetchone()[0]
+
+
+def breaker_is_closed(provider_key: str) -> bool:
+    """Closed (or never seen)? Reads only: unlike `breaker_allows`, never starts a trial."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT coalesce((SELECT breaker_state = 'closed' FROM embedding_provider_state "
+            "WHERE provider_key = %s), true)",
+            [provider_key],
+        )
         return cursor.fetchone()[0]
 
 
@@ -251,11 +303,11 @@ def breaker_state(provider_key: str, *, recovery_seconds: int) -> BreakerStatus:
 
 
 def quota_use(*, rpm: int, tpm: int) -> dict[str, QuotaUse]:
-    """Per provider row: quota taken from its buckets (quota minus what is available now,
-    refilled to this instant), against the quotas `rpm` and `tpm`. Reads; changes nothing."""
+    """Per provider row: requests and tokens granted in the last minute (its sliding window),
+    against the quotas `rpm` and `tpm`. Reads; changes nothing."""
     with connection.cursor() as cursor:
-        cursor.execute(BUCKET_LEVELS, {"rpm": float(rpm), "tpm": float(tpm)})
+        cursor.execute(WINDOW_USE)
         return {
-            key: QuotaUse(max(0.0, rpm - requests), rpm, max(0.0, tpm - tokens), tpm)
+            key: QuotaUse(float(requests), rpm, float(tokens), tpm)
             for key, requests, tokens in cursor.fetchall()
         }

@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
 
@@ -241,7 +242,7 @@ class ConfigChange(models.Model):
 
 
 class ProviderLimitState(models.Model):
-    """One embedding provider's shared rate-limit buckets and circuit breaker.
+    """One embedding provider's shared rate limits (a sliding window) and circuit breaker.
 
     Every worker on every machine, and the admin, read and write the same row, so they agree on
     how much quota is left and whether the provider is being given a rest. Written only by
@@ -254,10 +255,11 @@ class ProviderLimitState(models.Model):
         HALF_OPEN = "half_open", "half-open"
 
     provider_key = models.CharField(max_length=300, unique=True, help_text="model id or base URL")
-    # NULL until the first acquire: a full bucket (the capacity is the caller's quota).
-    requests_available = models.FloatField(null=True, blank=True)
-    tokens_available = models.FloatField(null=True, blank=True)
-    refilled_at = models.DateTimeField(db_default=models.functions.Now())
+    # The quotas' sliding window: requests and tokens granted per one-second slot (slot number =
+    # Unix time in seconds), the last 61 slots only; NULL until the first grant.
+    window_slots = ArrayField(models.BigIntegerField(), null=True, blank=True)
+    window_requests = ArrayField(models.BigIntegerField(), null=True, blank=True)
+    window_tokens = ArrayField(models.BigIntegerField(), null=True, blank=True)
     breaker_state = models.CharField(max_length=10, choices=Breaker.choices, db_default=Breaker.CLOSED)
     consecutive_failures = models.PositiveIntegerField(db_default=0)
     opened_at = models.DateTimeField(null=True, blank=True)

@@ -13,6 +13,7 @@ import threading
 import time
 from datetime import timedelta
 
+import psutil
 from django.db import connection, transaction
 from django.db.models import F
 from django.db.models.functions import Now
@@ -41,8 +42,12 @@ def register(worker_id: str, *, group: str | None = None, limit: int | None = No
         if limit is not None:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_xact_lock(hashtext('sidecar-worker-registry'))")
-            if alive_workers(group).filter(hostname=socket.gethostname()).count() >= limit:
-                return False
+            here = alive_workers(group).filter(hostname=socket.gethostname())
+            if here.count() >= limit:
+                # Full, unless some of this host's places are held by processes that are gone.
+                free_places_of_dead_local_workers(group)
+                if here.count() >= limit:
+                    return False
         Worker.objects.update_or_create(
             worker_id=worker_id,
             defaults={
@@ -74,6 +79,40 @@ def recent_hosts(minutes: int = 10) -> int:
         .distinct()
         .count()
     )
+
+
+def free_places_of_dead_local_workers(group: str | None = None) -> int:
+    """Mark stopped the workers registered from this host whose process no longer exists (killed,
+    crashed); returns how many.
+
+    A killed worker counts as alive until it has been silent for three heartbeat intervals, and
+    until then its place under `max_concurrent_workers` looks taken: a cluster restarted after a
+    crash would wait that long, and then for the next schedule tick, before it drains again. On
+    its own host a missing process id is proof enough. A reused id keeps the worker counted as
+    alive, which only means waiting for the silence as before. Its items still come back when
+    their lease expires.
+    """
+    here = socket.gethostname()
+    dead = [
+        worker_id
+        for worker_id, pid in alive_workers(group).filter(hostname=here).values_list("worker_id", "pid")
+        if _process_gone(pid)
+    ]
+    if dead:
+        Worker.objects.filter(worker_id__in=dead).update(
+            status=Worker.Status.STOPPED, current_batch_id=None, updated_at=Now()
+        )
+        logger.warning("marked %s workers of this host stopped: their processes are gone", len(dead))
+    return len(dead)
+
+
+def _process_gone(pid: int) -> bool:
+    try:  # a killed process whose parent died too stays a zombie until init reaps it
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:  # not ours to inspect: assume it lives
+        return False
 
 
 def mark_stopped(worker_id: str) -> None:

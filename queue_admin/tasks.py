@@ -28,8 +28,9 @@ assert DRAIN_BUDGET_SECONDS + 60 < settings.Q_CLUSTER["timeout"] < settings.Q_CL
 def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
     """Run one worker for up to `budget_seconds`, unless enough drains are alive already.
 
-    SIGTERM (the cluster stopping, or a timeout) finishes the batch in hand and returns;
-    otherwise a successor is queued so the cluster keeps draining.
+    SIGTERM (the cluster stopping, or a timeout) finishes the request in hand, gives the rest
+    of the batch back and returns; otherwise a successor is queued so the cluster keeps
+    draining.
     """
     settings_now = config.current()
     worker = QueueWorker(get_provider(), name="drain", max_alive=settings_now["max_concurrent_workers"])
@@ -69,6 +70,7 @@ def keep_drains_running() -> int:
     settings_now = config.current()
     if not settings_now["queue_enabled"]:
         return 0
+    registry.free_places_of_dead_local_workers(":drain:")
     wanted = settings_now["max_concurrent_workers"] * (registry.recent_hosts() + 1)
     missing = wanted - registry.alive_workers(":drain:").count()
     for _ in range(max(0, missing)):

@@ -22,6 +22,7 @@ from django.utils import timezone
 
 from documents import sidecar
 from documents.chunking import split_into_chunks
+from documents.providers import http
 from documents.providers.base import EmbeddingError
 from queue_admin import config, limits, queue_sql, registry, worker_metrics
 
@@ -92,6 +93,7 @@ class QueueWorker:
         self.max_alive = max_alive
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{name}:{uuid.uuid4().hex[:6]}"
         self.stop_requested = threading.Event()
+        self.deadline: float | None = None  # time.monotonic(); set by run()
         self.registered = False
         # Shared rate limits and the circuit breaker guard remote services; a local model
         # has no quota to share and nothing to trip over.
@@ -125,6 +127,7 @@ class QueueWorker:
         of everything done."""
         total = BatchReport()
         batches = failures_in_a_row = 0
+        self.deadline = deadline
         while self.registered and not self.stop_requested.is_set():
             if max_batches is not None and batches >= max_batches:
                 break
@@ -350,6 +353,10 @@ class QueueWorker:
 
     def _embed_into(self, sub_batch, report: BatchReport, settings: dict) -> None:
         """Embed one sub-batch within the shared limits; the breaker learns how it went."""
+        if self._should_stop():
+            # Stopping (SIGTERM) or out of time: the request in flight was answered and will be
+            # written; the batch's later requests are not sent, their items go back at once.
+            raise _NotSent("stopping, or past the time budget")
         texts = [chunk for _, _, chunk in sub_batch]
         if self.shared_limits:
             tokens = sum(self.provider.count_tokens(texts))
@@ -357,13 +364,18 @@ class QueueWorker:
             granted = limits.wait_for_capacity(
                 self.provider_key, 1, tokens,
                 rpm=settings["api_quota_per_minute"], tpm=settings["token_quota_per_minute"],
-                should_stop=self.stop_requested.is_set, timeout=settings["lease_seconds"] / 2,
+                should_stop=self._should_stop, timeout=settings["lease_seconds"] / 2,
             )  # fmt: skip
             self.metrics.inc("sidecar_rate_limit_wait_seconds", time.monotonic() - waiting_since)
             if not granted:
                 raise _NotSent("stopping, or the shared rate limit left no room before the lease ends")
         on_fallback = self._sending_to is not self.provider
         sent_at = time.monotonic()
+        gate = (
+            http.retry_gate.set(lambda: self._may_retry(tokens, settings, on_fallback))
+            if self.shared_limits
+            else None
+        )
         try:
             result = self._sending_to.embed(texts)
         except EmbeddingError as error:
@@ -376,6 +388,9 @@ class QueueWorker:
                 else:  # it answered: up, even if it refused these texts
                     limits.record_success(self.provider_key)
             raise
+        finally:
+            if gate is not None:
+                http.retry_gate.reset(gate)
         # The breaker tracks the provider itself: the fallback's answers say nothing about it.
         if self.shared_limits and not on_fallback:
             limits.record_success(self.provider_key)
@@ -389,6 +404,29 @@ class QueueWorker:
         report.tokens += sum(result.token_counts)
         self.metrics.inc("sidecar_texts_embedded", len(sub_batch))
         self.metrics.inc("sidecar_tokens_sent", sum(result.token_counts))
+
+    def _may_retry(self, tokens: int, settings: dict, on_fallback: bool) -> bool:
+        """The HTTP client asks before it retries a failed request: a retry is a request like
+        any other, so it takes its share of the shared rate limit; and none is sent once the
+        provider's breaker is no longer closed (another worker opened it, or this request was
+        the half-open trial, which is one request, not one per attempt)."""
+        if self._should_stop():
+            return False
+        if not on_fallback and not limits.breaker_is_closed(self.provider_key):
+            return False
+        return limits.wait_for_capacity(
+            self.provider_key, 1, tokens,
+            rpm=settings["api_quota_per_minute"], tpm=settings["token_quota_per_minute"],
+            should_stop=self._should_stop, timeout=settings["lease_seconds"] / 2,
+        )  # fmt: skip
+
+    def _should_stop(self) -> bool:
+        """Asked to stop, or past the time budget of run(): don't wait for quota any more (a
+        minute's wait for the sliding window would overrun a drain's budget and `--seconds`);
+        what was not sent goes back to the queue."""
+        return self.stop_requested.is_set() or (
+            self.deadline is not None and time.monotonic() >= self.deadline
+        )
 
     def _record_request(self, sent_at: float, result: str) -> None:
         self.metrics.observe("sidecar_provider_request_duration_seconds", time.monotonic() - sent_at)

@@ -23,8 +23,11 @@ import argparse
 import hashlib
 import json
 import signal
+import sys
 import threading
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -61,6 +64,15 @@ class ReceivedRequest:
     path: str
     headers: dict[str, str]
     json: object
+    at: float = field(default_factory=time.monotonic)  # when it arrived (time.monotonic)
+
+    @property
+    def inputs(self) -> list:
+        """The texts it asked to embed (OpenAI's `input`, TEI's `inputs`)."""
+        if not isinstance(self.json, dict):
+            return []
+        texts = self.json.get("input", self.json.get("inputs")) or []
+        return [texts] if isinstance(texts, str) else list(texts)
 
 
 def fake_vector(text: str, dimensions: int) -> np.ndarray:
@@ -79,10 +91,13 @@ class FakeEmbedder:
         self.dimensions = dimensions
         self.latency = latency
         self.requests: list[ReceivedRequest] = []
+        # Once the script is used up, each request asks this for its fault (None: answer
+        # normally). The chaos suites (tests/chaos/) draw faults at random and stage outages.
+        self.policy: Callable[[ReceivedRequest], Fault | None] | None = None
         self._faults: list[Fault] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._httpd = ThreadingHTTPServer((host, port), _Handler)
+        self._httpd = _Server((host, port), _Handler)
         self._httpd.daemon_threads = True
         self._httpd.fake = self  # type: ignore[attr-defined]
         self._thread: threading.Thread | None = None
@@ -132,10 +147,27 @@ class FakeEmbedder:
     def __exit__(self, *exc_info) -> None:
         self.stop()
 
+    def snapshot(self) -> list[ReceivedRequest]:
+        """A copy of the request log, safe to read while requests keep arriving."""
+        with self._lock:
+            return list(self.requests)
+
     def _take(self, request: ReceivedRequest) -> Fault:
         with self._lock:
             self.requests.append(request)
-            return self._faults.pop(0) if self._faults else Fault()
+            if self._faults:
+                return self._faults.pop(0)
+            policy = self.policy
+        return (policy(request) if policy else None) or Fault()
+
+
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address):
+        # A client killed or timed out mid-request (the chaos suites do both on purpose) is not
+        # the server's error: no traceback on stderr for it.
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):

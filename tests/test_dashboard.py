@@ -203,8 +203,8 @@ def test_documents_are_counted_from_the_snapshot_on_big_tables(admin_client, kno
 
 
 def test_breakers_and_quota_use_per_provider(admin_client):
-    # Slow refills (0.1 request and 10 tokens a second), so the figures hold still for the
-    # second or so this test takes even on a loaded machine.
+    # The quota is a one-minute sliding window, so the figures hold still for the second or so
+    # this test takes even on a loaded machine.
     set_config(api_quota_per_minute=6, token_quota_per_minute=600)
     settings_now = config.current()
     limits.record_failure("remote-model", "timed out", threshold=1)

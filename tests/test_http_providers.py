@@ -349,23 +349,30 @@ def test_a_redirect_is_permanent_and_says_where_to(openai, fake_embedder):
     assert fake_embedder.count() == 1
 
 
-def test_html_page_with_200_is_permanent_and_shows_what_came_back(openai, fake_embedder):
+def test_html_page_with_200_is_transient_and_shows_what_came_back(openai, fake_embedder):
+    """A body that is not JSON says nothing about the texts (a proxy's page, an answer cut
+    short): retried, and a server that keeps sending it is caught by the queue's retry limit and
+    the circuit breaker, not by dead-lettering healthy documents (issue 7's fault storm)."""
     page = (
         "<html><head><title>Sign in</title></head><body>" + "Please sign in to the proxy. " * 40 + "</body>"
     )
-    fake_embedder.script(Fault(body=page, content_type="text/html; charset=utf-8"))
+    fake_embedder.script(*[Fault(body=page, content_type="text/html; charset=utf-8")] * 3)
     error = fail(openai)
-    assert error.kind == "permanent"
+    assert error.kind == "transient"
     assert "HTTP 200 but the body is not JSON (text/html; charset=utf-8" in str(error)
     assert "<html><head><title>Sign in</title>" in str(error)
-    assert len(str(error)) < 500  # an excerpt, not the page
-    assert fake_embedder.count() == 1
+    assert len(str(error)) < 600  # an excerpt, not the page
+    assert fake_embedder.count() == 3
 
 
-def test_malformed_json_is_permanent(tei, fake_embedder):
+def test_malformed_json_is_transient_and_a_good_answer_next_time_is_used(tei, fake_embedder):
     fake_embedder.script(Fault(body="[[0.1, 0.2], [0.3,"))
+    assert tei.embed(TEXTS).vectors.shape == (len(TEXTS), DIMS)
+    assert fake_embedder.count() == 2
+
+    fake_embedder.script(*[Fault(body="[[0.1, 0.2], [0.3,")] * 3)
     error = fail(tei)
-    assert error.kind == "permanent"
+    assert error.kind == "transient"
     assert "not JSON (application/json" in str(error) and "[[0.1, 0.2], [0.3," in str(error)
 
 

@@ -56,11 +56,6 @@ def test_a_healthy_service_embeds_and_completes(service):
 PERMANENT = {
     "wrong dimensions": (Fault(dimensions=12), "expected 384 dimensions, got 12"),
     "NaN": (Fault(nan=True), "not finite"),
-    "malformed JSON": (Fault(body='{"data": [', content_type="application/json"), "JSON"),
-    "HTML page with 200": (
-        Fault(body="<html><body>Login</body></html>", content_type="text/html"),
-        "text/html",
-    ),
     "too few vectors": (Fault(drop_vectors=1), "missing"),
     "400 bad request": (Fault(status=400), "400"),
 }
@@ -83,6 +78,12 @@ def test_permanent_faults_dead_letter_at_once_and_write_nothing(service, case):
         ("500 three times", [Fault(status=500)] * 3),
         ("timeout three times", [Fault(sleep=2.5)] * 3),
         ("connection closed three times", [Fault(close_connection=True)] * 3),
+        # Not JSON says nothing about the texts (issue 7: 2 % garbled answers in a fault storm).
+        ("malformed JSON three times", [Fault(body='{"data": [', content_type="application/json")] * 3),
+        (
+            "HTML page with 200 three times",
+            [Fault(body="<html><body>Login</body></html>", content_type="text/html")] * 3,
+        ),
     ],
 )
 def test_transient_faults_are_retried_then_scheduled_for_later(service, case, faults):
@@ -103,6 +104,37 @@ def test_429_waits_for_retry_after_without_counting_an_attempt(service):
     assert (item.status, item.error_kind, item.retry_count) == ("rate_limited", "rate_limited", 0)
     assert 15_000 <= item.rate_limit_delay_ms <= 20_000
     assert service.count() == 1
+
+
+def test_the_clients_retries_take_their_share_of_the_shared_quota(service):
+    """A retry is a request the provider counts: with a quota of 2 a minute the first attempt
+    and one retry go out, and the third attempt is not sent (its wait would outlast the half
+    lease the worker may wait), so the item goes back for later instead."""
+    set_config(api_quota_per_minute=2, lease_seconds=10, batch_size=1)
+    SourceDocument.objects.create(content="one document")
+    service.script(*[Fault(status=500)] * 3)
+    with QueueWorker(provider_for(service), name="test") as worker:
+        worker.process_one_batch()
+    assert service.count() == 2
+    item = QueueItem.objects.get()
+    assert (item.status, item.error_kind, item.retry_count) == ("pending", "transient", 1)
+    assert "not retried now" in item.error_message
+
+
+def test_a_half_open_trial_is_one_request_not_one_per_attempt(service):
+    """While the breaker is half-open the trial's failure is not retried by the client: the
+    breaker exists so that a provider in trouble gets one request per recovery period."""
+    set_config(circuit_breaker_failure_threshold=1, circuit_breaker_recovery_seconds=1, batch_size=1)
+    SourceDocument.objects.create(content="one document")
+    provider = provider_for(service)
+    limits.record_failure(provider.model_id, "down", threshold=1)
+    time.sleep(1.1)  # recovery passed: the next claim is the trial
+    service.script(*[Fault(status=503)] * 3)
+    with QueueWorker(provider, name="test") as worker:
+        worker.process_one_batch()
+    assert service.count() == 1
+    assert limits.breaker_state(provider.model_id, recovery_seconds=1).state == "open"
+    assert QueueItem.objects.get().status == "pending"
 
 
 def test_refused_connections_open_the_breaker_and_recovery_closes_it(service, refused_url):
@@ -128,7 +160,7 @@ def test_refused_connections_open_the_breaker_and_recovery_closes_it(service, re
 @pytest.mark.slow
 def test_the_shared_request_quota_holds_across_two_processes_at_the_server(service):
     """Two process_queue processes against one service: the requests it receives stay within
-    the shared quota (a bucket of 6 that refills at 6 per minute)."""
+    the shared quota: 6 in any minute (a sliding window), and the test lasts less than one."""
     set_config(api_quota_per_minute=6, batch_size=1)
     SourceDocument.objects.bulk_create(SourceDocument(content=f"quota doc {n}") for n in range(40))
     env = dict(
@@ -150,7 +182,6 @@ def test_the_shared_request_quota_holds_across_two_processes_at_the_server(servi
     for worker in workers:
         _, err = worker.communicate(timeout=120)
         assert worker.returncode == 0, err
-    elapsed = time.monotonic() - started
-    allowed = 6 + 6 / 60 * elapsed + 1
-    assert 6 <= service.count() <= allowed
+    assert time.monotonic() - started < 60
+    assert service.count() == 6
     assert QueueItem.objects.filter(status="completed").count() == service.count()

@@ -222,7 +222,7 @@ def test_shared_request_quota_holds_and_a_stop_gives_unsent_work_back():
     SourceDocument.objects.bulk_create(SourceDocument(content=f"quota {n}") for n in range(3))
     embedder = RemoteFakeEmbedder()
     with QueueWorker(embedder, name="test") as worker:
-        # Two requests fit the bucket at once; the third would wait ~30 s for a refill.
+        # Two requests fit the quota at once; the third would wait a minute for the window.
         # Asking the worker to stop meanwhile gives that item back untouched.
         threading.Timer(2.0, worker.stop_requested.set).start()
         report = worker.run()

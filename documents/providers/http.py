@@ -8,15 +8,27 @@ what happened                                          kind            retried h
 =====================================================  ==============  ===================
 connect error, timeout, dropped connection, deadline   transient       yes (tenacity)
 408, 500, 502, 503, 504 and other 5xx but 501/505      transient       yes
+2xx whose body is not JSON (cut short, garbled, HTML)  transient       yes
 429                                                    rate_limited    no: the queue waits
 other 4xx, 501, 505, 3xx                               permanent       no
-2xx that is not JSON, or larger than the cap           permanent       no
+2xx larger than the cap                                permanent       no
 =====================================================  ==============  ===================
 
 Transient errors are retried a few times with full-jitter exponential back-off, so one
 dropped connection does not cost a trip through the queue. A 429 is raised at once: its
 Retry-After applies to every worker, and only the queue (``next_attempt_at``) can make them
 all wait. The API key is sent as a bearer token and scrubbed from every message we build.
+
+A body that is not JSON says nothing about the texts: a server answering the same texts
+again answers well-formed JSON, or keeps failing, which the queue's retry limit and the
+circuit breaker catch. Counted permanent, one garbled answer would dead-letter healthy
+documents (issue 7's fault storm: 2 % of answers cut short). JSON of the wrong shape, wrong
+dimensions or NaN is the model's answer, and stays permanent (responses.py, base.py).
+
+Every retry is a request the provider counts. Whoever shares a quota or a circuit breaker
+with other processes (the queue worker) sets :data:`retry_gate` around the call: it is asked
+before each retry and may refuse (no room under the shared rate limit, the breaker opened, the
+worker is stopping); the last error is then raised as it is.
 """
 
 from __future__ import annotations
@@ -28,6 +40,8 @@ import os
 import ssl
 import threading
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -50,6 +64,14 @@ ERROR_BODY_BYTES = 4096
 # is the server or something in front of it having a bad moment.
 PERMANENT_5XX = frozenset({501, 505})
 TRANSIENT_4XX = frozenset({408})
+
+# See the module's docstring: asked before every retry of a failed attempt; False means don't.
+retry_gate: ContextVar[Callable[[], bool] | None] = ContextVar("retry_gate", default=None)
+
+
+class _RetryRefused(Exception):
+    def __init__(self, error: EmbeddingError):
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -110,7 +132,30 @@ class HttpJsonClient:
             before_sleep=functools.partial(_log_retry, options.max_attempts),
             retry_error_callback=_give_up,
         )
-        return retrying(self._post_once, path, payload)
+        gate = retry_gate.get()
+        failed: list[EmbeddingError] = []
+
+        def attempt():
+            # After the back-off, right before sending: a permit taken earlier would let the
+            # request reach the provider later than the shared limit counted it.
+            if failed and gate is not None and not gate():
+                raise _RetryRefused(failed[-1])
+            try:
+                return self._post_once(path, payload)
+            except EmbeddingError as exc:
+                failed.append(exc)
+                raise
+
+        try:
+            return retrying(attempt)
+        except _RetryRefused as refused:
+            error = refused.error
+            raise EmbeddingError(
+                f"{error} (attempt {len(failed)}; not retried now: the shared rate limit or circuit breaker "
+                "says wait, or the worker is stopping)",
+                kind=error.kind,
+                retry_after=error.retry_after,
+            ) from error
 
     def _post_once(self, path: str, payload: Any) -> Any:
         url = f"{self.base_url}/{path.lstrip('/')}"
@@ -249,7 +294,7 @@ def _parse_json(response: httpx.Response, body: bytes) -> Any:
         raise EmbeddingError(
             f"HTTP {response.status_code} but the body is not JSON ({content_type}, {len(body)} bytes; "
             f"{exc}): {_excerpt(body)}",
-            kind="permanent",
+            kind="transient",
         ) from None
 
 

@@ -7,7 +7,7 @@ from queue_admin.models import ProviderLimitState, QueueConfig
 
 @admin.register(ProviderLimitState)
 class ProviderLimitStateAdmin(ReadOnlyAdmin):
-    """Shared rate-limit buckets and circuit breaker per provider, as every worker sees them."""
+    """Shared rate limits and circuit breaker per provider, as every worker sees them."""
 
     list_display = (
         "provider_key",
@@ -15,13 +15,23 @@ class ProviderLimitStateAdmin(ReadOnlyAdmin):
         "consecutive_failures",
         "opened_at",
         "seconds_until_trial",
-        "requests_available",
-        "tokens_available",
+        "requests_last_minute",
+        "tokens_last_minute",
         "last_error",
         "updated_at",
     )
     list_filter = ("breaker_state",)
     search_fields = ("provider_key",)
+
+    @admin.display(description="requests in the last minute")
+    def requests_last_minute(self, obj):
+        use = limits.quota_use(rpm=0, tpm=0).get(obj.provider_key)  # a row per provider: few
+        return "—" if use is None else round(use.requests_used)
+
+    @admin.display(description="tokens in the last minute")
+    def tokens_last_minute(self, obj):
+        use = limits.quota_use(rpm=0, tpm=0).get(obj.provider_key)
+        return "—" if use is None else round(use.tokens_used)
 
     @admin.display(description="trial in (s)")
     def seconds_until_trial(self, obj):

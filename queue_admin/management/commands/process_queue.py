@@ -11,7 +11,8 @@ from queue_admin.worker import BatchReport, QueueWorker
 
 
 def _run_worker(options: dict, results) -> None:
-    """One worker process: SIGTERM finishes the batch in hand, then stops.
+    """One worker process: SIGTERM finishes the request in hand, gives the rest of the batch
+    back, then stops.
 
     With --workers 1 this runs in the caller's process (call_command, tests), so the previous
     handlers are put back: left behind, they would make that process, and anything it forks
@@ -37,7 +38,8 @@ def _run_worker(options: dict, results) -> None:
 class Command(BaseCommand):
     help = (
         "Process the embedding queue without a django-q2 cluster: for operators, tests and "
-        "benchmarks. Prints a summary. SIGTERM or Ctrl-C finishes the batches in hand and stops."
+        "benchmarks. Prints a summary. SIGTERM or Ctrl-C finishes the requests in hand, gives the rest "
+        "of the batches back and stops."
     )
 
     def add_arguments(self, parser):
