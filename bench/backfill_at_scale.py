@@ -106,6 +106,10 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
     result.add(
         "enqueue_docs_per_s", "backfill: documents queued per second", size / enqueue.seconds, "docs/s"
     )
+    if watch.postgres_s is not None:
+        # One INSERT … SELECT runs in one backend: its CPU time is the floor under the wall time.
+        result.add("enqueue_postgres_cpu_s", "backfill: PostgreSQL CPU time", watch.postgres_s, "s")
+    result.metrics["enqueue_machine_busy_cores"] = watch.machine_busy_s / watch.seconds
     mib = 1024 * 1024
     growth = enqueue.peak_rss_bytes - dry_run.peak_rss_bytes
     result.add("dry_run_peak_rss_mib", "backfill --dry-run: peak RSS", dry_run.peak_rss_bytes / mib, "MiB")

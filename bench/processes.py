@@ -189,21 +189,43 @@ def _expect(child: subprocess.Popen, word: str) -> list[str]:
 @dataclass
 class CommandRun:
     seconds: float
-    peak_rss_bytes: int  # the command's own high-water mark (wait4), not its children's
+    peak_rss_bytes: int  # the command's own high-water mark (VmHWM), read while it runs
     returncode: int
     output: str
 
 
-def run_command(args: list[str], env: dict[str, str] | None = None) -> CommandRun:
-    """Run `python <args>` in the repository to the end; its wall time, peak RSS and output."""
+def run_command(args: list[str], env: dict[str, str] | None = None, every: float = 0.05) -> CommandRun:
+    """Run `python <args>` in the repository to the end; its wall time, peak RSS and output.
+
+    The peak is /proc's VmHWM of the running program, read every `every` seconds (the last
+    read before it exits): not wait4's ru_maxrss, which also counts the parent's memory at
+    fork time, so every child of a big benchmark process would seem as big as it.
+    """
     started = time.perf_counter()
     child = subprocess.Popen(
         [sys.executable, *args], cwd=ROOT, env=env or production_environment(),
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
-    output = child.stdout.read()
-    child.stdout.close()
-    # wait4, not wait(): it also returns this one child's resource usage (ru_maxrss in KiB).
-    _, status, usage = os.wait4(child.pid, 0)
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return CommandRun(time.perf_counter() - started, usage.ru_maxrss * 1024, child.returncode, output)
+    peak = 0
+    while True:
+        peak = max(peak, _high_water_mark(child.pid))
+        try:
+            output, _ = child.communicate(timeout=every)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    return CommandRun(time.perf_counter() - started, peak, child.returncode, output)
+
+
+def _high_water_mark(pid: int) -> int:
+    """Peak RSS so far of a running process, in bytes (0 once it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:  # not Linux: the current RSS, sampled, is the best there is
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0
