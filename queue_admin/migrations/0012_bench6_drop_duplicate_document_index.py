@@ -12,6 +12,6 @@ from django.db import migrations
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("queue_admin", "0010_worker_metrics")]
+    dependencies = [("queue_admin", "0011_chaos_rate_window")]
 
     operations = [RemoveIndexConcurrently(model_name="queueitem", name="embedding_queue_document_idx")]
