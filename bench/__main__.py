@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("pipeline", "machinery", "latency", "dashboard")
+SCENARIOS = ("pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard")
 DEFAULT_DB_DIR = ROOT / ".data" / "bench-postgres"
 DEFAULT_DB_PORT = 54369
 
@@ -39,6 +39,12 @@ def parse_arguments(argv):
     parser.add_argument(
         "--words", type=int, default=DEFAULT_WORDS_PER_DOC, help="words per synthetic document"
     )
+    parser.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default="cpu",
+        help="where the pipeline scenario runs the local model: cuda needs onnxruntime-gpu and an NVIDIA GPU",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "bench" / "results", help="where reports go")
     parser.add_argument(
         "--database-url",
@@ -59,8 +65,26 @@ def parse_arguments(argv):
         parser.error(
             "--database-url must name a database whose name contains 'bench': the benchmark empties its tables"
         )
+    if args.device == "cuda" and (missing := cuda_missing()):
+        parser.error(missing)
     args.scenarios = list(dict.fromkeys(args.scenarios)) or list(SCENARIOS)
     return args
+
+
+def cuda_missing() -> str | None:
+    """Why --device cuda cannot run here, or None when onnxruntime offers its CUDA provider."""
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        return f"--device cuda: onnxruntime cannot be imported ({exc})"
+    available = onnxruntime.get_available_providers()
+    if "CUDAExecutionProvider" in available:
+        return None
+    return (
+        "--device cuda needs onnxruntime's CUDAExecutionProvider, and this onnxruntime offers only "
+        f"{', '.join(available)}: install onnxruntime-gpu (in place of onnxruntime) on a machine with "
+        "an NVIDIA GPU and CUDA"
+    )
 
 
 def configure_database(args) -> tuple[Path | None, str]:
@@ -128,9 +152,28 @@ def main(argv=None) -> int:
 
 
 def run_scenarios(args) -> int:
-    from bench import dashboard, latency, machinery, pipeline, report
+    from bench import (
+        backfill_at_scale,
+        dashboard,
+        http_provider,
+        latency,
+        machinery,
+        memory_over_time,
+        pipeline,
+        report,
+        search_at_scale,
+    )
 
-    modules = {"pipeline": pipeline, "machinery": machinery, "latency": latency, "dashboard": dashboard}
+    modules = {
+        "pipeline": pipeline,
+        "machinery": machinery,
+        "http": http_provider,
+        "latency": latency,
+        "backfill": backfill_at_scale,
+        "search": search_at_scale,
+        "memory": memory_over_time,
+        "dashboard": dashboard,
+    }
     env = report.environment()
     print(f"Sidecar benchmarks on {env['cores']} cores ({env['cpu_model']}), PostgreSQL {env['postgresql']}, "
           f"pgvector {env['pgvector']}, onnxruntime {env['onnxruntime']}; load average {env['load_average_at_start']}")  # fmt: skip
@@ -139,8 +182,9 @@ def run_scenarios(args) -> int:
     for name in args.scenarios:
         print(f"running {name}{' (quick)' if args.quick else ''} …", flush=True)
         scenario_started = time.perf_counter()
+        options = {"device": args.device} if name == "pipeline" else {}
         result = modules[name].run(
-            size=args.size, quick=args.quick, corpus_name=args.corpus, words_per_doc=args.words
+            size=args.size, quick=args.quick, corpus_name=args.corpus, words_per_doc=args.words, **options
         )
         result.metrics["seconds"] = time.perf_counter() - scenario_started
         results.append(result)
@@ -150,6 +194,7 @@ def run_scenarios(args) -> int:
         "size": args.size,
         "corpus": args.corpus,
         "words": args.words,
+        "device": args.device,
     }
     print()
     print("\n".join(report.table_lines(results)))

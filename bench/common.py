@@ -2,6 +2,7 @@
 timing, and the shape of a scenario's result."""
 
 import math
+import os
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -60,13 +61,18 @@ def insert_documents(documents: list[dict]) -> float:
     return time.perf_counter() - started
 
 
-def set_batch_size(size: int) -> None:
+def set_config(key: str, value) -> None:
+    """Set one queue setting, checked as the admin checks it; workers read it on their next batch."""
     from queue_admin import config
     from queue_admin.models import QueueConfig
 
-    config.validate_value("batch_size", size)
-    QueueConfig.objects.update_or_create(config_key="batch_size", defaults={"config_value": size})
+    config.validate_value(key, value)
+    QueueConfig.objects.update_or_create(config_key=key, defaults={"config_value": value})
     config.forget_cached()
+
+
+def set_batch_size(size: int) -> None:
+    set_config("batch_size", size)
 
 
 def embedded_documents() -> int:
@@ -86,3 +92,8 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def cores() -> int:
+    """The CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1

@@ -4,13 +4,14 @@ The queue's own columns are written only by queue_admin/queue_sql.py; this modul
 chunks, inside the same transaction as the completion (see queue_admin/worker.py).
 """
 
+import functools
 import uuid
 import weakref
 from dataclasses import dataclass
 
 import numpy as np
 from django.db import connection
-from pgvector.psycopg.vector import register_vector_info
+from pgvector.psycopg.vector import VectorBinaryDumper, VectorBinaryLoader, VectorDumper, VectorLoader
 from psycopg.types import TypeInfo
 
 from documents.models import DocumentEmbedding
@@ -85,7 +86,7 @@ def replace_chunks(documents: dict[uuid.UUID, tuple[str, list[Chunk]]], model: s
         if any(chunks for _, chunks in documents.values()):
             cursor.execute(_STAGING_TABLE)
             psycopg_cursor = cursor.cursor
-            register_vector_info(psycopg_cursor, _vector_type(psycopg_cursor.connection))
+            _register_vector(psycopg_cursor)
             with psycopg_cursor.copy(f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)") as copy:
                 copy.set_types(["uuid", "int4", "text", "text", "text", "vector", "int4"])
                 for document_id, (document_hash, chunks) in documents.items():
@@ -124,6 +125,32 @@ ON CONFLICT (document_id, chunk_index, model) DO UPDATE
 
 # The `vector` type's OID, looked up once per database connection.
 _vector_types: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _register_vector(psycopg_cursor) -> None:
+    """Teach this cursor the `vector` type (pgvector's register_vector_info, minus its leak).
+
+    register_vector_info makes two new dumper classes on every call, and psycopg keeps every
+    dumper class it has seen in a process-wide cache (AdaptersMap._optimised): called per
+    batch, a worker grew by about 6 KB a batch, 12% RSS over 50,000 documents (`python -m
+    bench memory`). The classes are made once per process and type OID, and reused.
+    """
+    info = _vector_type(psycopg_cursor.connection)
+    info.register(psycopg_cursor)
+    adapters = psycopg_cursor.adapters
+    for dumper in _vector_dumpers(info.oid):
+        adapters.register_dumper("numpy.ndarray", dumper)
+    adapters.register_loader(info.oid, VectorLoader)
+    adapters.register_loader(info.oid, VectorBinaryLoader)
+
+
+@functools.cache
+def _vector_dumpers(oid: int) -> tuple[type, type]:
+    """Dumpers that know the `vector` OID (COPY's set_types looks dumpers up by OID)."""
+    return (
+        type("VectorTextDumper", (VectorDumper,), {"oid": oid}),
+        type("VectorBinaryDumperWithOid", (VectorBinaryDumper,), {"oid": oid}),
+    )
 
 
 def _vector_type(psycopg_connection) -> TypeInfo:

@@ -40,7 +40,7 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
     # Its own embedded PostgreSQL (under the worktree, where the unprivileged server user can
     # reach it when tests run as root), so it never meets `make bench`'s or the tests' server.
     env = {"BENCH_DB_DIR": str(ROOT / ".data" / "bench-smoke-postgres"), "BENCH_DB_PORT": str(free_port())}
-    result = run_bench("--quick", "--output", str(tmp_path), env=env, timeout=150)
+    result = run_bench("--quick", "--output", str(tmp_path), env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "pipeline / raw" in result.stdout  # the table, with the ratio
 
@@ -48,16 +48,51 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
     assert (tmp_path / "latest.md").read_text().startswith("# Sidecar benchmark")
     assert report["environment"]["cores"] >= 1 and report["environment"]["pgvector"]
     scenarios = report["scenarios"]
-    assert set(scenarios) == {"pipeline", "machinery", "latency", "dashboard"}
+    assert set(scenarios) == {
+        "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard",
+    }  # fmt: skip
     expected = {
-        "pipeline": ["raw_docs_per_s", "pipeline_docs_per_s", "ratio", "pipeline_batch_32_docs_per_s"],
+        "pipeline": [
+            "raw_docs_per_s",
+            "pipeline_docs_per_s",
+            "ratio",
+            "qcluster_docs_per_s",
+            "qcluster_ratio",
+            "pipeline_batch_32_docs_per_s",
+        ],
         "machinery": [
             "workers_1_docs_per_s",
             "workers_2_docs_per_s",
             "workers_4_docs_per_s",
             "profile_total_s",
         ],
+        "http": [
+            "c1_docs_per_s",
+            "c4_docs_per_s",
+            "c16_docs_per_s",
+            "c16_machine_busy_cores",
+            "c16_workers_cores",
+            "profile_ms_per_batch",
+        ],
         "latency": ["p50_s", "p95_s"],
+        "backfill": [
+            "dry_run_s",
+            "enqueue_s",
+            "enqueue_peak_rss_mib",
+            "copy_without_trigger_s",
+            "copy_with_trigger_s",
+            "trigger_cost_ratio",
+        ],
+        "search": [
+            "index_build_s",
+            "exact_p50_ms",
+            "raw_p50_ms",
+            "raw_p95_ms",
+            "raw_recall_default",
+            "search_p95_ms",
+            "search_recall",
+        ],
+        "memory": ["rss_start_mib", "rss_middle_mib", "rss_end_mib", "growth"],
         "dashboard": [
             "snapshot_s",
             "service_p50_ms",
@@ -69,11 +104,14 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "list_documents_p95_ms",
         ],
     }
+    # Elsewhere a note means something went wrong (documents not embedded, a wrong count).
+    informational = {"machinery", "http", "search"}
     for name, keys in expected.items():
         metrics = scenarios[name]["metrics"]
         for key in keys:
             assert isinstance(metrics[key], int | float) and math.isfinite(metrics[key]), (name, key)
-        assert not scenarios[name]["notes"] or name == "machinery", scenarios[name]["notes"]
+        assert not scenarios[name]["notes"] or name in informational, scenarios[name]["notes"]
+    assert not [note for note in scenarios["http"]["notes"] if "embedded of" in note]
     assert len(scenarios["machinery"]["metrics"]["profile_top10_tottime"]) == 10
     assert scenarios["dashboard"]["metrics"]["documents_counted"] == "live"  # a tiny table
 
@@ -85,6 +123,16 @@ def test_unknown_scenario_exits_2_with_a_message():
 @pytest.mark.parametrize("size", ["0", "-5"])
 def test_size_below_one_exits_2_with_a_message(size):
     assert_clean_failure(run_bench("machinery", "--size", size), 2, "--size must be at least 1")
+
+
+def test_cuda_device_without_onnxruntimes_cuda_provider_exits_2_with_a_message():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider: --device cuda is valid here")
+    result = run_bench("pipeline", "--device", "cuda")
+    assert_clean_failure(result, 2, "--device cuda needs onnxruntime's CUDAExecutionProvider")
+    assert "install onnxruntime-gpu" in result.stderr
 
 
 def test_unreachable_database_exits_1_with_a_message():

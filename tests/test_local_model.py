@@ -179,7 +179,9 @@ def test_model_loads_once_per_process_even_under_concurrent_first_use(monkeypatc
     monkeypatch.setattr(local, "_models", {})
     opened = []
     real_open = local._open_session
-    monkeypatch.setattr(local, "_open_session", lambda threads: opened.append(threads) or real_open(threads))
+    monkeypatch.setattr(
+        local, "_open_session", lambda threads, device: opened.append(threads) or real_open(threads, device)
+    )
     barrier = threading.Barrier(4)
     loaded = []
 
@@ -196,6 +198,23 @@ def test_model_loads_once_per_process_even_under_concurrent_first_use(monkeypatc
     assert all(model is loaded[0] for model in loaded)
     assert LocalEmbeddingProvider(intra_op_threads=1).embed(["Hello"]).vectors.shape == (1, 384)
     assert opened == [1]
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(ValueError, match="device must be one of cpu, cuda, got 'tpu'"):
+        LocalEmbeddingProvider(device="tpu")
+
+
+def test_cuda_without_onnxruntimes_cuda_provider_says_what_to_install(monkeypatch):
+    import onnxruntime
+
+    monkeypatch.setattr(local, "_models", {})
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    with pytest.raises(
+        RuntimeError, match="needs onnxruntime's CUDAExecutionProvider.*install onnxruntime-gpu"
+    ):
+        LocalEmbeddingProvider(device="cuda").embed(["Hello"])
+    assert not local._models  # nothing half-loaded is kept
 
 
 def _state_in_forked_child() -> tuple[int, tuple[int, int]]:

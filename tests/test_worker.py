@@ -277,3 +277,26 @@ def test_while_the_breaker_is_open_the_fallback_serves_the_batch():
     assert (report.completed, primary.calls, fallback.calls) == (3, 0, 1)
     assert limits.breaker_state(primary.model_id, recovery_seconds=60).state == "open"  # untouched
     assert DocumentEmbedding.objects.filter(model=primary.model_id).count() == 3
+
+
+def test_batches_leave_no_new_classes_behind():
+    """psycopg keeps every dumper class it has ever seen, process-wide: teaching each batch's
+    cursor the vector type must reuse one class, not make new ones (a worker grew by ~6 KB
+    a batch when it did: `python -m bench memory`)."""
+    import gc
+
+    from pgvector.psycopg.vector import VectorBinaryDumper, VectorDumper
+
+    set_config(batch_size=1)
+    SourceDocument.objects.create(content="the first batch makes what is made once")
+    run_worker(FakeEmbedderForQueueTests())
+
+    def dumper_classes():
+        gc.collect()
+        return len(VectorDumper.__subclasses__()) + len(VectorBinaryDumper.__subclasses__())
+
+    before = dumper_classes()
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"one batch each {n}") for n in range(5))
+    assert run_worker(FakeEmbedderForQueueTests()).completed == 5
+    assert DocumentEmbedding.objects.count() == 6
+    assert dumper_classes() == before

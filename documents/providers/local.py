@@ -68,6 +68,12 @@ WEIGHTS_FILE = "model.onnx"
 # which must come with another MODEL_ID, so a mismatch stops the load.
 WEIGHTS_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
 TOKENIZER_PATH = Path(__file__).parent / "assets" / "all-MiniLM-L6-v2" / "tokenizer.json"
+# onnxruntime execution providers by device; unsupported nodes fall back to the CPU.
+EXECUTION_PROVIDERS = {
+    "cpu": ["CPUExecutionProvider"],
+    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
+}
+DEVICES = tuple(EXECUTION_PROVIDERS)
 
 
 def default_intra_op_threads() -> int:
@@ -87,7 +93,9 @@ class LocalEmbeddingProvider:
     only to its own longest text, so short texts don't pay for long ones. On 2 cores,
     sub-batches of 4-8 gave the most docs per CPU-second and 32+ the least (attention
     tensors outgrow the cache), hence 8; at the defaults a process embedding calls of 64
-    peaked at ~300 MiB RSS.
+    peaked at ~300 MiB RSS. ``device``: ``cpu``, or ``cuda`` for onnxruntime's CUDA execution
+    provider (needs ``onnxruntime-gpu`` and an NVIDIA GPU; the benchmarks' ``--device cuda``
+    uses it, with bigger sub-batches).
     """
 
     model_id = MODEL_ID
@@ -99,13 +107,16 @@ class LocalEmbeddingProvider:
     # Runs here: no shared quota to respect and no remote service for a breaker to guard.
     is_remote = False
 
-    def __init__(self, intra_op_threads: int | None = None, sub_batch_size: int = 8):
+    def __init__(self, intra_op_threads: int | None = None, sub_batch_size: int = 8, device: str = "cpu"):
         if intra_op_threads is not None and intra_op_threads < 1:
             raise ValueError(f"intra_op_threads must be at least 1, got {intra_op_threads}")
         if sub_batch_size < 1:
             raise ValueError(f"sub_batch_size must be at least 1, got {sub_batch_size}")
+        if device not in DEVICES:
+            raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
         self.intra_op_threads = intra_op_threads or default_intra_op_threads()
         self.sub_batch_size = sub_batch_size
+        self.device = device
 
     def embed(self, texts: list[str]) -> EmbeddingResult:
         """Embed ``texts``; vectors come back in the order given, L2-normalised.
@@ -118,7 +129,7 @@ class LocalEmbeddingProvider:
         _check_texts(texts)
         if not texts:
             return EmbeddingResult(np.empty((0, DIMENSIONS), dtype=np.float32), [])
-        model = _load_model(self.intra_op_threads)
+        model = _load_model(self.intra_op_threads, self.device)
         encodings = model.tokenizers.truncating.encode_batch(texts)
         lengths = [len(encoding.ids) for encoding in encodings]
         vectors = np.empty((len(texts), DIMENSIONS), dtype=np.float32)
@@ -247,7 +258,7 @@ def mean_pool_and_normalize(hidden: np.ndarray, attention_mask: np.ndarray) -> n
 
 _lock = threading.Lock()
 _tokenizers: _Tokenizers | None = None
-_models: dict[int, _Model] = {}  # by intra-op thread count
+_models: dict[tuple[int, str], _Model] = {}  # by intra-op thread count and device
 
 
 def _reset_after_fork() -> None:
@@ -291,16 +302,18 @@ def _read_tokenizers(path: Path) -> _Tokenizers:
     )
 
 
-def _load_model(intra_op_threads: int) -> _Model:
-    """The process's model for this thread count; the first caller loads it, others wait."""
-    model = _models.get(intra_op_threads)
+def _load_model(intra_op_threads: int, device: str = "cpu") -> _Model:
+    """The process's model for this thread count and device; the first caller loads it,
+    others wait."""
+    key = (intra_op_threads, device)
+    model = _models.get(key)
     if model is None:
         tokenizers = _load_tokenizers()
         with _lock:
-            model = _models.get(intra_op_threads)
+            model = _models.get(key)
             if model is None:
-                session = _open_session(intra_op_threads)
-                model = _models[intra_op_threads] = _Model(
+                session = _open_session(intra_op_threads, device)
+                model = _models[key] = _Model(
                     tokenizers=tokenizers,
                     session=session,
                     input_names=frozenset(i.name for i in session.get_inputs()),
@@ -308,10 +321,17 @@ def _load_model(intra_op_threads: int) -> _Model:
     return model
 
 
-def _open_session(intra_op_threads: int) -> InferenceSession:
-    """Verify the packaged graph and open an onnxruntime CPU session on it."""
+def _open_session(intra_op_threads: int, device: str = "cpu") -> InferenceSession:
+    """Verify the packaged graph and open an onnxruntime session on it for `device`."""
     import onnxruntime as ort
 
+    wanted = EXECUTION_PROVIDERS[device][0]
+    if wanted not in ort.get_available_providers():
+        raise RuntimeError(
+            f"device {device!r} needs onnxruntime's {wanted}, which this onnxruntime does not offer "
+            f"(it offers {', '.join(ort.get_available_providers())}): install onnxruntime-gpu on a "
+            "machine with an NVIDIA GPU and CUDA"
+        )
     with as_file(files(WEIGHTS_PACKAGE) / WEIGHTS_FILE) as path:
         _verify_weights(path)
         options = ort.SessionOptions()
@@ -319,7 +339,7 @@ def _open_session(intra_op_threads: int) -> InferenceSession:
         options.inter_op_num_threads = 1  # one linear graph: nothing runs in parallel across ops
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3  # warnings about unused initializers are noise here
-        return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(str(path), sess_options=options, providers=EXECUTION_PROVIDERS[device])
 
 
 def _verify_weights(path: Path) -> None:

@@ -1,0 +1,158 @@
+"""Scenario `http`: the pipeline against a remote embedding API that takes a fixed 50 ms.
+
+A local OpenAI-compatible server (bench/embedding_server.py, its own process) answers every
+request after 50 ms with deterministic vectors. The workers are the real thing: the `openai`
+provider over HTTP, with the shared rate limits and circuit breaker of every remote provider
+(the quotas set far above what is reached, so they cost their round trips but never wait).
+For each concurrency (worker processes: 1, 4, 16), the documents are inserted, the workers
+released together, and the queue drained at queue batch 32 = one request of 32 texts.
+
+Ideal: concurrency × 32 / 0.05 s documents per second; target 0.9 of it "until a core
+saturates". So next to docs/s it reports the CPU each party used (workers, PostgreSQL, the
+fake server, and the whole machine, other people's load included) as busy cores.
+"""
+
+import subprocess
+import sys
+
+from bench import common, corpus
+from bench.processes import ROOT, production_environment, run_workers
+from bench.profiling import WORKER_PHASES, profile_worker, summary
+
+LATENCY_SECONDS = 0.05
+BATCH_SIZE = 32
+CONCURRENCY = (1, 4, 16)
+TARGET_SHARE = 0.9
+MODEL = "bench-fixed-latency-embedder"
+PHASES = {
+    **WORKER_PHASES,
+    "provider request (HTTP, its 50 ms included)": [("openai.py", "embed")],
+    "shared rate limit and breaker": [
+        ("limits.py", "wait_for_capacity"),
+        ("limits.py", "breaker_allows"),
+        ("limits.py", "record_success"),
+    ],
+    "worker metrics": [("worker_metrics.py", "flush")],
+}
+
+
+def start_server() -> tuple[subprocess.Popen, int]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "bench.embedding_server", "--latency", str(LATENCY_SECONDS)],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    line = server.stdout.readline().split()
+    if line[:1] != ["listening"]:
+        server.kill()
+        raise RuntimeError(f"the fake embedding server did not start (said {' '.join(line)!r})")
+    return server, int(line[1])
+
+
+def stop_server(server: subprocess.Popen) -> tuple[int, int, float]:
+    """(requests, texts, CPU seconds) the server reports as it stops."""
+    out, _ = server.communicate(timeout=30)
+    words = out.split()
+    return int(words[1]), int(words[2]), float(words[3])
+
+
+def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) -> common.ScenarioResult:
+    count = size or (160 if quick else 4000)
+    documents = corpus.documents_for(corpus_name, count, words_per_doc)
+    result = common.ScenarioResult(
+        "http",
+        corpus.describe(corpus_name, count, words_per_doc),
+        {
+            "documents": count,
+            "provider": "openai (OpenAI-compatible POST /v1/embeddings over HTTP on loopback)",
+            "server": f"bench/embedding_server.py, fixed {LATENCY_SECONDS * 1000:.0f} ms per request",
+            "queue_batch_size": BATCH_SIZE,
+            "texts_per_request": BATCH_SIZE,
+            "concurrency": list(CONCURRENCY),
+            "workers": "worker processes (bench.worker_process), DEBUG off",
+        },
+    )
+    common.set_batch_size(BATCH_SIZE)
+    common.set_config("api_quota_per_minute", 1_000_000)
+    common.set_config("token_quota_per_minute", 1_000_000_000)
+    for concurrency in CONCURRENCY:
+        server, port = start_server()
+        try:
+            env = production_environment(
+                EMBEDDING_PROVIDER="openai",
+                EMBEDDING_BASE_URL=f"http://127.0.0.1:{port}/v1",
+                EMBEDDING_MODEL=MODEL,
+                EMBEDDING_BATCH_SIZE=str(BATCH_SIZE),
+            )
+            common.empty_tables()
+            common.insert_documents(documents)
+            run = run_workers(concurrency, embedder="configured", env=env)
+        finally:
+            requests, texts, server_cpu = stop_server(server)
+        embedded = common.embedded_documents()
+        if run.completed != count or embedded != count:
+            result.notes.append(
+                f"concurrency {concurrency}: {run.completed} completed, {embedded} embedded of {count}"
+            )
+        rate = count / run.seconds
+        ideal = concurrency * BATCH_SIZE / LATENCY_SECONDS
+        target = TARGET_SHARE * ideal
+        cores = {
+            "workers": run.cores(run.worker_cpu_s),
+            "postgres": run.cores(run.cpu.postgres_s),
+            "server": run.cores(server_cpu),
+            "machine": run.cores(run.cpu.machine_busy_s),
+        }
+        result.add(
+            f"c{concurrency}_docs_per_s", f"concurrency {concurrency}, batch {BATCH_SIZE}", rate, "docs/s",
+            f">= {target:,.0f}", rate >= target,
+        )  # fmt: skip
+        result.add(
+            f"c{concurrency}_share_of_ideal",
+            f"concurrency {concurrency}: share of ideal",
+            rate / ideal,
+            "ratio",
+        )
+        result.add(
+            f"c{concurrency}_machine_busy_cores",
+            f"concurrency {concurrency}: machine busy",
+            cores["machine"],
+            "cores",
+        )
+        for who, value in cores.items():
+            result.metrics[f"c{concurrency}_{who}_cores"] = value
+        result.metrics[f"c{concurrency}_requests"] = requests
+        result.metrics[f"c{concurrency}_texts_per_request"] = texts / requests if requests else 0.0
+        result.notes.append(
+            f"concurrency {concurrency}: {rate:,.0f} docs/s of an ideal {ideal:,.0f} ({rate / ideal:.0%}); "
+            f"{requests} requests of {texts / max(requests, 1):.1f} texts; busy cores: "
+            + ", ".join(f"{who} {value:.2f}" for who, value in cores.items() if value is not None)
+            + f" (of {common.cores()})"
+        )
+    profile_one_worker(result, documents[: min(count, 96 if quick else 960)])
+    common.empty_tables()
+    return result
+
+
+def profile_one_worker(result: common.ScenarioResult, documents: list[dict]) -> None:
+    """Concurrency 1 in-process under cProfile: what a batch does besides waiting for the API."""
+    from documents.providers.openai import OpenAIEmbeddingProvider
+
+    server, port = start_server()
+    try:
+        provider = OpenAIEmbeddingProvider(
+            f"http://127.0.0.1:{port}/v1", None, MODEL, 384, max_batch_size=BATCH_SIZE
+        )
+        phases, top, total = profile_worker(provider, documents, PHASES)
+    finally:
+        stop_server(server)
+    batches = -(-len(documents) // BATCH_SIZE)
+    result.metrics["profile_total_s"] = total
+    result.metrics["profile_phases_s"] = phases
+    result.metrics["profile_top10_tottime"] = top
+    result.add(
+        "profile_ms_per_batch", "concurrency 1 under cProfile: time per batch", total / batches * 1000, "ms"
+    )
+    result.notes.append(
+        f"profile of 1 in-process worker, {len(documents)} documents ({batches} batches), {total:.2f} s "
+        f"under cProfile: {summary(phases, total)}"
+    )

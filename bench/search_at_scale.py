@@ -1,0 +1,298 @@
+"""Scenario `search`: 100,000 embedded documents, the HNSW index, and k = 10 queries.
+
+Vectors: synthetic but shaped like text embeddings, not uniform noise (uniform random
+384-d vectors have no neighbourhoods: every point is about equally far from every other,
+and HNSW recall on them says nothing about text). `clustered_vectors` draws a mixture of
+topics with a decaying spectrum and a shared direction, tuned against all-MiniLM-L6-v2 (see
+its constants). Queries are fresh draws from the same mixture, so they are near, not in,
+the data. The corpus statistics (random-pair cosine, cosine of the 1st and 10th neighbour)
+go into the report.
+
+Steps: load the documents (set-based, triggers off) and their vectors (binary COPY into a
+staging table, one INSERT … SELECT) with the HNSW index dropped; then time CREATE INDEX
+(the migration's definition: once at the server's maintenance_work_mem, once at 512MB, when
+the graph fits in memory); exact top 10 of every
+query with index scans off (the ground truth, and the cost of searching without an index);
+raw SQL through the index at each ef_search of a sweep (p50/p95 and recall@10; pgvector's
+default is 40); and `documents.search.semantic_search` (ORM, its own ef_search, the query
+cache) with a query "embedder" that hands back the prepared vectors, so no model is timed.
+The index is put back however the scenario ends.
+"""
+
+import time
+from unittest import mock
+
+import numpy as np
+
+from bench import common, dashboard
+
+DEFAULT_SIZE = 100_000
+QUICK_SIZE = 2_000
+QUERIES = 200
+QUICK_QUERIES = 20
+K = 10
+PGVECTOR_DEFAULT_EF_SEARCH = 40
+EF_SEARCH_SWEEP = (10, 20, 40, 64, 80, 100, 150, 200, 400)
+TARGET_P95_MS = 10.0
+TARGET_RECALL = 0.95
+INDEX = "document_embeddings_hnsw_cos"  # m 16, ef_construction 64 (documents migration 0001)
+BUILD_MEMORY = "512MB"
+MODEL = "bench-clustered-vectors@1"
+DIMENSIONS = 384
+# The shape of the synthetic vectors (see clustered_vectors): tuned so that 1,000 of them
+# look like all-MiniLM-L6-v2 on 1,000 standard-library docstrings — random-pair cosine
+# 0.16 (MiniLM 0.145), nearest neighbour 0.66 (0.69), 10th nearest 0.54 (0.47), principal
+# components holding 50% / 90% of the variance 21 / 155 (25 / 135).
+DOCUMENTS_PER_TOPIC = 15
+SPECTRUM_DECAY = 0.4  # the i-th latent axis has scale (i + 1) ** -0.4
+TOPIC_SPREAD = 1.0  # a document's distance from its topic centre, relative to the centres' spread
+SHARED_DIRECTION_COSINE = 0.145  # what the shared direction alone gives two unrelated documents
+SEED = 20261127
+
+NEAREST = """SELECT document_id FROM document_embeddings WHERE model = %s
+               ORDER BY embedding <=> %s LIMIT %s"""
+
+
+def clustered_vectors(count: int, queries: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(`count` document vectors, `queries` query vectors), float32, unit length, deterministic.
+
+    Topics (one per DOCUMENTS_PER_TOPIC documents, popularity falling off like 1/rank) have
+    centres drawn with a decaying spectrum (few strong axes, many weak ones, as in real
+    embeddings); a document is its topic's centre plus spread drawn the same way; a random
+    rotation hides the axes; a shared direction is added, and every vector normalised.
+    """
+    rng = np.random.default_rng(seed)
+    topics = max(10, count // DOCUMENTS_PER_TOPIC)
+    scale = (np.arange(DIMENSIONS) + 1.0) ** -SPECTRUM_DECAY
+    scale = (scale / np.linalg.norm(scale)).astype(np.float32)
+    rotation = np.linalg.qr(rng.standard_normal((DIMENSIONS, DIMENSIONS)))[0].astype(np.float32)
+    centres = rng.standard_normal((topics, DIMENSIONS)).astype(np.float32) * scale
+    shared = rng.standard_normal(DIMENSIONS).astype(np.float32)
+    # The topic part has a squared norm of about 1 + spread²: weight the shared direction so
+    # that it alone gives two unrelated vectors the wanted cosine.
+    weight = np.sqrt(SHARED_DIRECTION_COSINE * (1 + TOPIC_SPREAD**2) / (1 - SHARED_DIRECTION_COSINE))
+    shared *= weight / np.linalg.norm(shared)
+    popularity = 1.0 / (np.arange(topics) + 10.0)
+    popularity /= popularity.sum()
+
+    def draw(n: int, generator) -> np.ndarray:
+        vectors = centres[generator.choice(topics, n, p=popularity)]
+        vectors += generator.standard_normal((n, DIMENSIONS)).astype(np.float32) * scale * TOPIC_SPREAD
+        vectors = vectors @ rotation + shared
+        return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+    return draw(count, rng), draw(queries, np.random.default_rng(seed + 1))
+
+
+def corpus_statistics(vectors: np.ndarray, queries: np.ndarray) -> dict:
+    sample = vectors[: min(len(vectors), 4000)]
+    half = len(sample) // 2
+    similarities = queries @ vectors.T
+    ordered = -np.sort(-similarities, axis=1)
+    return {
+        "random_pair_cosine": float((sample[:half] @ sample[half:].T).mean()),
+        "query_nearest_cosine": float(ordered[:, 0].mean()),
+        "query_10th_nearest_cosine": float(ordered[:, K - 1].mean()),
+    }
+
+
+class QueryVectorsForBenchmarks:
+    """A query "embedder" that returns prepared vectors: the search is timed, not a model."""
+
+    model_id = MODEL
+    dimensions = DIMENSIONS
+    max_input_tokens = 256
+    max_batch_size = 64
+    is_remote = False
+
+    def __init__(self, vectors: dict[str, np.ndarray]):
+        self.vectors = vectors
+
+    def embed(self, texts: list[str]):
+        from documents.providers.base import EmbeddingResult
+
+        return EmbeddingResult(np.stack([self.vectors[t] for t in texts]), [1] * len(texts))
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        return [1] * len(texts)
+
+
+def index_definition() -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [INDEX])
+        row = cursor.fetchone()
+    if row is None:
+        raise RuntimeError(f"index {INDEX} is missing: run migrate")
+    return row[0]
+
+
+def load(vectors: np.ndarray) -> float:
+    """Documents 1..N and one chunk each with these vectors, fresh for MODEL; seconds."""
+    from django.db import connection, transaction
+    from pgvector.psycopg.vector import register_vector_info
+    from psycopg.types import TypeInfo
+
+    started = time.perf_counter()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute("ALTER TABLE source_documents DISABLE TRIGGER USER")
+        cursor.execute(dashboard.LOAD_DOCUMENTS, {"n": len(vectors)})
+        cursor.execute("ALTER TABLE source_documents ENABLE TRIGGER USER")
+        register_vector_info(cursor.cursor, TypeInfo.fetch(cursor.cursor.connection, "vector"))
+        cursor.execute("CREATE TEMP TABLE bench_vectors (g bigint, embedding vector) ON COMMIT DROP")
+        with cursor.cursor.copy("COPY bench_vectors FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(["int8", "vector"])
+            for g, vector in enumerate(vectors, start=1):
+                copy.write_row((g, vector))
+        cursor.execute(
+            """INSERT INTO document_embeddings (document_id, chunk_index, source_text, source_text_hash,
+                       document_text_hash, embedding, model, token_count, created_at, updated_at)
+                SELECT d.id, 0, d.content, d.content_hash, d.content_hash, v.embedding, %s, 30, now(), now()
+                  FROM bench_vectors v
+                  JOIN source_documents d ON d.id = ('00000000-0000-0000-0000-' || lpad(to_hex(v.g), 12, '0'))::uuid""",
+            [MODEL],
+        )
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE source_documents, document_embeddings")
+    return time.perf_counter() - started
+
+
+def timed_queries(cursor, queries: np.ndarray) -> tuple[list[list], list[float]]:
+    """Run NEAREST for each query on a raw psycopg cursor; (ids per query, milliseconds each)."""
+    results, times = [], []
+    for vector in queries:
+        started = time.perf_counter()
+        cursor.execute(NEAREST, (MODEL, vector, K))
+        results.append([row[0] for row in cursor.fetchall()])
+        times.append((time.perf_counter() - started) * 1000)
+    return results, times
+
+
+def recall(found: list[list], truth: list[list]) -> float:
+    return sum(len(set(f) & set(t)) for f, t in zip(found, truth, strict=True)) / sum(len(t) for t in truth)
+
+
+def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) -> common.ScenarioResult:
+    from django.db import connection
+    from pgvector.psycopg import register_vector
+
+    size = size or (QUICK_SIZE if quick else DEFAULT_SIZE)
+    query_count = QUICK_QUERIES if quick else QUERIES
+    vectors, queries = clustered_vectors(size, query_count)
+    result = common.ScenarioResult(
+        "search",
+        f"{size:,} documents with synthetic clustered 384-d vectors ({max(10, size // DOCUMENTS_PER_TOPIC):,} "
+        f"topics, spectrum decay {SPECTRUM_DECAY}, shared direction; seed {SEED}); "
+        f"{query_count} queries from the same mixture",
+        {"documents": size, "queries": query_count, "k": K, "index": INDEX, "model": MODEL},
+    )
+    result.metrics.update(corpus_statistics(vectors, queries))
+    definition = index_definition()
+    common.empty_tables()
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP INDEX {INDEX}")
+        result.metrics["load_s"] = load(vectors)
+        with connection.cursor() as cursor:
+            cursor.execute("SHOW maintenance_work_mem")
+            server_setting = result.parameters["maintenance_work_mem"] = cursor.fetchone()[0]
+            # Once at the server's setting, then again with room for the whole graph in memory
+            # (pgvector builds far slower once the graph outgrows maintenance_work_mem); the
+            # queries run on the second build.
+            for key, memory in (("index_build_s", None), ("index_build_in_memory_s", BUILD_MEMORY)):
+                if memory:
+                    cursor.execute(f"DROP INDEX {INDEX}")
+                    cursor.execute(f"SET maintenance_work_mem = '{memory}'")
+                started = time.perf_counter()
+                cursor.execute(definition)
+                label = f"HNSW build, {size:,} vectors, maintenance_work_mem {memory or server_setting}"
+                result.add(key, label, time.perf_counter() - started, "s")
+            cursor.execute("RESET maintenance_work_mem")
+            cursor.execute("SELECT pg_relation_size(%s)", [INDEX])
+            result.metrics["index_mib"] = cursor.fetchone()[0] / 2**20
+
+        raw = connection.connection  # psycopg, no Django debug cursor in the timings
+        register_vector(raw)
+        with raw.cursor() as cursor:
+            cursor.execute("SET enable_indexscan = off")
+            truth, exact_ms = timed_queries(cursor, queries)
+            cursor.execute("RESET enable_indexscan")
+            cursor.execute("EXPLAIN " + NEAREST, (MODEL, queries[0], K))
+            result.metrics["plan"] = "\n".join(row[0] for row in cursor.fetchall())
+            sweep = {}
+            for ef_search in EF_SEARCH_SWEEP:
+                cursor.execute(f"SET hnsw.ef_search = {ef_search}")
+                timed_queries(cursor, queries)  # warm: the index pages this ef_search visits
+                found, ms = timed_queries(cursor, queries)
+                sweep[ef_search] = (recall(found, truth), common.median(ms), common.percentile(ms, 95))
+            cursor.execute("RESET hnsw.ef_search")
+        result.metrics["ef_search_sweep"] = {
+            ef: {"recall": r, "p50_ms": a, "p95_ms": b} for ef, (r, a, b) in sweep.items()
+        }
+        result.add("exact_p50_ms", "exact search (no index), p50", common.median(exact_ms), "ms")
+        at_default, p50, p95 = sweep[PGVECTOR_DEFAULT_EF_SEARCH]
+        result.add("raw_p50_ms", f"raw SQL, ef_search {PGVECTOR_DEFAULT_EF_SEARCH} (default), p50", p50, "ms")
+        result.add("raw_p95_ms", f"raw SQL, ef_search {PGVECTOR_DEFAULT_EF_SEARCH} (default), p95", p95, "ms",
+                   f"<= {TARGET_P95_MS:.0f}", p95 <= TARGET_P95_MS)  # fmt: skip
+        result.add("raw_recall_default", f"recall@{K}, ef_search {PGVECTOR_DEFAULT_EF_SEARCH} (default)",
+                   at_default, "ratio", f">= {TARGET_RECALL}", at_default >= TARGET_RECALL)  # fmt: skip
+        enough = [ef for ef, (r, _, _) in sweep.items() if r >= TARGET_RECALL]
+        if enough:
+            ef = enough[0]
+            r, p50, p95 = sweep[ef]
+            result.add("ef_search_for_target_recall", f"smallest ef_search with recall@{K} >= {TARGET_RECALL}",
+                       ef, "")  # fmt: skip
+            result.add("raw_p95_ms_at_target_recall", f"raw SQL at ef_search {ef}: p95 (recall {r:.3f})", p95,
+                       "ms", f"<= {TARGET_P95_MS:.0f}", p95 <= TARGET_P95_MS)  # fmt: skip
+        else:
+            result.notes.append(f"no ef_search up to {EF_SEARCH_SWEEP[-1]} reaches recall {TARGET_RECALL}")
+        time_semantic_search(result, queries, truth)
+        result.notes.append(
+            "ef_search sweep (recall@10, p50/p95 ms): "
+            + "; ".join(f"{ef}: {r:.3f}, {a:.1f}/{b:.1f}" for ef, (r, a, b) in sweep.items())
+        )
+        stats = result.metrics
+        result.notes.append(
+            f"vectors: random-pair cosine {stats['random_pair_cosine']:.3f}, query to nearest "
+            f"{stats['query_nearest_cosine']:.3f}, to 10th nearest {stats['query_10th_nearest_cosine']:.3f}; "
+            f"index {stats['index_mib']:.0f} MiB"
+        )
+    finally:
+        common.empty_tables()
+        with connection.cursor() as cursor:
+            cursor.execute(definition.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1))
+    return result
+
+
+def time_semantic_search(result: common.ScenarioResult, queries: np.ndarray, truth: list[list]) -> None:
+    """documents.search.semantic_search, k = 10, with the prepared query vectors."""
+    from django.test.utils import override_settings
+
+    from documents import search
+
+    texts = [f"bench query {n}" for n in range(len(queries))]
+    provider = QueryVectorsForBenchmarks({"warm-up": queries[0], **dict(zip(texts, queries, strict=True))})
+    with (
+        mock.patch.object(search, "get_provider", return_value=provider),
+        mock.patch.object(search, "get_previous_provider", return_value=None),
+        # As in production: with DEBUG on, Django's debug cursor formats every statement, here
+        # with a 384-float vector in it.
+        override_settings(DEBUG=False),
+    ):
+        search._coverage.clear()
+        search.semantic_search("warm-up", k=K)  # the coverage count (then cached), the connection
+        found, ms = [], []
+        for text in texts:
+            started = time.perf_counter()
+            hits = search.semantic_search(text, k=K).hits
+            ms.append((time.perf_counter() - started) * 1000)
+            found.append([hit.document_id for hit in hits])
+    truth_ids = [[str(document_id) for document_id in row] for row in truth]
+    p95 = common.percentile(ms, 95)
+    share = recall(found, truth_ids)
+    result.add("search_p50_ms", "documents.search.semantic_search, p50", common.median(ms), "ms")
+    result.add("search_p95_ms", "documents.search.semantic_search, p95", p95, "ms",
+               f"<= {TARGET_P95_MS:.0f}", p95 <= TARGET_P95_MS)  # fmt: skip
+    result.add("search_recall", f"documents.search recall@{K} (its ef_search)", share, "ratio",
+               f">= {TARGET_RECALL}", share >= TARGET_RECALL)  # fmt: skip
