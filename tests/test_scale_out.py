@@ -151,9 +151,11 @@ def drain_round(machines, service, database_port, first: int, logs: Path) -> dic
                 if done >= share * DOCUMENTS and share not in marks:
                     marks[share] = (time.monotonic(), done)
             time.sleep(0.2)
+        for share in (0.1, 0.9):  # a last poll may jump past a mark straight to done
+            marks.setdefault(share, (time.monotonic(), done))
         seconds = time.monotonic() - started
         (t10, n10), (t90, n90) = marks[0.1], marks[0.9]
-        steady_rate = (n90 - n10) / (t90 - t10)
+        steady_rate = (n90 - n10) / (t90 - t10) if t90 > t10 and n90 > n10 else DOCUMENTS / seconds
         hosts = set(Worker.objects.filter(worker_id__contains=":drain:", status__in=["active", "idle"])
                     .values_list("hostname", flat=True))  # fmt: skip
     finally:
