@@ -61,9 +61,12 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "pipeline_batch_32_docs_per_s",
         ],
         "machinery": [
-            "workers_1_docs_per_s",
-            "workers_2_docs_per_s",
-            "workers_4_docs_per_s",
+            "workers_batch32_1p_docs_per_s",
+            "workers_batch32_2p_docs_per_s",
+            "workers_batch32_4p_docs_per_s",
+            "workers_batch512_2p_docs_per_s",
+            "workers_batch512_2p_no_hnsw_docs_per_s",
+            "workers_batch512_2p_postgres_cpu_ms_per_doc",
             "profile_total_s",
         ],
         "http": [
@@ -111,7 +114,8 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
         for key in keys:
             assert isinstance(metrics[key], int | float) and math.isfinite(metrics[key]), (name, key)
         assert not scenarios[name]["notes"] or name in informational, scenarios[name]["notes"]
-    assert not [note for note in scenarios["http"]["notes"] if "embedded of" in note]
+    for name in ("http", "machinery"):
+        assert not [note for note in scenarios[name]["notes"] if "embedded of" in note], name
     assert len(scenarios["machinery"]["metrics"]["profile_top10_tottime"]) == 10
     assert scenarios["dashboard"]["metrics"]["documents_counted"] == "live"  # a tiny table
 
