@@ -32,9 +32,7 @@ class ZeroCostEmbedderForBenchmarks:
         if not texts:
             return EmbeddingResult(vectors=np.zeros((0, 384), np.float32), token_counts=[])
         crcs = np.array([zlib.crc32(text.encode()) for text in texts], dtype=np.uint32)
-        vectors = (
-            _BASIS[crcs & 0xFF] + 0.6 * _BASIS[(crcs >> 8) & 0xFF] + 0.35 * _BASIS[(crcs >> 16) & 0xFF]
-        )
+        vectors = _BASIS[crcs & 0xFF] + 0.6 * _BASIS[(crcs >> 8) & 0xFF] + 0.35 * _BASIS[(crcs >> 16) & 0xFF]
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         return EmbeddingResult(vectors=vectors, token_counts=self.count_tokens(texts))
 
