@@ -3,8 +3,10 @@
 Steps: load N documents with set-based SQL (INSERT … SELECT generate_series, the enqueue
 triggers off, as a bulk import that bypassed them would leave things), VACUUM ANALYZE; run
 `manage.py backfill --dry-run` and then `manage.py backfill` as an operator would (their own
-processes, DEBUG off): wall time and peak RSS of each (wait4's ru_maxrss). "Flat" RSS means
-the enqueue's peak is the dry run's: the ids never come into Python.
+processes, DEBUG off): wall time and peak RSS of each (the command's own VmHWM). "Flat" RSS
+means the enqueue's peak is the dry run's: the ids never come into Python. The backfill runs
+at its default (two database sessions, each queueing a part), then once more, the queue
+emptied, with `--parallel 1` (one statement): what the parts buy on this machine.
 
 Then the trigger's cost: the table emptied, `COPY source_documents (title, content)` of N
 rows with the enqueue trigger disabled, and again with it enabled (it queues all N in one
@@ -13,6 +15,8 @@ server's.
 """
 
 import time
+
+from django.db import connection
 
 from bench import common, dashboard
 from bench.processes import CpuWatch, run_command
@@ -90,7 +94,13 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
     watch = CpuWatch().start()
     enqueue = run_command(["manage.py", "backfill"])
     watch.stop()
-    for name, command in (("dry-run", dry_run), ("backfill", enqueue)):
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE embedding_queue")
+        cursor.execute("CHECKPOINT")
+    single_watch = CpuWatch().start()
+    single = run_command(["manage.py", "backfill", "--parallel", "1"])
+    single_watch.stop()
+    for name, command in (("dry-run", dry_run), ("backfill", enqueue), ("backfill --parallel 1", single)):
         if command.returncode != 0:
             raise RuntimeError(f"manage.py {name} exited with {command.returncode}: {command.output[-2000:]}")
     result.metrics["dry_run_output"] = dry_run.output.strip()
@@ -107,9 +117,20 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
         "enqueue_docs_per_s", "backfill: documents queued per second", size / enqueue.seconds, "docs/s"
     )
     if watch.postgres_s is not None:
-        # One INSERT … SELECT runs in one backend: its CPU time is the floor under the wall time.
+        # Each part's INSERT … SELECT runs in one backend: the work is PostgreSQL's CPU time.
         result.add("enqueue_postgres_cpu_s", "backfill: PostgreSQL CPU time", watch.postgres_s, "s")
     result.metrics["enqueue_machine_busy_cores"] = watch.machine_busy_s / watch.seconds
+    if queued() != size:
+        result.notes.append(f"backfill --parallel 1 queued {queued():,} of {size:,} documents")
+    result.add("enqueue_single_session_s", "backfill --parallel 1 (one statement)", single.seconds, "s")
+    if single_watch.postgres_s is not None:
+        result.add(
+            "enqueue_single_session_postgres_cpu_s", "backfill --parallel 1: PostgreSQL CPU time",
+            single_watch.postgres_s, "s",
+        )  # fmt: skip
+    result.metrics["enqueue_single_session_machine_busy_cores"] = (
+        single_watch.machine_busy_s / single_watch.seconds
+    )
     mib = 1024 * 1024
     growth = enqueue.peak_rss_bytes - dry_run.peak_rss_bytes
     result.add("dry_run_peak_rss_mib", "backfill --dry-run: peak RSS", dry_run.peak_rss_bytes / mib, "MiB")

@@ -151,3 +151,55 @@ def test_backfill_wait_shows_progress_until_the_backlog_drains(corpus, capsys, c
     assert "Queued 5 documents" in captured.out and "Backlog drained." in captured.out
     assert "5/5" in captured.err  # tqdm's bar reached the total
     assert backfill.live_items() == 0
+
+
+def test_backfill_in_parallel_sessions_queues_each_document_once(corpus):
+    expected = set(
+        SourceDocument.objects.exclude(id__in=[d.id for d in corpus[2:]]).values_list("id", flat=True)
+    )
+    assert backfill.enqueue(backfill.MISSING_OR_STALE, MODEL, priority="high", sessions=3) == 5
+    live = QueueItem.objects.filter(status="pending")
+    assert set(live.values_list("document_id", flat=True)) == expected
+    assert live.count() == 5 and set(live.values_list("priority", flat=True)) == {"high"}
+    # Running it again coalesces into the live items: nothing queued twice.
+    backfill.enqueue(backfill.MISSING_OR_STALE, MODEL, priority="high", sessions=3)
+    assert QueueItem.objects.filter(status="pending").count() == 5
+
+
+def test_backfill_parts_cover_every_document_exactly_once():
+    """The parts split on a byte of the id: with many documents and several sessions, every
+    document lands in exactly one part (ALL queues each again, forced)."""
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(300))
+    QueueItem.objects.all().delete()
+    assert backfill.enqueue(backfill.ALL, MODEL, priority="low", sessions=4) == 300
+    assert QueueItem.objects.count() == 300
+    assert QueueItem.objects.values("document_id").distinct().count() == 300
+
+
+def test_backfill_part_failure_says_what_was_queued_and_what_to_do(corpus, monkeypatch):
+    real_part = backfill._enqueue_part
+
+    def second_part_fails(kind, model, priority, limit, skip_live, part=None):
+        if part and part[0] == 1:
+            raise RuntimeError("connection lost")
+        return real_part(kind, model, priority, limit, skip_live, part)
+
+    monkeypatch.setattr(backfill, "_enqueue_part", second_part_fails)
+    with pytest.raises(backfill.PartlyQueued) as raised:
+        backfill.enqueue(backfill.MISSING_OR_STALE, MODEL, priority="low", sessions=2)
+    queued = QueueItem.objects.filter(status="pending").count()
+    assert raised.value.queued == queued < 5
+    assert "1 of 2 parts failed (connection lost)" in str(raised.value)
+    assert "Running the backfill again queues the rest" in str(raised.value)
+    monkeypatch.setattr(backfill, "_enqueue_part", real_part)
+    backfill.enqueue(backfill.MISSING_OR_STALE, MODEL, priority="low", sessions=2)
+    assert QueueItem.objects.filter(status="pending").count() == 5
+
+
+@pytest.mark.parametrize("value", ["0", "65"])
+def test_backfill_command_refuses_a_parallel_count_out_of_range(value, commands_use_the_fake_model):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--parallel must be between 1 and 64"):
+        call_command("backfill", "--parallel", value)
+    assert not QueueItem.objects.exists()
