@@ -37,6 +37,8 @@ def environment() -> dict:
         postgres = cursor.fetchone()[0]
         cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
         row = cursor.fetchone()
+        cursor.execute("SHOW shared_buffers")
+        shared_buffers = cursor.fetchone()[0]
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5,
@@ -55,6 +57,7 @@ def environment() -> dict:
         "python": platform.python_version(),
         "postgresql": postgres,
         "pgvector": row[0] if row else "not installed",
+        "shared_buffers": shared_buffers,
         "onnxruntime": _version("onnxruntime"),
         "django": _version("Django"),
         "psycopg": _version("psycopg"),

@@ -14,7 +14,7 @@ staging table, one INSERT … SELECT) with the HNSW index dropped; then time CRE
 the graph fits in memory); exact top 10 of every
 query with index scans off (the ground truth, and the cost of searching without an index);
 raw SQL through the index at each ef_search of a sweep (p50/p95 and recall@10; pgvector's
-default is 40); and `documents.search.semantic_search` (ORM, its own ef_search, the query
+default is 40); and `documents.search.semantic_search` (ORM, SEARCH_EF_SEARCH, the query
 cache) with a query "embedder" that hands back the prepared vectors, so no model is timed.
 The index is put back however the scenario ends.
 """
@@ -35,7 +35,7 @@ PGVECTOR_DEFAULT_EF_SEARCH = 40
 EF_SEARCH_SWEEP = (10, 20, 40, 64, 80, 100, 150, 200, 400)
 TARGET_P95_MS = 10.0
 TARGET_RECALL = 0.95
-INDEX = "document_embeddings_hnsw_cos"  # m 16, ef_construction 64 (documents migration 0001)
+INDEX = "document_embeddings_hnsw_cos"  # m 16, ef_construction 128 (documents migration 0006)
 BUILD_MEMORY = "512MB"
 MODEL = "bench-clustered-vectors@1"
 DIMENSIONS = 384

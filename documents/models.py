@@ -118,7 +118,7 @@ class DocumentEmbedding(models.Model):
                 name="document_embeddings_hnsw_cos",
                 fields=["embedding"],
                 m=16,
-                ef_construction=64,
+                ef_construction=128,  # recall over insert speed: documents migration 0006
                 opclasses=["vector_cosine_ops"],
             ),
             models.Index(fields=["model", "document"], name="document_embeddings_model_idx"),

@@ -11,11 +11,14 @@ and says how many documents it cannot see yet.
 import hashlib
 import time
 import unicodedata
+import weakref
 from dataclasses import asdict, dataclass
 
 import numpy as np
+from django.conf import settings
 from django.core.cache import caches
-from django.db import DatabaseError, connection, transaction
+from django.db import connection
+from django.db.models.functions import Left
 from pgvector.django import CosineDistance
 
 from documents.models import DocumentEmbedding
@@ -23,6 +26,7 @@ from documents.providers.base import EmbeddingError
 from documents.providers.factory import get_previous_provider, get_provider
 
 MAX_RESULTS = 100
+SNIPPET_CHARACTERS = 300
 MAX_QUERY_CHARACTERS = 10_000
 # Coverage needs an anti-join over every document: compute it at most this often.
 COVERAGE_CACHE_SECONDS = 30.0
@@ -120,17 +124,42 @@ def _refuse_while_breaker_open(provider) -> None:
         )
 
 
-def _widen_index_scan(wanted: int) -> None:
-    """The HNSW index filters by model only after its search, so a table holding two models
-    could return too few rows: look at more candidates, and on pgvector >= 0.8 let the scan
-    continue until enough rows pass the filter (iterative scan)."""
+# Per database connection (psycopg's, so a reconnect starts afresh): the hnsw.ef_search the
+# session holds, or None when only known to be unset, and whether the server's pgvector has
+# iterative index scans (0.8+).
+_session_scan: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _widen_index_scan(ef_search: int) -> None:
+    """Make the HNSW index look at `ef_search` candidates, and on pgvector >= 0.8 let the scan
+    go on until enough rows pass the model filter (iterative scan): the index filters by model
+    only after its search, so a table holding two models could otherwise return too few rows.
+
+    Set once per database session and kept, not per query in a transaction: a transaction,
+    two settings and a savepoint were four round trips, about 2 ms of a 4 ms search (`python
+    -m bench search`). Inside a transaction someone else opened, a rollback would undo a
+    session setting, so there it is set for that transaction only.
+    """
+    connection.ensure_connection()
+    raw = connection.connection
+    in_transaction = connection.in_atomic_block
+    ef_held, iterative = _session_scan.get(raw, (None, None))
+    if ef_held == ef_search and not in_transaction:
+        return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(min(1000, max(40, wanted * 2)))])
-        try:
-            with transaction.atomic():  # a savepoint: pgvector 0.7 has no such setting
-                cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
-        except DatabaseError:
-            pass
+        if iterative is None:
+            cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+            row = cursor.fetchone()
+            iterative = row is not None and _version(row[0]) >= (0, 8)
+        statement = "SELECT set_config('hnsw.ef_search', %s, %s)"
+        if iterative:
+            statement += ", set_config('hnsw.iterative_scan', 'relaxed_order', %s)"
+        cursor.execute(statement, [str(ef_search), in_transaction] + ([in_transaction] if iterative else []))
+    _session_scan[raw] = (None if in_transaction else ef_search, iterative)
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 def check_query(query) -> None:
@@ -166,20 +195,19 @@ def semantic_search(query: str, k: int = 10) -> SearchResult:
     vector = embed_query(provider, query)
     # Several chunks of one document may rank high: fetch extra, keep each document's best.
     wanted = k * 4
-    with transaction.atomic():
-        _widen_index_scan(wanted)
-        rows = list(
-            DocumentEmbedding.objects.filter(model=provider.model_id)
-            .annotate(distance=CosineDistance("embedding", vector))
-            .order_by("distance")
-            .select_related("document")
-            .only("document__id", "document__title", "source_text", "model")[:wanted]
+    _widen_index_scan(max(settings.SEARCH_EF_SEARCH, wanted))
+    rows = (
+        DocumentEmbedding.objects.filter(model=provider.model_id)
+        .annotate(
+            distance=CosineDistance("embedding", vector), snippet=Left("source_text", SNIPPET_CHARACTERS)
         )
+        .order_by("distance")
+        .values_list("document_id", "document__title", "distance", "snippet")[:wanted]
+    )
     hits: dict = {}
-    for row in rows:
-        if row.document_id not in hits:
-            hits[row.document_id] = Hit(
-                str(row.document_id), row.document.title, round(1 - float(row.distance), 4),
-                row.source_text[:300], row.model,
-            )  # fmt: skip
+    for document_id, title, distance, snippet in rows:
+        if document_id not in hits:
+            hits[document_id] = Hit(
+                str(document_id), title, round(1 - float(distance), 4), snippet, provider.model_id
+            )
     return SearchResult(list(hits.values())[:k], provider.model_id, documents_not_covered(provider.model_id))

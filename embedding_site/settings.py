@@ -322,6 +322,9 @@ _check_provider_settings(
 # PostgreSQL), and how long a query's vector is reused (per process, bounded).
 SEARCH_RATE_LIMIT_PER_MINUTE = _required_int_in_range("SEARCH_RATE_LIMIT_PER_MINUTE", 60, 1, 100_000)
 SEARCH_QUERY_CACHE_SECONDS = _required_int_in_range("SEARCH_QUERY_CACHE_SECONDS", 300, 0, 86_400)
+# Candidates the HNSW index looks at per search (pgvector's hnsw.ef_search; at least 4 × k):
+# more finds more of the true nearest documents and takes longer (`python -m bench search`).
+SEARCH_EF_SEARCH = _required_int_in_range("SEARCH_EF_SEARCH", 100, 10, 1000)
 
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},

@@ -107,3 +107,60 @@ def test_search_command_prints_ranked_hits_and_json(capsys):
     assert payload["results"][0]["title"] == "Recipe" and payload["model"] == LocalEmbeddingProvider.model_id
     with pytest.raises(CommandError, match="empty"):
         call_command("search", " ")
+
+
+def _session_setting(name: str) -> str:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_setting(%s)", [name])
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def searchable(settings):
+    """Three documents embedded by a TEI service on loopback that the search also asks."""
+    with FakeEmbedder(dimensions=384) as service:
+        settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL = "tei", "scan-model"
+        settings.EMBEDDING_BASE_URL = service.url
+        SourceDocument.objects.bulk_create(SourceDocument(content=f"document {n}") for n in range(3))
+        embed_all_with(TEIEmbeddingProvider(service.url, "scan-model", 384))
+        yield
+
+
+def test_index_scan_settings_are_made_once_per_database_session(searchable, settings):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    settings.SEARCH_EF_SEARCH = 120
+    search.semantic_search("document", k=3)  # coverage counted and cached, query vector cached
+    assert _session_setting("hnsw.ef_search") == "120"
+    assert _session_setting("hnsw.iterative_scan") == "relaxed_order"
+    with CaptureQueriesContext(connection) as queries:
+        assert len(search.semantic_search("document", k=3).hits) == 3
+    assert len(queries) == 1 and "set_config" not in queries[0]["sql"]  # just the search
+
+    settings.SEARCH_EF_SEARCH = 10  # below 4 × k: 4 × k it is
+    search.semantic_search("document", k=20)
+    assert _session_setting("hnsw.ef_search") == "80"
+
+    connection.close()  # a new session knows nothing: set again
+    search.semantic_search("document", k=3)
+    assert _session_setting("hnsw.ef_search") == "12"
+
+
+def test_inside_a_transaction_the_settings_last_only_for_it(searchable, settings):
+    from django.db import transaction
+
+    settings.SEARCH_EF_SEARCH = 300
+    search.semantic_search("document", k=3)
+    settings.SEARCH_EF_SEARCH = 150
+    with transaction.atomic():
+        assert len(search.semantic_search("document", k=3).hits) == 3
+        assert _session_setting("hnsw.ef_search") == "150"
+        transaction.set_rollback(True)
+    # The transaction's setting went with it; the session's is untouched, and the next
+    # search outside a transaction sets its own again rather than trusting a rolled-back one.
+    assert _session_setting("hnsw.ef_search") == "300"
+    search.semantic_search("document", k=3)
+    assert _session_setting("hnsw.ef_search") == "150"
