@@ -1,8 +1,9 @@
 """The worker loop: claim a batch, skip what is already right, chunk, embed, write, complete.
 
-`QueueWorker.process_one_batch()` is one step that returns whether it found work; the
-`process_queue` command and the django-q2 drain task just call it in a loop until the queue
-is empty, their time budget runs out, or they are asked to stop.
+`QueueWorker.process_one_batch()` is one step that returns whether it found work;
+`QueueWorker.run()` is the loop the `process_queue` command and the django-q2 drain task run
+until the queue is empty, their time budget runs out, or they are asked to stop; it writes
+each batch on a writer thread while the next one is embedded.
 """
 
 import hashlib
@@ -13,11 +14,12 @@ import socket
 import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings as django_settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
 from documents import sidecar
@@ -82,6 +84,25 @@ class _Plan:
     length: int = 0  # characters of a text that is too long
 
 
+@dataclass
+class _Batch:
+    """A claimed batch between its embedding and its write."""
+
+    batch_id: uuid.UUID
+    items: list[queue_sql.ClaimedItem]
+    report: BatchReport
+    started: float  # time.monotonic() at the claim
+    plans: list[_Plan] = field(default_factory=list)  # what to write: skipped and embedded items
+
+
+def _close_this_threads_connections() -> None:
+    """Close this thread's database connections (Django's are per thread)."""
+    try:
+        connections.close_all()
+    except Exception:  # a session the server already ended: nothing left to close
+        logger.debug("closing the writer's database session failed", exc_info=True)
+
+
 class QueueWorker:
     """One worker: an id in the registry, a provider, and the batch loop."""
 
@@ -106,6 +127,7 @@ class QueueWorker:
         # given back then, and the heartbeat would renew their lease for as long as this worker
         # lives, so they are given back as soon as the database answers again.
         self._to_release: list[uuid.UUID] = []
+        self._release_lock = threading.Lock()  # the writer thread adds to it too
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -124,49 +146,116 @@ class QueueWorker:
     def run(self, *, until_empty: bool = True, max_batches: int | None = None, deadline: float | None = None):
         """Process batches until the queue is empty (if `until_empty`), `max_batches` were
         done, `deadline` (time.monotonic) passed, or stop was requested. Returns a BatchReport
-        of everything done."""
+        of everything done (every write finished).
+
+        Each batch's write (chunks, completion, one transaction) runs on a writer thread with
+        its own database session while this thread claims and embeds the next batch: the
+        HNSW insert and the completion then overlap the model or the provider's answer
+        instead of following them (at most one write in flight, so at most two batches are
+        in hand: the one being written and the one being embedded).
+        """
         total = BatchReport()
         batches = failures_in_a_row = 0
         self.deadline = deadline
-        while self.registered and not self.stop_requested.is_set():
-            if max_batches is not None and batches >= max_batches:
-                break
-            if deadline is not None and time.monotonic() >= deadline:
-                break
+        writing: tuple[Future, _Batch] | None = None
+
+        def settle() -> None:  # wait for the write in flight and count it
+            nonlocal writing
+            if writing is not None:
+                (future, batch), writing = writing, None
+                self._add(total, self._settle(future, batch))
+
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-writer") as writer:
             try:
-                report = self.process_one_batch()
-            except Exception:
-                # The database restarting, a broken model file: keep the worker alive, back
-                # off (2, 4, … 60 s), and reconnect on the next try (close_old_connections).
-                failures_in_a_row += 1
-                logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
-                self.stop_requested.wait(min(60, 2**failures_in_a_row))
-                continue
-            failures_in_a_row = 0
-            if report is None:
-                if until_empty:
-                    break
-                self.stop_requested.wait(IDLE_POLL_SECONDS)
-                continue
-            batches += 1
+                while self.registered and not self.stop_requested.is_set():
+                    if max_batches is not None and batches >= max_batches:
+                        break
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    try:
+                        batch = self._prepare_batch()
+                    except Exception:
+                        # The database restarting, a broken model file: keep the worker alive,
+                        # back off (2, 4, … 60 s), reconnect on the next try (close_old_connections).
+                        settle()
+                        failures_in_a_row += 1
+                        logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
+                        self.stop_requested.wait(min(60, 2**failures_in_a_row))
+                        continue
+                    failures_in_a_row = 0
+                    was_writing = writing is not None
+                    settle()
+                    if batch is None:
+                        if was_writing:
+                            continue  # that write may have given items back (a text edited meanwhile): look again
+                        if until_empty:
+                            break
+                        self.stop_requested.wait(IDLE_POLL_SECONDS)
+                        continue
+                    batches += 1
+                    writing = (writer.submit(self._write_batch, batch), batch)
+            finally:
+                settle()
+                writer.submit(_close_this_threads_connections).result()
+        return total
+
+    @staticmethod
+    def _add(total: BatchReport, report: BatchReport | None) -> None:
+        if report is not None:
             for name in total.__dataclass_fields__:
                 setattr(total, name, getattr(total, name) + getattr(report, name))
-        return total
+
+    def _settle(self, writing: Future, batch: "_Batch") -> BatchReport | None:
+        """The finished write's report, recorded and logged here on the loop's thread; None
+        when the write failed (its items were given back, see _write_batch). Never raises: the
+        database may be down while the loop is already handling that."""
+        try:
+            writing.result()
+        except Exception:
+            logger.exception("worker %s: writing a batch failed; its items were given back", self.worker_id)
+            self._flush_metrics()  # the requests it did send still count
+            return None
+        try:
+            return self._finish_batch(batch)
+        except Exception:  # written and completed; only its bookkeeping failed
+            logger.exception(
+                "worker %s: batch %s was written but not recorded", self.worker_id, batch.batch_id
+            )
+            return batch.report
+
+    def _flush_metrics(self) -> None:
+        """Flush the metrics after a failure; with the database down they stay for the next flush."""
+        try:
+            self.metrics.flush()
+        except Exception:
+            logger.warning("worker %s: metrics not flushed; kept for the next batch", self.worker_id)
 
     # --- one batch ------------------------------------------------------------------------
 
     def process_one_batch(self) -> BatchReport | None:
-        """Claim and process one batch; None when there was nothing to claim.
+        """Claim and process one batch, its write included; None when there was nothing to
+        claim. (run() does the same, with each write overlapping the next batch.)"""
+        batch = self._prepare_batch()
+        if batch is None:
+            return None
+        try:
+            self._write_batch(batch)
+        except Exception:
+            self._flush_metrics()  # the requests it did send still count
+            raise
+        return self._finish_batch(batch)
 
-        Steps: reclaim expired leases; claim; plan each item (skip unchanged or blank text,
-        chunk, find reusable chunks); embed what is left; write and complete in one
-        transaction. Failures are recorded on the items, never raised.
-        """
+    def _prepare_batch(self) -> "_Batch | None":
+        """Claim a batch and get it ready to write: reclaim expired leases; claim; plan each
+        item (skip unchanged or blank text, chunk, find reusable chunks); embed what is left.
+        Failures of single items are recorded on them, never raised; anything else gives the
+        batch back and is raised."""
         close_old_connections()
-        if self._to_release:
-            released = queue_sql.release(self._to_release, self.worker_id)
+        with self._release_lock:
+            to_release, self._to_release = self._to_release, []
+        if to_release:
+            released = queue_sql.release(to_release, self.worker_id)
             logger.warning("worker %s gave back %s items of a batch that failed", self.worker_id, released)
-            self._to_release = []
         settings = config.current()
         registry.reclaim_and_expire(settings)
         if not settings["queue_enabled"]:
@@ -182,37 +271,55 @@ class QueueWorker:
         )
         if not items:
             return None
-        started = time.monotonic()
-        report = BatchReport(claimed=len(items))
+        batch = _Batch(batch_id, items, BatchReport(claimed=len(items)), time.monotonic())
         try:
             registry.set_batch(self.worker_id, batch_id)
             plans = self._plan(items)
-            self._refuse_too_long([p for p in plans if p.too_long], report)
+            self._refuse_too_long([p for p in plans if p.too_long], batch.report)
             plans = [p for p in plans if not p.too_long]
             pending = [p for p in plans if not p.skip]
             if pending:
-                pending = self._embed(pending, settings, report)
-            self._write([*[p for p in plans if p.skip], *pending], report)
+                pending = self._embed(pending, settings, batch.report)
+            batch.plans = [*[p for p in plans if p.skip], *pending]
         except Exception:
-            # Nothing any one item can be blamed for: give the batch back now rather than
-            # hold it until the lease expires. If the database is down this fails too; then
-            # the next batch gives it back first (see _to_release).
-            try:
-                queue_sql.release([item.id for item in items], self.worker_id)
-                self.metrics.flush()  # the requests it did send still count
-            except Exception:
-                self._to_release = [item.id for item in items]
+            self._give_back(items)
+            self._flush_metrics()  # the requests it did send still count
             raise
-        elapsed_ms = int((time.monotonic() - started) * 1000)
+        return batch
+
+    def _write_batch(self, batch: "_Batch") -> None:
+        """Write the batch's chunks and complete its items (one transaction); on the writer
+        thread in run(). On failure the batch is given back and the error raised."""
+        close_old_connections()  # this thread's session: reconnects after the database restarted
+        try:
+            self._write(batch.plans, batch.report)
+        except Exception:
+            self._give_back(batch.items)
+            raise
+
+    def _give_back(self, items: list[queue_sql.ClaimedItem]) -> None:
+        """Nothing any one item can be blamed for: give the batch back now rather than hold it
+        until the lease expires. If the database is down this fails too; then the next batch
+        gives it back first (see _to_release)."""
+        try:
+            queue_sql.release([item.id for item in items], self.worker_id)
+        except Exception:
+            with self._release_lock:
+                self._to_release.extend(item.id for item in items)
+
+    def _finish_batch(self, batch: "_Batch") -> BatchReport:
+        """Record a written batch in the registry and the metrics, and log it."""
+        report = batch.report
+        elapsed_ms = int((time.monotonic() - batch.started) * 1000)
         registry.record_batch(self.worker_id, report, elapsed_ms)
         self._record_batch_metrics(report, elapsed_ms / 1000)
         logger.info(
             "batch %s: %s claimed, %s completed (%s skipped), %s retried, %s failed, %s rate-limited, "
             "%s texts embedded in %s ms",
-            batch_id, report.claimed, report.completed, report.skipped, report.retried, report.failed,
+            batch.batch_id, report.claimed, report.completed, report.skipped, report.retried, report.failed,
             report.rate_limited, report.texts_embedded, elapsed_ms,
             extra={
-                "batch_id": str(batch_id), "worker_id": self.worker_id, "claimed": report.claimed,
+                "batch_id": str(batch.batch_id), "worker_id": self.worker_id, "claimed": report.claimed,
                 "completed": report.completed, "skipped": report.skipped, "retried": report.retried,
                 "failed": report.failed, "rate_limited": report.rate_limited,
                 "texts_embedded": report.texts_embedded, "duration_ms": elapsed_ms,

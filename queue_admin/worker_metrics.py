@@ -84,10 +84,18 @@ class Recorder:
         if not pending:
             return
         keys = sorted(pending)
-        with connection.cursor() as cursor:
-            cursor.execute(
-                _ADD, [[name for name, _ in keys], [labels for _, labels in keys], [pending[k] for k in keys]]
-            )
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    _ADD,
+                    [[name for name, _ in keys], [labels for _, labels in keys], [pending[k] for k in keys]],
+                )
+        except Exception:
+            # The database is away: keep the counts for the next flush rather than lose them.
+            with self._lock:
+                for key, value in pending.items():
+                    self._pending[key] += value
+            raise
 
 
 def read_all() -> dict[str, list[tuple[dict, float]]]:

@@ -187,3 +187,26 @@ def test_worker_counters_and_histograms_move_after_a_batch(client):
         == embedder.calls
     )
     assert after[("sidecar_batch_duration_seconds_sum", ())] > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_counts_a_flush_could_not_write_are_kept_for_the_next(client, monkeypatch):
+    """A worker flushes after a failure, often with the database away: those counts are added
+    by the next flush that reaches it, not lost (and not counted twice)."""
+    from queue_admin import worker_metrics
+
+    recorder = worker_metrics.Recorder()
+    recorder.inc("sidecar_texts_embedded", 7)
+
+    class DatabaseAway:
+        def cursor(self):
+            raise OperationalError("connection refused")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(worker_metrics, "connection", DatabaseAway())
+        with pytest.raises(OperationalError):
+            recorder.flush()
+    recorder.inc("sidecar_texts_embedded", 2)
+    recorder.flush()
+    recorder.flush()  # nothing left: adds nothing
+    assert samples(client.get("/metrics", **AUTH))[("sidecar_texts_embedded_total", ())] == 9

@@ -2,6 +2,7 @@
 about the queue (claim, skip, chunk, write, complete, fail), not the model."""
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -300,3 +301,76 @@ def test_batches_leave_no_new_classes_behind():
     assert run_worker(FakeEmbedderForQueueTests()).completed == 5
     assert DocumentEmbedding.objects.count() == 6
     assert dumper_classes() == before
+
+
+def test_each_batch_is_written_while_the_next_one_is_embedded(monkeypatch):
+    """run() hands each batch's write to a writer thread: here the first batch's write waits
+    until the second batch is at the model, which a loop that wrote a batch before claiming
+    the next could never reach (the wait would time out)."""
+    from documents import sidecar
+
+    set_config(batch_size=4)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(8))
+    second_batch_at_the_model = threading.Event()
+    first_write = []
+    real_replace_chunks = sidecar.replace_chunks
+
+    def replace_chunks_once_the_next_batch_embeds(documents, model):
+        if not first_write:
+            first_write.append(
+                (
+                    threading.current_thread() is not threading.main_thread(),
+                    second_batch_at_the_model.wait(10),
+                )
+            )
+        return real_replace_chunks(documents, model)
+
+    class SaysWhenTheSecondBatchArrives(FakeEmbedderForQueueTests):
+        def embed(self, texts):
+            if self.calls >= 1:
+                second_batch_at_the_model.set()
+            return super().embed(texts)
+
+    monkeypatch.setattr(sidecar, "replace_chunks", replace_chunks_once_the_next_batch_embeds)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        (sessions_before,) = cursor.fetchone()
+        report = run_worker(SaysWhenTheSecondBatchArrives())
+        deadline = time.monotonic() + 5  # a backend leaves pg_stat_activity just after its client
+        while True:
+            cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+            (sessions_after,) = cursor.fetchone()
+            if sessions_after <= sessions_before or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+    assert first_write == [(True, True)]  # on the writer thread, overlapping the next batch
+    # run() returns with every write done and counted, and the writer's session closed.
+    assert (report.claimed, report.completed) == (8, 8)
+    assert set(statuses().values()) == {"completed"} and DocumentEmbedding.objects.count() == 8
+    assert sessions_after == sessions_before
+
+
+def test_a_write_that_fails_gives_its_batch_back_and_the_run_goes_on(monkeypatch):
+    from documents import sidecar
+
+    set_config(batch_size=4)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(8))
+    real_replace_chunks = sidecar.replace_chunks
+    failed = []
+
+    def fails_once(documents, model):
+        if not failed:
+            failed.extend(documents)
+            raise RuntimeError("could not extend file: No space left on device")
+        return real_replace_chunks(documents, model)
+
+    monkeypatch.setattr(sidecar, "replace_chunks", fails_once)
+    embedder = FakeEmbedderForQueueTests()
+    report = run_worker(embedder)
+    assert len(failed) == 4
+    assert report.completed == 8 and set(statuses().values()) == {"completed"}
+    assert (
+        QueueItem.objects.filter(document_id__in=failed, retry_count=0).count() == 4
+    )  # given back, not counted
+    assert len(embedder.texts_sent) == 12  # the failed batch was embedded again, nothing else
+    assert DocumentEmbedding.objects.count() == 8
