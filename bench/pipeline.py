@@ -14,9 +14,11 @@ provider (onnxruntime-gpu and an NVIDIA GPU needed), at larger batch sizes; the 
 pass and the thread sweep are CPU-only and skipped there.
 """
 
+import os
 import time
 
 from bench import common, corpus, qcluster_driver
+from bench.processes import CpuWatch
 from documents.chunking import split_into_chunks
 
 DEFAULT_BATCH_SIZE = 32
@@ -58,18 +60,24 @@ def raw_docs_per_second(provider, groups: list[list[str]], count: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def pipeline_docs_per_second(provider, documents: list[dict], batch_size: int) -> tuple[float, int]:
-    """Insert and drain with one in-process worker; returns (docs/s, documents embedded)."""
+def pipeline_docs_per_second(
+    provider, documents: list[dict], batch_size: int
+) -> tuple[float, int, float | None]:
+    """Insert and drain with one in-process worker; returns (docs/s, documents embedded, cores
+    PostgreSQL kept busy meanwhile: the CPU its writes took from the model's threads)."""
     from queue_admin.worker import QueueWorker
 
     common.empty_tables()
     common.set_batch_size(batch_size)
+    watch = CpuWatch().start()
     started = time.perf_counter()
     common.insert_documents(documents)
     with QueueWorker(provider, name="bench-pipeline") as worker:
         worker.run(until_empty=True)
     elapsed = time.perf_counter() - started
-    return len(documents) / elapsed, common.embedded_documents()
+    watch.stop()
+    postgres_cores = None if watch.postgres_s is None else watch.postgres_s / watch.seconds
+    return len(documents) / elapsed, common.embedded_documents(), postgres_cores
 
 
 def run(
@@ -113,7 +121,7 @@ def run(
     groups = chunk_groups(provider, documents, DEFAULT_BATCH_SIZE)
     chunks = sum(len(g) for g in groups)
     result.parameters["chunks"] = chunks
-    raw_rates, pipeline_rates = [], []
+    raw_rates, pipeline_rates, postgres_busy = [], [], []
     for repeat in range(repeats):
         # Alternate the order so a slow spell on the shared machine does not favour one side.
         order = ("raw", "pipeline") if repeat % 2 == 0 else ("pipeline", "raw")
@@ -121,8 +129,12 @@ def run(
             if side == "raw":
                 raw_rates.append(raw_docs_per_second(provider, groups, count))
             else:
-                rate, embedded = pipeline_docs_per_second(provider, documents, DEFAULT_BATCH_SIZE)
+                rate, embedded, postgres_cores = pipeline_docs_per_second(
+                    provider, documents, DEFAULT_BATCH_SIZE
+                )
                 pipeline_rates.append(rate)
+                if postgres_cores is not None:
+                    postgres_busy.append(postgres_cores)
                 if embedded != count:
                     result.notes.append(
                         f"pipeline pass {repeat + 1}: {embedded} of {count} documents embedded"
@@ -138,6 +150,16 @@ def run(
         "pipeline_docs_per_s", f"pipeline, batch {DEFAULT_BATCH_SIZE} (median of {repeats})", pipe, "docs/s"
     )
     result.add("ratio", "pipeline / raw", ratio, "ratio", f">= {target_ratio}", ratio >= target_ratio)
+    if postgres_busy:
+        # The raw model has every core; in the pipeline PostgreSQL (the HNSW insert above all)
+        # takes this much of them while the model runs.
+        busy = common.median(postgres_busy)
+        result.add(
+            "pipeline_postgres_cores",
+            f"pipeline: cores of {os.cpu_count()} PostgreSQL kept busy (median), the model had the rest",
+            busy,
+            "cores",
+        )
     if on_gpu:
         result.notes.append(
             "qcluster pass skipped: the cluster builds its provider from settings, on the CPU"
@@ -161,7 +183,7 @@ def run(
 
     sweep_docs = documents[:sweep_count]
     for batch_size in GPU_SWEEP_BATCH_SIZES if on_gpu else SWEEP_BATCH_SIZES:
-        rate, _ = pipeline_docs_per_second(provider, sweep_docs, batch_size)
+        rate, _, _ = pipeline_docs_per_second(provider, sweep_docs, batch_size)
         result.add(
             f"pipeline_batch_{batch_size}_docs_per_s", f"pipeline, queue batch {batch_size}", rate, "docs/s"
         )
