@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from django.conf import settings
 from django.core.cache import caches
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models.functions import Left
 from pgvector.django import CosineDistance
 
@@ -124,38 +124,33 @@ def _refuse_while_breaker_open(provider) -> None:
         )
 
 
-# Per database connection (psycopg's, so a reconnect starts afresh): the hnsw.ef_search the
-# session holds, or None when only known to be unset, and whether the server's pgvector has
-# iterative index scans (0.8+).
-_session_scan: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+# Per database connection (psycopg's, so a reconnect asks again): whether the server's
+# pgvector has iterative index scans (0.8+).
+_iterative_scan: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def _widen_index_scan(ef_search: int) -> None:
-    """Make the HNSW index look at `ef_search` candidates, and on pgvector >= 0.8 let the scan
-    go on until enough rows pass the model filter (iterative scan): the index filters by model
-    only after its search, so a table holding two models could otherwise return too few rows.
+    """For the current transaction: make the HNSW index look at `ef_search` candidates, and on
+    pgvector >= 0.8 let the scan go on until enough rows pass the model filter (iterative
+    scan): the index filters by model only after its search, so a table holding two models
+    could otherwise return too few rows.
 
-    Set once per database session and kept, not per query in a transaction: a transaction,
-    two settings and a savepoint were four round trips, about 2 ms of a 4 ms search (`python
-    -m bench search`). Inside a transaction someone else opened, a rollback would undo a
-    session setting, so there it is set for that transaction only.
+    Both in one statement, local to the transaction: a session setting would save the
+    transaction around the search, but would leak to whoever gets the server connection next
+    behind a transaction pooler, which the web processes may use (docs/deployment.md).
     """
     connection.ensure_connection()
     raw = connection.connection
-    in_transaction = connection.in_atomic_block
-    ef_held, iterative = _session_scan.get(raw, (None, None))
-    if ef_held == ef_search and not in_transaction:
-        return
+    iterative = _iterative_scan.get(raw)
     with connection.cursor() as cursor:
         if iterative is None:
             cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             row = cursor.fetchone()
-            iterative = row is not None and _version(row[0]) >= (0, 8)
-        statement = "SELECT set_config('hnsw.ef_search', %s, %s)"
+            iterative = _iterative_scan[raw] = row is not None and _version(row[0]) >= (0, 8)
+        statement = "SELECT set_config('hnsw.ef_search', %s, true)"
         if iterative:
-            statement += ", set_config('hnsw.iterative_scan', 'relaxed_order', %s)"
-        cursor.execute(statement, [str(ef_search), in_transaction] + ([in_transaction] if iterative else []))
-    _session_scan[raw] = (None if in_transaction else ef_search, iterative)
+            statement += ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
+        cursor.execute(statement, [str(ef_search)])
 
 
 def _version(text: str) -> tuple[int, ...]:
@@ -195,15 +190,16 @@ def semantic_search(query: str, k: int = 10) -> SearchResult:
     vector = embed_query(provider, query)
     # Several chunks of one document may rank high: fetch extra, keep each document's best.
     wanted = k * 4
-    _widen_index_scan(max(settings.SEARCH_EF_SEARCH, wanted))
-    rows = (
-        DocumentEmbedding.objects.filter(model=provider.model_id)
-        .annotate(
-            distance=CosineDistance("embedding", vector), snippet=Left("source_text", SNIPPET_CHARACTERS)
+    with transaction.atomic():
+        _widen_index_scan(max(settings.SEARCH_EF_SEARCH, wanted))
+        rows = list(
+            DocumentEmbedding.objects.filter(model=provider.model_id)
+            .annotate(
+                distance=CosineDistance("embedding", vector), snippet=Left("source_text", SNIPPET_CHARACTERS)
+            )
+            .order_by("distance")
+            .values_list("document_id", "document__title", "distance", "snippet")[:wanted]
         )
-        .order_by("distance")
-        .values_list("document_id", "document__title", "distance", "snippet")[:wanted]
-    )
     hits: dict = {}
     for document_id, title, distance, snippet in rows:
         if document_id not in hits:

@@ -128,39 +128,41 @@ def searchable(settings):
         yield
 
 
-def test_index_scan_settings_are_made_once_per_database_session(searchable, settings):
+def test_index_scan_settings_hold_for_the_search_and_never_leak_into_the_session(searchable, settings):
+    """The search runs in a transaction whose settings it makes in one statement: the index
+    looks at SEARCH_EF_SEARCH candidates (at least 4 × k) with iterative scans on, and the
+    session is left as it was (behind a transaction pooler, the next client would get it)."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     settings.SEARCH_EF_SEARCH = 120
     search.semantic_search("document", k=3)  # coverage counted and cached, query vector cached
-    assert _session_setting("hnsw.ef_search") == "120"
-    assert _session_setting("hnsw.iterative_scan") == "relaxed_order"
     with CaptureQueriesContext(connection) as queries:
         assert len(search.semantic_search("document", k=3).hits) == 3
-    assert len(queries) == 1 and "set_config" not in queries[0]["sql"]  # just the search
+    statements = [query["sql"] for query in queries]
+    # One transaction: the settings and the search (the version was asked once, before).
+    assert len(statements) == 4 and (statements[0], statements[-1]) == ("BEGIN", "COMMIT")
+    assert "'hnsw.ef_search', '120', true" in statements[1]
+    assert "'hnsw.iterative_scan', 'relaxed_order', true" in statements[1]
+    assert _session_setting("hnsw.ef_search") == "40"  # pgvector's default: nothing leaked
+    assert _session_setting("hnsw.iterative_scan") == "off"
 
     settings.SEARCH_EF_SEARCH = 10  # below 4 × k: 4 × k it is
-    search.semantic_search("document", k=20)
-    assert _session_setting("hnsw.ef_search") == "80"
+    with CaptureQueriesContext(connection) as queries:
+        search.semantic_search("document", k=20)
+    assert "'hnsw.ef_search', '80', true" in queries[1]["sql"]
 
-    connection.close()  # a new session knows nothing: set again
-    search.semantic_search("document", k=3)
-    assert _session_setting("hnsw.ef_search") == "12"
+    connection.close()  # a new connection: the version is asked again
+    with CaptureQueriesContext(connection) as queries:
+        search.semantic_search("document", k=3)
+    assert "extversion" in queries[1]["sql"] and len(queries) == 5
 
 
-def test_inside_a_transaction_the_settings_last_only_for_it(searchable, settings):
+def test_a_search_inside_a_callers_transaction_keeps_its_settings_to_that_transaction(searchable, settings):
     from django.db import transaction
 
-    settings.SEARCH_EF_SEARCH = 300
-    search.semantic_search("document", k=3)
     settings.SEARCH_EF_SEARCH = 150
     with transaction.atomic():
         assert len(search.semantic_search("document", k=3).hits) == 3
-        assert _session_setting("hnsw.ef_search") == "150"
-        transaction.set_rollback(True)
-    # The transaction's setting went with it; the session's is untouched, and the next
-    # search outside a transaction sets its own again rather than trusting a rolled-back one.
-    assert _session_setting("hnsw.ef_search") == "300"
-    search.semantic_search("document", k=3)
-    assert _session_setting("hnsw.ef_search") == "150"
+        assert _session_setting("hnsw.ef_search") == "150"  # the caller's transaction holds it
+    assert _session_setting("hnsw.ef_search") == "40"

@@ -1,8 +1,9 @@
 """Rebuild the sidecar's HNSW index with ef_construction 128 (was 64; m stays 16).
 
-Why: on text-like vectors (100,000, `python -m bench search`) the old graph reached recall@10
-0.95 only at ef_search 150–200, p95 8–14 ms; the new one gives 0.97 at ef_search 100 with
-p95 4.5 ms. The price is paid once per write: each vector's insert costs PostgreSQL about
+Why: on 100,000 text-like vectors (`python -m bench search`'s), documents.search found
+0.934 of the true top 10 at ef_search 100 with the old graph (0.957 only at 150, p95 8.4 ms);
+with the new one 0.971 at ef_search 100, p95 4.5 ms (measured one after the other, same data).
+The price is paid once per write: each vector's insert costs PostgreSQL about
 0.5 ms more CPU (1.15 → 1.65 ms, bench machinery at batch 512), small beside a model's
 20–40 ms per document.
 
