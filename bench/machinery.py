@@ -18,7 +18,6 @@ PROCESS_COUNTS = (1, 2, 4)
 DEFAULT_BATCH = 32
 LARGE_BATCH = 512
 TARGET_DOCS_PER_S = 5000
-HNSW_INDEX = "document_embeddings_hnsw_cos"
 
 PHASES = {**WORKER_PHASES, "embed (zero-cost)": [("zero_cost.py", "embed")]}
 
@@ -41,7 +40,9 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
     for batch in (DEFAULT_BATCH, LARGE_BATCH):
         for processes in PROCESS_COUNTS:
             _measure(result, documents, batch, processes)
-    index_definition = _drop_hnsw_index()
+    index_definition = common.hnsw_index_definition()
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP INDEX {common.HNSW_INDEX}")
     try:
         _measure(result, documents, LARGE_BATCH, 2, label="without the HNSW index")
     finally:
@@ -94,12 +95,3 @@ def _measure(result: common.ScenarioResult, documents, batch: int, processes: in
             f"PostgreSQL {run.cpu.postgres_s / count * 1000:.3f} ms; machine busy "
             f"{run.cores(run.cpu.machine_busy_s):.2f} cores"
         )
-
-
-def _drop_hnsw_index() -> str:
-    """Drop the sidecar's HNSW index; returns the statement that makes it again."""
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_get_indexdef(%s::regclass)", [HNSW_INDEX])
-        (definition,) = cursor.fetchone()
-        cursor.execute(f"DROP INDEX {HNSW_INDEX}")
-    return definition

@@ -35,7 +35,7 @@ PGVECTOR_DEFAULT_EF_SEARCH = 40
 EF_SEARCH_SWEEP = (10, 20, 40, 64, 80, 100, 150, 200, 400)
 TARGET_P95_MS = 10.0
 TARGET_RECALL = 0.95
-INDEX = "document_embeddings_hnsw_cos"  # m 16, ef_construction 128 (documents migration 0006)
+INDEX = common.HNSW_INDEX  # m 16, ef_construction 128 (documents migration 0006)
 BUILD_MEMORY = "512MB"
 MODEL = "bench-clustered-vectors@1"
 DIMENSIONS = 384
@@ -117,17 +117,6 @@ class QueryVectorsForBenchmarks:
         return [1] * len(texts)
 
 
-def index_definition() -> str:
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [INDEX])
-        row = cursor.fetchone()
-    if row is None:
-        raise RuntimeError(f"index {INDEX} is missing: run migrate")
-    return row[0]
-
-
 def load(vectors: np.ndarray) -> float:
     """Documents 1..N and one chunk each with these vectors, fresh for MODEL; seconds."""
     from django.db import connection, transaction
@@ -188,7 +177,7 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
         {"documents": size, "queries": query_count, "k": K, "index": INDEX, "model": MODEL},
     )
     result.metrics.update(corpus_statistics(vectors, queries))
-    definition = index_definition()
+    definition = common.hnsw_index_definition()
     common.empty_tables()
     try:
         with connection.cursor() as cursor:

@@ -24,6 +24,7 @@ from pgvector.django import CosineDistance
 from documents.models import DocumentEmbedding
 from documents.providers.base import EmbeddingError
 from documents.providers.factory import get_previous_provider, get_provider
+from embedding_site.db.base import version_tuple
 
 MAX_RESULTS = 100
 SNIPPET_CHARACTERS = 300
@@ -146,15 +147,11 @@ def _widen_index_scan(ef_search: int) -> None:
         if iterative is None:
             cursor.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
             row = cursor.fetchone()
-            iterative = _iterative_scan[raw] = row is not None and _version(row[0]) >= (0, 8)
+            iterative = _iterative_scan[raw] = row is not None and version_tuple(row[0]) >= (0, 8)
         statement = "SELECT set_config('hnsw.ef_search', %s, true)"
         if iterative:
             statement += ", set_config('hnsw.iterative_scan', 'relaxed_order', true)"
         cursor.execute(statement, [str(ef_search)])
-
-
-def _version(text: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 def check_query(query) -> None:

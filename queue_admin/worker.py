@@ -193,7 +193,7 @@ class QueueWorker:
                         self.stop_requested.wait(IDLE_POLL_SECONDS)
                         continue
                     batches += 1
-                    writing = (writer.submit(self._write_batch, batch), batch)
+                    writing = (writer.submit(self._write_batch_on_writer_thread, batch), batch)
             finally:
                 settle()
                 writer.submit(_close_this_threads_connections).result()
@@ -290,12 +290,17 @@ class QueueWorker:
     def _write_batch(self, batch: "_Batch") -> None:
         """Write the batch's chunks and complete its items (one transaction); on the writer
         thread in run(). On failure the batch is given back and the error raised."""
-        close_old_connections()  # this thread's session: reconnects after the database restarted
         try:
             self._write(batch.plans, batch.report)
         except Exception:
             self._give_back(batch.items)
             raise
+
+    def _write_batch_on_writer_thread(self, batch: "_Batch") -> None:
+        # The writer's own session: dropped and reopened here after the database restarted, as
+        # _prepare_batch does for the loop's session.
+        close_old_connections()
+        self._write_batch(batch)
 
     def _give_back(self, items: list[queue_sql.ClaimedItem]) -> None:
         """Nothing any one item can be blamed for: give the batch back now rather than hold it

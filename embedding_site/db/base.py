@@ -18,7 +18,8 @@ _checked = threading.Event()
 _lock = threading.Lock()
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
+def version_tuple(text: str) -> tuple[int, ...]:
+    """'0.8.5' → (0, 8, 5), for comparing extension versions."""
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
@@ -54,7 +55,7 @@ def check_pgvector(connection) -> None:
         )
     default_version, installed_version = row
     version = installed_version or default_version
-    if _version_tuple(version) < MIN_PGVECTOR:
+    if version_tuple(version) < MIN_PGVECTOR:
         raise ImproperlyConfigured(
             f"pgvector {version} is too old; Sidecar needs pgvector >= 0.7 (HNSW indexes, "
             "halfvec). Upgrade it with ALTER EXTENSION vector UPDATE."
