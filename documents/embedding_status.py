@@ -9,11 +9,14 @@ One status per document, the first that applies:
   never fresh (the workers write no chunks for it), so testing it after ``fresh`` changes
   nothing but saves reading the text of every fresh document;
 * ``failed``  — its newest queue item failed (a dead letter);
+* ``cancelled`` — its newest queue item was cancelled by a person;
 * ``stale``   — it has chunks (of any model), but not from its current text with this model;
 * ``missing`` — it has no chunks at all.
 
-``stale`` and ``missing`` are what ``queue_admin.backfill`` selects as STALE and MISSING (less
-the queued and failed ones), so the list, its filter and the backfill page agree.
+``failed`` and ``cancelled`` documents are held for a person: neither reconciliation nor backfill
+(without ``--include-failed``) queues them again. ``stale`` and ``missing`` are what
+``queue_admin.backfill`` selects as STALE and MISSING (less the queued and held ones), so the
+list, its filter and the backfill page agree.
 
 Staying fast on a large table: the list computes statuses for the rows of one page only
 (`for_page`), and each filter is a WHERE clause of EXISTS / NOT EXISTS tests on indexed
@@ -44,13 +47,16 @@ from django.db.models.functions import Coalesce
 from documents.models import DocumentEmbedding
 from queue_admin.models import QueueItem
 
-QUEUED, EMPTY, FRESH, FAILED, STALE, MISSING = "queued", "empty", "fresh", "failed", "stale", "missing"
+QUEUED, EMPTY, FRESH, FAILED, CANCELLED, STALE, MISSING = (
+    "queued", "empty", "fresh", "failed", "cancelled", "stale", "missing"
+)  # fmt: skip
 CHOICES = [
     (FRESH, "fresh"),
     (STALE, "stale"),
     (MISSING, "missing"),
     (QUEUED, "queued"),
     (FAILED, "failed"),
+    (CANCELLED, "cancelled"),
     (EMPTY, "no text"),
 ]
 LABELS = dict(CHOICES)
@@ -58,7 +64,10 @@ EXPLANATIONS = {
     QUEUED: "waiting in the queue, or being embedded now.",
     EMPTY: "the text is blank: there is nothing to embed.",
     FRESH: "embedded from the current text with the configured model.",
-    FAILED: "the last attempt failed (the error is below): retry it from Dead letters, or re-embed it.",
+    FAILED: "the last attempt failed (the error is below): it is not queued again until you retry it "
+    "from Dead letters, re-embed it, or its text changes.",
+    CANCELLED: "its queue item was cancelled by a person: it is not queued again until you retry or "
+    "re-embed it, or its text changes.",
     STALE: "embedded, but from an earlier text or by another model: a backfill re-embeds it.",
     MISSING: "never embedded: a backfill embeds it.",
 }
@@ -104,16 +113,14 @@ def _any_chunk():
     return DocumentEmbedding.objects.filter(document=OuterRef("pk"), chunk_index=0)
 
 
-def _latest_item_failed():
-    """The document's newest queue item is a failed one: a failed item with no newer item
-    (created later, or at the same instant with a greater id). Failed items are few, so for
-    most documents the first probe already answers."""
+def _newest_item_is(status: str):
+    """The document's newest queue item is in `status`: such an item with no newer item
+    (created later, or at the same instant with a greater id). Failed and cancelled items are
+    few, so for most documents the first probe already answers."""
     newer = QueueItem.objects.filter(document=OuterRef("document")).filter(
         Q(created_at__gt=OuterRef("created_at")) | Q(created_at=OuterRef("created_at"), id__gt=OuterRef("id"))
     )
-    return QueueItem.objects.filter(document=OuterRef("pk"), status=QueueItem.Status.FAILED).filter(
-        ~Exists(newer)
-    )
+    return QueueItem.objects.filter(document=OuterRef("pk"), status=status).filter(~Exists(newer))
 
 
 def _tests(model: str) -> dict[str, Q]:
@@ -122,7 +129,8 @@ def _tests(model: str) -> dict[str, Q]:
         QUEUED: Q(Exists(_live_item())),
         FRESH: _is_current(model),
         EMPTY: Q(is_blank=True),
-        FAILED: Q(Exists(_latest_item_failed())),
+        FAILED: Q(Exists(_newest_item_is(QueueItem.Status.FAILED))),
+        CANCELLED: Q(Exists(_newest_item_is(QueueItem.Status.CANCELLED))),
         STALE: Q(Exists(_any_chunk())),
     }
 
@@ -133,13 +141,15 @@ def _conditions(model: str) -> dict[str, Q]:
     it; a document without chunks is not fresh either)."""
     test = _tests(model)
     not_queued, not_fresh, not_blank = ~test[QUEUED], _is_not_current(model), ~test[EMPTY]
+    not_held = ~test[FAILED] & ~test[CANCELLED]
     return {
         QUEUED: test[QUEUED],
         FRESH: not_queued & test[FRESH],
         EMPTY: not_queued & test[EMPTY],
         FAILED: not_queued & not_blank & not_fresh & test[FAILED],
-        STALE: not_queued & not_blank & not_fresh & ~test[FAILED] & test[STALE],
-        MISSING: not_queued & not_blank & ~test[FAILED] & ~test[STALE],
+        CANCELLED: not_queued & not_blank & not_fresh & ~test[FAILED] & test[CANCELLED],
+        STALE: not_queued & not_blank & not_fresh & not_held & test[STALE],
+        MISSING: not_queued & not_blank & not_held & ~test[STALE],
     }
 
 
@@ -164,7 +174,10 @@ def annotate(queryset: QuerySet, model: str) -> QuerySet:
     return _with_inputs(queryset).annotate(
         # CASE takes the first WHEN that holds: each test runs only if the earlier ones failed.
         embedding_status=Case(
-            *(When(tests[status], then=Value(status)) for status in (QUEUED, FRESH, EMPTY, FAILED, STALE)),
+            *(
+                When(tests[status], then=Value(status))
+                for status in (QUEUED, FRESH, EMPTY, FAILED, CANCELLED, STALE)
+            ),
             default=Value(MISSING),
             output_field=CharField(),
         ),

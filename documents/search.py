@@ -72,10 +72,10 @@ def documents_not_covered(model: str) -> int:
     cached = _coverage.get(model)
     if cached and time.monotonic() - cached[0] < COVERAGE_CACHE_SECONDS:
         return cached[1]
-    # The same selection backfill uses: "missing or stale" for this model.
+    # The same selection backfill uses: "missing or stale" for this model, held ones included.
     from queue_admin import backfill
 
-    missing = backfill.count(backfill.MISSING_OR_STALE, model).documents
+    missing = backfill.count(backfill.MISSING_OR_STALE, model, include_held=True).documents
     _coverage[model] = (time.monotonic(), missing)
     return missing
 

@@ -8,7 +8,7 @@ component               checks                                                  
 ``database``            a connection answers ``SELECT 1``                          fail (503)
 ``migrations``          no migration of this code is unapplied                     fail (503)
 ``pgvector``            the ``vector`` extension is installed                      fail (503)
-``workers``             at least one worker heartbeats on time                     warn
+``workers``             a worker heartbeats; none late or dead in the last hour    warn
 ``breaker``             the remote provider's shared circuit breaker is closed     warn
 ``queue``               the queue is enabled (``queue_enabled``)                   warn
 ======================  =========================================================  ==========
@@ -79,12 +79,21 @@ def _check_pgvector(connection) -> tuple[str, str]:
 
 
 def _check_workers(_connection) -> tuple[str, str]:
-    from queue_admin.registry import alive_workers
+    from queue_admin.registry import worker_counts
 
-    alive = alive_workers().count()
-    if alive:
-        return OK, f"{alive} live worker{'s' if alive != 1 else ''}"
-    return WARN, "no live worker: queued documents are not being embedded (start manage.py qcluster)"
+    workers = worker_counts()
+    if not workers.live:
+        detail = "no live worker: queued documents are not being embedded (start manage.py qcluster)"
+    else:
+        detail = f"{workers.live} live worker{'s' if workers.live != 1 else ''}"
+    if workers.late:
+        detail += f"; {workers.late} late (silent for over 1.5 heartbeat intervals)"
+    if workers.dead_recently:
+        detail += (
+            f"; {workers.dead_recently} died in the last hour (stopped heartbeating without saying goodbye)"
+        )
+    healthy = workers.live and not workers.late and not workers.dead_recently
+    return (OK if healthy else WARN), detail
 
 
 def _check_breaker(_connection) -> tuple[str, str]:

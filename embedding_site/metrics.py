@@ -68,12 +68,22 @@ def queue_families() -> list:
         _gauge(
             "sidecar_queue_enabled", "1 when the queue_enabled setting is on.", int(status["queue_enabled"])
         ),
-        _gauge("sidecar_workers_live", "Workers heartbeating on time.", status["live_workers"]),
+        _gauge("sidecar_workers_live", "Workers heartbeating, on time or late.", status["live_workers"]),
+        _gauge(
+            "sidecar_workers_late",
+            "Live workers silent for over 1.5 heartbeat intervals.",
+            status["late_workers"],
+        ),
+        _gauge(
+            "sidecar_workers_dead_last_hour",
+            "Workers that stopped heartbeating without saying goodbye, last heartbeat in the last hour.",
+            status["dead_workers_last_hour"],
+        ),
     ]
 
 
 def worker_families() -> list:
-    """Per worker still registered as running (active or idle; stopped ones would pile up as
+    """Per worker still registered as running (active or idle; finished ones would pile up as
     series, one per drain), heartbeat age and its registry counters. All-time totals are in
     `worker_metric_families`: sums of registry rows would fall when dead workers are cleared."""
     from queue_admin.models import Worker
@@ -93,7 +103,7 @@ def worker_families() -> list:
         for field, (name, what) in fields.items()
     }
     running = (
-        Worker.objects.exclude(status=Worker.Status.STOPPED)
+        Worker.objects.filter(status__in=Worker.RUNNING_STATUSES)
         .annotate(heartbeat_age=Now() - F("last_heartbeat"))
         .order_by("worker_id")
     )

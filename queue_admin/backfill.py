@@ -25,9 +25,27 @@ _CURRENT = """EXISTS (SELECT 1 FROM document_embeddings e
 _ANY = """EXISTS (SELECT 1 FROM document_embeddings e WHERE e.document_id = d.id AND e.chunk_index = 0)"""
 _LIVE_ITEM = """EXISTS (SELECT 1 FROM embedding_queue q
                          WHERE q.document_id = d.id AND q.status IN ('pending', 'processing', 'rate_limited'))"""
-_FAILED_ITEM = (
-    """EXISTS (SELECT 1 FROM embedding_queue q WHERE q.document_id = d.id AND q.status = 'failed')"""
-)
+
+
+def _newest_item_is(*statuses: str) -> str:
+    """The document's newest queue item (latest created_at, then greatest id: the same order as
+    `documents.embedding_status`) is in one of `statuses`. Failed and cancelled items are few,
+    so the inner test runs for few documents."""
+    listed = ", ".join(f"'{status}'" for status in statuses)
+    return f"""EXISTS (SELECT 1 FROM embedding_queue q
+                        WHERE q.document_id = d.id AND q.status IN ({listed})
+                          AND NOT EXISTS (SELECT 1 FROM embedding_queue n
+                                           WHERE n.document_id = d.id
+                                             AND (n.created_at, n.id) > (q.created_at, q.id)))"""
+
+
+_NEWEST_FAILED = _newest_item_is("failed")
+_NEWEST_CANCELLED = _newest_item_is("cancelled")
+# Held for a person: the newest item failed (a dead letter) or a person cancelled it. Only a
+# retry, a re-embed or a new text (the trigger queues a new item) moves it on; queueing it again
+# by machine would fail again, add a dead letter each time and, with a paid provider, cost a
+# request each time.
+_HELD = _newest_item_is("failed", "cancelled")
 
 _CONDITIONS = {
     # never embedded, by any model
@@ -43,6 +61,9 @@ _CONDITIONS = {
 class Selection:
     documents: int
     estimated_tokens: int
+    # Matching documents left out because they are held for a person (newest item failed or
+    # cancelled); 0 when they were included.
+    held_back: int = 0
 
 
 @dataclass(frozen=True)
@@ -74,10 +95,12 @@ def estimate(selection: Selection) -> Estimate:
     )
 
 
-def _where(kind: str, *, skip_live: bool) -> str:
+def _where(kind: str, *, skip_live: bool, include_held: bool) -> str:
     clauses = ["NOT sidecar_is_blank(d.content)", _CONDITIONS[kind]]
     if skip_live:
         clauses.append(f"NOT {_LIVE_ITEM}")
+    if not include_held:
+        clauses.append(f"NOT {_HELD}")
     return " AND ".join(clauses)
 
 
@@ -87,38 +110,57 @@ class Freshness:
     fresh: int
     stale: int
     missing: int
-    failed: int  # of the stale and missing: in the dead-letter list and not queued again
+    # Of the stale and missing, held for a person and not queued again (not by reconciliation,
+    # not by backfill unless --include-failed): the newest item failed (a dead letter) ...
+    failed: int
+    cancelled: int = 0  # ... or a person cancelled it
 
 
 def freshness(model: str) -> Freshness:
     """Every document with text, sorted by the same conditions `count` and `enqueue` select
     (fresh, stale, missing), plus how many of the unfinished ones only a person can move on
-    (a failed item, no live one). One pass over the documents: slow on big tables, so the
-    dashboard reads it from the snapshot the reconciliation schedule keeps (`freshness.py`)."""
+    (held: newest item failed or cancelled, no live one). One pass over the documents: slow on
+    big tables, so the dashboard reads it from the snapshot the reconciliation schedule keeps
+    (`freshness.py`)."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT count(*), count(*) FILTER (WHERE state = 'fresh'), count(*) FILTER (WHERE state = 'stale'),
                        count(*) FILTER (WHERE state = 'missing'),
-                       count(*) FILTER (WHERE state <> 'fresh' AND {_FAILED_ITEM} AND NOT {_LIVE_ITEM})
+                       count(*) FILTER (WHERE state <> 'fresh' AND {_NEWEST_FAILED} AND NOT {_LIVE_ITEM}),
+                       count(*) FILTER (WHERE state <> 'fresh' AND {_NEWEST_CANCELLED} AND NOT {_LIVE_ITEM})
                   FROM (SELECT d.id, CASE WHEN NOT ({_CONDITIONS[MISSING_OR_STALE]}) THEN 'fresh'
                                           WHEN {_ANY} THEN 'stale' ELSE 'missing' END AS state
-                          FROM source_documents d WHERE {_where(ALL, skip_live=False)}) d""",
+                          FROM source_documents d
+                         WHERE {_where(ALL, skip_live=False, include_held=True)}) d""",
             {"model": model},
         )
         return Freshness(*cursor.fetchone())
 
 
-def count(kind: str, model: str, *, limit: int | None = None, skip_live: bool = False) -> Selection:
-    """How many documents match, and roughly how many tokens they hold (4 characters each)."""
+def count(
+    kind: str, model: str, *, limit: int | None = None, skip_live: bool = False, include_held: bool = False
+) -> Selection:
+    """How many documents match, roughly how many tokens they hold (4 characters each), and how
+    many matching ones are left out as held for a person (unless `include_held`)."""
+    params = {"model": model, "limit": limit}
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT count(*), coalesce(sum(char_length(content) / 4 + 1), 0)
-                  FROM (SELECT d.content FROM source_documents d WHERE {_where(kind, skip_live=skip_live)}
+                  FROM (SELECT d.content FROM source_documents d
+                         WHERE {_where(kind, skip_live=skip_live, include_held=include_held)}
                         LIMIT %(limit)s) picked""",
-            {"model": model, "limit": limit},
+            params,
         )
         documents, tokens = cursor.fetchone()
-    return Selection(documents, int(tokens))
+        held_back = 0
+        if not include_held:
+            cursor.execute(
+                f"""SELECT count(*) FROM source_documents d
+                     WHERE {_where(kind, skip_live=skip_live, include_held=True)} AND {_HELD}""",
+                params,
+            )
+            held_back = cursor.fetchone()[0]
+    return Selection(documents, int(tokens), held_back)
 
 
 def enqueue(
@@ -128,9 +170,11 @@ def enqueue(
     priority: str,
     limit: int | None = None,
     skip_live: bool = False,
+    include_held: bool = False,
     sessions: int = 1,
 ) -> int:
     """Queue the matching documents at `priority` (forced for ALL); returns items queued or raised.
+    Documents held for a person (newest item failed or cancelled) only with `include_held`.
 
     `sessions` > 1 splits the documents into that many disjoint parts (by a byte of the id)
     queued at once, each by one statement in its own database session: queueing is
@@ -140,11 +184,12 @@ def enqueue(
     items queued, and running it again queues only the rest (live items are coalesced).
     With `limit` it is one statement, so that the limit is exact.
     """
+    where = _where(kind, skip_live=skip_live, include_held=include_held)
     if sessions <= 1 or limit is not None:
-        return _enqueue_part(kind, model, priority, limit, skip_live)
+        return _enqueue_part(where, kind, model, priority, limit)
     with ThreadPoolExecutor(sessions, thread_name_prefix="backfill") as pool:
         parts = [
-            pool.submit(_enqueue_in_own_session, kind, model, priority, skip_live, (part, sessions))
+            pool.submit(_enqueue_in_own_session, where, kind, model, priority, (part, sessions))
             for part in range(sessions)
         ]
         errors = [part.exception() for part in parts]
@@ -166,15 +211,14 @@ class PartlyQueued(Exception):
         )
 
 
-def _enqueue_in_own_session(kind, model, priority, skip_live, part) -> int:
+def _enqueue_in_own_session(where, kind, model, priority, part) -> int:
     try:
-        return _enqueue_part(kind, model, priority, None, skip_live, part)
+        return _enqueue_part(where, kind, model, priority, None, part)
     finally:
         connections.close_all()  # this thread's connections only (Django's are per thread)
 
 
-def _enqueue_part(kind, model, priority, limit, skip_live, part: tuple[int, int] | None = None) -> int:
-    where = _where(kind, skip_live=skip_live)
+def _enqueue_part(where, kind, model, priority, limit, part: tuple[int, int] | None = None) -> int:
     if part is not None:
         where += " AND get_byte(uuid_send(d.id), 15) %% %(parts)s = %(part)s"
     with connections["default"].cursor() as cursor:
@@ -190,8 +234,8 @@ def _enqueue_part(kind, model, priority, limit, skip_live, part: tuple[int, int]
 
 
 def reconcile(model: str) -> int:
-    """Queue, at low priority, documents whose embedding is missing or stale and that have no
-    live item: what the triggers missed. Returns how many were queued."""
+    """Queue, at low priority, documents whose embedding is missing or stale, that have no live
+    item and are not held for a person: what the triggers missed. Returns how many were queued."""
     queued = enqueue(MISSING_OR_STALE, model, priority="low", skip_live=True)
     if queued:
         logger.warning("reconciliation queued %s documents the triggers had missed", queued)

@@ -4,7 +4,7 @@
 same as `manage.py queue_status`), documents completed per minute over the last hour, failures
 in that hour and their commonest messages, the time to drain at the recent rate, each
 provider's shared breaker and quota use, the provider in use, documents fresh / stale / missing
-/ failed (`freshness`), and live workers. Nothing here counts every row of a big table; figures
+/ failed (`freshness`), and workers by health (`registry.worker_counts`). Nothing here counts every row of a big table; figures
 that are estimates or snapshots say so (`Count.estimated`, `DocumentFreshness.counted_at`).
 """
 
@@ -81,7 +81,11 @@ class Dashboard:
     breaker: dict  # the provider in use's breaker, as `status.provider_breaker()`
     provider_limits: list[ProviderLimits]
     documents: freshness.DocumentFreshness
-    live_workers: int
+    workers: registry.WorkerCounts
+
+    @property
+    def live_workers(self) -> int:
+        return self.workers.live
 
     @property
     def error_rate(self) -> float | None:
@@ -213,5 +217,5 @@ def dashboard() -> Dashboard:
         breaker=status.provider_breaker(),
         provider_limits=provider_limits(provider.model_id, settings_now),
         documents=freshness.document_freshness(provider.model_id),
-        live_workers=registry.alive_workers().count(),
+        workers=registry.worker_counts(),
     )

@@ -43,6 +43,7 @@ def refresh_snapshot(model: str) -> FreshnessSnapshot:
             "stale": counts.stale,
             "missing": counts.missing,
             "failed": counts.failed,
+            "cancelled": counts.cancelled,
             "counted_at": counted_at,
             "duration_ms": round((time.monotonic() - started) * 1000),
         },
@@ -61,6 +62,11 @@ def document_freshness(model: str) -> DocumentFreshness:
     if snapshot is None:
         return DocumentFreshness(None, None)
     counts = backfill.Freshness(
-        snapshot.documents, snapshot.fresh, snapshot.stale, snapshot.missing, snapshot.failed
+        snapshot.documents,
+        snapshot.fresh,
+        snapshot.stale,
+        snapshot.missing,
+        snapshot.failed,
+        snapshot.cancelled,
     )
     return DocumentFreshness(counts, snapshot.counted_at)

@@ -141,13 +141,20 @@ class StuckItem(QueueItem):
 
 
 class Worker(models.Model):
-    """A worker process's registration and heartbeat; written only by the workers."""
+    """A worker process's registration and heartbeat; written only by the workers.
+
+    A worker that ends its run says goodbye and is *finished* (drains retire every couple of
+    minutes: that is turnover, not a failure); one that stops heartbeating without a goodbye
+    (killed, crashed, hung) is *dead*, as marked by whichever worker notices. Both keep their
+    row; `queue_admin.registry` defines how each is counted."""
 
     class Status(models.TextChoices):
         ACTIVE = "active"
         IDLE = "idle"
-        STOPPED = "stopped"
-        ERROR = "error"
+        FINISHED = "finished"
+        DEAD = "dead"
+
+    RUNNING_STATUSES = (Status.ACTIVE, Status.IDLE)
 
     worker_id = models.CharField(max_length=200, primary_key=True)
     hostname = models.CharField(max_length=255)
@@ -297,7 +304,10 @@ class FreshnessSnapshot(models.Model):
     fresh = models.PositiveBigIntegerField()
     stale = models.PositiveBigIntegerField()
     missing = models.PositiveBigIntegerField()
-    failed = models.PositiveBigIntegerField(help_text="not fresh, in the dead-letter list, not queued again")
+    failed = models.PositiveBigIntegerField(help_text="not fresh, newest item failed, not queued again")
+    cancelled = models.PositiveBigIntegerField(
+        default=0, help_text="not fresh, newest item cancelled by a person, not queued again"
+    )
     counted_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(default=0)
 

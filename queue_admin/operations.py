@@ -94,7 +94,7 @@ def requeue_stuck(item_ids: Iterable, user=None) -> Outcome:
 
 
 def clear_dead_workers(worker_ids: Iterable | None = None, user=None) -> Outcome:
-    """Delete registry rows of workers that are not alive (stopped, errored, or silent for
+    """Delete registry rows of workers that are not alive (dead, finished, or silent for
     three heartbeat intervals): all of them, or those of `worker_ids`. Live workers are never
     removed: their row is how they are seen. Queue items keep their worker id as history."""
     candidates = (

@@ -1,9 +1,12 @@
 """The workers' registry (`embedding_queue_workers`): who is alive, what they did.
 
 Each worker registers, heartbeats from a background thread at the configured interval
-(renewing the leases of what it holds), and records its counts after every batch. A worker
-silent for three intervals is marked stopped by whichever worker notices; its expired leases
-are reclaimed the same way.
+(renewing the leases of what it holds), records its counts after every batch, and says
+goodbye when its run ends (*finished*). A worker silent for three intervals is marked *dead*
+by whichever worker notices; its expired leases are reclaimed the same way.
+
+`health_conditions` is the one definition of a worker's health (ok, late, dead, finished) that
+the workers page, the dashboard, /readyz, /metrics and queue_status all count by.
 """
 
 import logging
@@ -11,11 +14,12 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 from datetime import timedelta
 
 import psutil
 from django.db import connection, transaction
-from django.db.models import F
+from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import Now
 
 from queue_admin import config, queue_sql
@@ -23,7 +27,19 @@ from queue_admin.models import Worker
 
 logger = logging.getLogger("sidecar.worker")
 
-SILENT_INTERVALS_BEFORE_STOPPED = 3
+# Late after this many heartbeat intervals of silence, dead after SILENT_INTERVALS_BEFORE_DEAD.
+LATE_AFTER_INTERVALS = 1.5
+SILENT_INTERVALS_BEFORE_DEAD = 3
+# A death stays news (the dashboard in red, /readyz "warn") this long after the last heartbeat,
+# or until a person clears the worker's row.
+RECENTLY_DEAD_MINUTES = 60
+OK, LATE, DEAD, FINISHED = "ok", "late", "dead", "finished"
+HEALTH_LABELS = {
+    OK: "heartbeating on time",
+    LATE: "late: silent for over 1.5 heartbeat intervals",
+    DEAD: "dead: stopped heartbeating without saying goodbye",
+    FINISHED: "finished: ended its run normally",
+}
 # Reclaiming is cheap (a partial index) but need not run on every batch of every worker.
 RECLAIM_EVERY_SECONDS = 5.0
 _last_reclaim = {"at": float("-inf")}
@@ -61,14 +77,61 @@ def register(worker_id: str, *, group: str | None = None, limit: int | None = No
     return True
 
 
-def alive_workers(group: str | None = None):
-    """Workers that heartbeat on time (not silent for three intervals), optionally of a group."""
-    silent_ms = config.current()["worker_heartbeat_interval_ms"] * SILENT_INTERVALS_BEFORE_STOPPED
-    alive = Worker.objects.filter(
-        status__in=[Worker.Status.ACTIVE, Worker.Status.IDLE],
-        last_heartbeat__gte=Now() - timedelta(milliseconds=silent_ms),
+def health_conditions(settings: dict | None = None) -> dict[str, Q]:
+    """Each health (OK, LATE, DEAD, FINISHED) as a condition on registry rows, judged by the
+    database's clock (the one the workers stamp their heartbeats with). Every worker row meets
+    exactly one."""
+    interval = timedelta(milliseconds=(settings or config.current())["worker_heartbeat_interval_ms"])
+    running = Q(status__in=Worker.RUNNING_STATUSES)
+    on_time = Q(last_heartbeat__gte=Now() - interval * LATE_AFTER_INTERVALS)
+    heard_from = Q(last_heartbeat__gte=Now() - interval * SILENT_INTERVALS_BEFORE_DEAD)
+    return {
+        OK: running & on_time,
+        LATE: running & heard_from & ~on_time,
+        # Silent but not yet marked (no worker has looked since) is dead already.
+        DEAD: Q(status=Worker.Status.DEAD) | (running & ~heard_from),
+        FINISHED: Q(status=Worker.Status.FINISHED),
+    }
+
+
+def with_health(queryset: QuerySet) -> QuerySet:
+    """Annotate `health` (OK, LATE, DEAD or FINISHED) on a Worker queryset."""
+    conditions = health_conditions()
+    return queryset.annotate(
+        health=Case(
+            *(When(condition, then=Value(name)) for name, condition in conditions.items()),
+            output_field=CharField(),
+        )
     )
+
+
+def alive_workers(group: str | None = None):
+    """Workers heartbeating (on time or late, not yet dead), optionally of a group."""
+    conditions = health_conditions()
+    alive = Worker.objects.filter(conditions[OK] | conditions[LATE])
     return alive.filter(worker_id__contains=group) if group else alive
+
+
+@dataclass(frozen=True)
+class WorkerCounts:
+    live: int  # heartbeating: on time or late
+    late: int  # of the live, late
+    dead_recently: int  # dead, with a last heartbeat in the last RECENTLY_DEAD_MINUTES
+    finished: int  # ended their run normally, kept until the cleanup schedule removes them
+
+
+def worker_counts() -> WorkerCounts:
+    """The registry by health, in one statement over the (small) workers table."""
+    conditions = health_conditions()
+    recently = Q(last_heartbeat__gte=Now() - timedelta(minutes=RECENTLY_DEAD_MINUTES))
+    return WorkerCounts(
+        **Worker.objects.aggregate(
+            live=Count("pk", filter=conditions[OK] | conditions[LATE]),
+            late=Count("pk", filter=conditions[LATE]),
+            dead_recently=Count("pk", filter=conditions[DEAD] & recently),
+            finished=Count("pk", filter=conditions[FINISHED]),
+        )
+    )
 
 
 def recent_hosts(minutes: int = 10) -> int:
@@ -82,7 +145,7 @@ def recent_hosts(minutes: int = 10) -> int:
 
 
 def free_places_of_dead_local_workers(group: str | None = None) -> int:
-    """Mark stopped the workers registered from this host whose process no longer exists (killed,
+    """Mark dead the workers registered from this host whose process no longer exists (killed,
     crashed); returns how many.
 
     A killed worker counts as alive until it has been silent for three heartbeat intervals, and
@@ -100,9 +163,9 @@ def free_places_of_dead_local_workers(group: str | None = None) -> int:
     ]
     if dead:
         Worker.objects.filter(worker_id__in=dead).update(
-            status=Worker.Status.STOPPED, current_batch_id=None, updated_at=Now()
+            status=Worker.Status.DEAD, current_batch_id=None, updated_at=Now()
         )
-        logger.warning("marked %s workers of this host stopped: their processes are gone", len(dead))
+        logger.warning("marked %s workers of this host dead: their processes are gone", len(dead))
     return len(dead)
 
 
@@ -115,11 +178,21 @@ def _process_gone(pid: int) -> bool:
         return False
 
 
-def mark_stopped(worker_id: str) -> None:
+def mark_finished(worker_id: str) -> None:
+    """The worker's goodbye at the end of its run."""
     Worker.objects.filter(worker_id=worker_id).update(
-        status=Worker.Status.STOPPED, current_batch_id=None, updated_at=Now()
+        status=Worker.Status.FINISHED, current_batch_id=None, updated_at=Now()
     )
-    logger.info("worker %s stopped", worker_id)
+    logger.info("worker %s finished", worker_id)
+
+
+def delete_finished(older_than_hours: int) -> int:
+    """Delete the rows of workers that finished more than `older_than_hours` ago; returns how
+    many. Dead workers are kept until a person clears them: a death is worth a look."""
+    deleted, _ = Worker.objects.filter(
+        status=Worker.Status.FINISHED, updated_at__lt=Now() - timedelta(hours=older_than_hours)
+    ).delete()
+    return deleted
 
 
 def set_batch(worker_id: str, batch_id) -> None:
@@ -142,7 +215,7 @@ def record_batch(worker_id: str, report, elapsed_ms: int) -> None:
 
 
 def reclaim_and_expire(settings: dict) -> None:
-    """Every few seconds: take back expired leases and mark silent workers stopped."""
+    """Every few seconds: take back expired leases and mark silent workers dead."""
     now = time.monotonic()
     if now - _last_reclaim["at"] < RECLAIM_EVERY_SECONDS:
         return
@@ -150,16 +223,10 @@ def reclaim_and_expire(settings: dict) -> None:
     requeued, failed = queue_sql.reclaim_expired_leases()
     if requeued or failed:
         logger.warning("reclaimed %s items with expired leases (%s moved to failed)", requeued, failed)
-    silent_ms = settings["worker_heartbeat_interval_ms"] * SILENT_INTERVALS_BEFORE_STOPPED
-    with connection.cursor() as cursor:
-        cursor.execute(
-            """UPDATE embedding_queue_workers SET status = 'stopped', current_batch_id = NULL, updated_at = now()
-                WHERE status IN ('active', 'idle')
-                  AND last_heartbeat < statement_timestamp() - make_interval(secs => %s / 1000.0)""",
-            [silent_ms],
-        )
-        if cursor.rowcount:
-            logger.warning("marked %s silent workers stopped", cursor.rowcount)
+    silent = Worker.objects.filter(health_conditions(settings)[DEAD]).exclude(status=Worker.Status.DEAD)
+    marked = silent.update(status=Worker.Status.DEAD, current_batch_id=None, updated_at=Now())
+    if marked:
+        logger.warning("marked %s silent workers dead", marked)
 
 
 class Heartbeat(threading.Thread):

@@ -37,13 +37,14 @@ def provider_breaker() -> dict:
 
 
 def queue_status() -> dict:
-    """Counts by status and priority, oldest pending age, recent throughput, live workers,
+    """Counts by status and priority, oldest pending age, recent throughput, workers by health,
     breaker, queue switch and model: the keys README's "Operations" section documents.
     `counts.estimated_statuses` lists the statuses whose counts include planner estimates."""
     counts = queue_counts.by_status_and_priority()
     by_status = {status: queue_counts.total(row) for status, row in counts.items()}
     now = queue_counts.database_now()
     rate = backfill.recent_rate(THROUGHPUT_WINDOW_MINUTES)
+    workers = registry.worker_counts()
     return {
         "version": STATUS_FORMAT_VERSION,
         "generated_at": now.astimezone(UTC).isoformat(),
@@ -61,7 +62,9 @@ def queue_status() -> dict:
         },
         "oldest_pending_age_seconds": queue_counts.oldest_pending_age_seconds(now),
         "throughput_per_second_15m": round(rate, 3) if rate is not None else None,
-        "live_workers": registry.alive_workers().count(),
+        "live_workers": workers.live,
+        "late_workers": workers.late,
+        "dead_workers_last_hour": workers.dead_recently,
         "breaker": provider_breaker(),
     }
 
@@ -76,7 +79,13 @@ def format_status(status: dict) -> str:
         f"Sidecar queue at {datetime.fromisoformat(status['generated_at']):%Y-%m-%d %H:%M:%S} UTC",
         f"  queue:        {'enabled' if status['queue_enabled'] else 'PAUSED'}",
         f"  model:        {status['provider_model_id']}",
-        f"  live workers: {status['live_workers']}",
+        f"  live workers: {status['live_workers']}"
+        + (f", {status['late_workers']} late" if status["late_workers"] else "")
+        + (
+            f" ({status['dead_workers_last_hour']} died in the last hour)"
+            if status["dead_workers_last_hour"]
+            else ""
+        ),
         f"  breaker:      {breaker['state'].replace('_', ' ')}"
         + (f" ({breaker['failures']} consecutive failures)" if breaker["failures"] else ""),
         f"  oldest pending: {'none' if age is None else f'{age:.0f} s'}",

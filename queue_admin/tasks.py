@@ -88,6 +88,10 @@ def reconcile() -> int:
 
 
 def delete_old_completed() -> int:
-    deleted = backfill.delete_old_completed(config.current()["queue_cleanup_interval_hours"])
-    logger.info("deleted %s completed queue items", deleted)
+    """Delete completed items, and the rows of workers that finished, older than the retention
+    setting; returns how many items were deleted."""
+    hours = config.current()["queue_cleanup_interval_hours"]
+    deleted = backfill.delete_old_completed(hours)
+    workers = registry.delete_finished(hours)
+    logger.info("deleted %s completed queue items and %s finished workers", deleted, workers)
     return deleted

@@ -141,7 +141,7 @@ class QueueWorker:
     def __exit__(self, *exc):
         if self.registered:
             self._heartbeat.stop()
-            registry.mark_stopped(self.worker_id)
+            registry.mark_finished(self.worker_id)
 
     def run(self, *, until_empty: bool = True, max_batches: int | None = None, deadline: float | None = None):
         """Process batches until the queue is empty (if `until_empty`), `max_batches` were

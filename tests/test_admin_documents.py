@@ -72,6 +72,7 @@ def every_state():
         "failed": make_document("failed"),
         "failed-then-fresh": make_document("failed-then-fresh", chunks=1),
         "failed-then-completed": make_document("failed-then-completed", chunks=1, text_hash="0" * 32),
+        "cancelled": make_document("cancelled", chunks=1, text_hash="0" * 32),
         "empty": make_document("empty", content="   "),
     }
     add_item(docs["queued"], "pending")
@@ -79,6 +80,7 @@ def every_state():
     add_item(docs["failed-then-fresh"], "failed", error="timeout")
     add_item(docs["failed-then-completed"], "failed", minutes_ago=10)
     add_item(docs["failed-then-completed"], "completed")
+    add_item(docs["cancelled"], "cancelled")
     return docs
 
 
@@ -91,6 +93,7 @@ EXPECTED = {
     "failed": "failed",
     "failed-then-fresh": "fresh",
     "failed-then-completed": "stale",
+    "cancelled": "cancelled",
     "empty": "empty",
 }
 
@@ -327,11 +330,13 @@ def test_backfill_page_estimates_before_queueing(admin_client, every_state, sett
     settings.EMBEDDING_PRICE_PER_MILLION_TOKENS = 0
     response = admin_client.get(BACKFILL)
     assert response.status_code == 200
-    # missing or stale, with text: stale, stale-other-model, missing, queued, failed, failed-then-completed
-    wanted = ["stale", "stale-other-model", "missing", "queued", "failed", "failed-then-completed"]
+    # missing or stale, with text, not held for a person (failed, cancelled): stale,
+    # stale-other-model, missing, queued, failed-then-completed
+    wanted = ["stale", "stale-other-model", "missing", "queued", "failed-then-completed"]
     tokens = sum(len(every_state[key].content) // 4 + 1 for key in wanted)
     text = estimate_text(response)
     assert f"<strong>{len(wanted)}</strong> documents, about <strong>{tokens}</strong> tokens" in text
+    assert "Left out: <strong>2</strong> documents whose last attempt failed or was cancelled" in text
     assert "no measured rate" in text and "EMBEDDING_PRICE_PER_MILLION_TOKENS is not set" in text
     assert not QueueItem.objects.filter(priority="low").exists()  # a GET queues nothing
 
@@ -349,9 +354,9 @@ def test_backfill_estimate_shows_time_at_the_recent_rate_and_cost(admin_client, 
                        now() - interval '30 seconds', now() - interval '10 seconds')""",
             [doc.pk],
         )
-    response = admin_client.get(BACKFILL, {"kind": "missing", "priority": "low"})
+    response = admin_client.get(BACKFILL, {"kind": "missing", "priority": "low", "include_failed": "on"})
     text = estimate_text(response)
-    # "missing" and "failed" have no chunks of any model; 2 documents at 0.5 a second: 4 s.
+    # "missing" and "failed" (included) have no chunks of any model; 2 documents at 0.5 a second: 4 s.
     assert "<strong>2</strong> documents, about" in text
     assert "(0.5 documents a second)" in text and "about <strong>0.1 minutes</strong>" in text
     assert "Estimated cost: <strong>0.0000</strong> at 0.02 per million tokens" in text
@@ -360,15 +365,31 @@ def test_backfill_estimate_shows_time_at_the_recent_rate_and_cost(admin_client, 
 def test_backfill_queues_missing_and_stale_at_the_chosen_priority(admin_client, every_state):
     response = admin_client.post(BACKFILL, {"kind": "missing_or_stale", "priority": "low"}, follow=True)
     assert response.redirect_chain[-1][0] == CHANGELIST
-    # "queued" keeps its medium item (low is not higher); the other five get low ones.
-    assert "Queued 5 documents (missing or stale) at low priority. Workers embed them in the background." in (
+    # "queued" keeps its medium item (low is not higher); "failed" and "cancelled" are held for a
+    # person; the other four get low ones.
+    assert "Queued 4 documents (missing or stale) at low priority. Workers embed them in the background." in (
         messages_of(response)
     )
     low = sorted(str(i.document) for i in QueueItem.objects.filter(priority="low", status="pending"))
-    assert low == sorted(["stale", "stale-other-model", "missing", "failed", "failed-then-completed"])
+    assert low == sorted(["stale", "stale-other-model", "missing", "failed-then-completed"])
     assert QueueItem.objects.get(document=every_state["queued"], status="pending").priority == "medium"
     assert not QueueItem.objects.filter(document__in=[every_state["fresh"], every_state["empty"]],
                                         status="pending").exists()  # fmt: skip
+
+
+def test_backfill_includes_failed_and_cancelled_documents_only_when_asked(admin_client, every_state):
+    page = estimate_text(admin_client.get(BACKFILL, {"kind": "missing_or_stale", "priority": "low",
+                                                     "include_failed": "on"}))  # fmt: skip
+    assert "<strong>7</strong> documents" in page and 'id="backfill-held-back"' not in page
+    assert '<input type="hidden" name="include_failed" value="on">' in page
+    response = admin_client.post(
+        BACKFILL, {"kind": "missing_or_stale", "priority": "low", "include_failed": "on"}, follow=True
+    )
+    assert "Queued 6 documents (missing or stale) at low priority." in messages_of(response)[0]
+    low = sorted(str(i.document) for i in QueueItem.objects.filter(priority="low", status="pending"))
+    assert low == sorted(
+        ["stale", "stale-other-model", "missing", "failed-then-completed", "failed", "cancelled"]
+    )
 
 
 def test_backfill_with_nothing_to_do_says_so(admin_client):

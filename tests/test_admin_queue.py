@@ -204,14 +204,14 @@ def test_workers_page_colours_heartbeats_and_clears_only_dead_workers(admin_clie
     Worker.objects.create(worker_id="fresh", hostname="a", pid=1, status="active")
     Worker.objects.create(worker_id="late", hostname="a", pid=2, status="idle")
     Worker.objects.create(worker_id="silent", hostname="b", pid=3, status="idle")
-    Worker.objects.create(worker_id="stopped", hostname="b", pid=4, status="stopped")
+    Worker.objects.create(worker_id="killed", hostname="b", pid=4, status="dead")
     interval_s = 30  # the default worker_heartbeat_interval_ms
     sql("UPDATE embedding_queue_workers SET last_heartbeat = now() - make_interval(secs => %s) WHERE worker_id = 'late'",
         [interval_s * 2])  # fmt: skip
     sql("UPDATE embedding_queue_workers SET last_heartbeat = now() - make_interval(secs => %s) WHERE worker_id = 'silent'",
         [interval_s * 4])  # fmt: skip
     page = admin_client.get("/admin/queue_admin/worker/").content.decode()
-    for worker, health in [("fresh", "ok"), ("late", "late"), ("silent", "dead"), ("stopped", "dead")]:
+    for worker, health in [("fresh", "ok"), ("late", "late"), ("silent", "dead"), ("killed", "dead")]:
         row = page[page.index(f">{worker}</a>") :].split("</tr>")[0]
         assert f'class="sidecar-heartbeat {health}"' in row, worker
 

@@ -179,10 +179,10 @@ def test_backfill_parts_cover_every_document_exactly_once():
 def test_backfill_part_failure_says_what_was_queued_and_what_to_do(corpus, monkeypatch):
     real_part = backfill._enqueue_part
 
-    def second_part_fails(kind, model, priority, limit, skip_live, part=None):
+    def second_part_fails(where, kind, model, priority, limit, part=None):
         if part and part[0] == 1:
             raise RuntimeError("connection lost")
-        return real_part(kind, model, priority, limit, skip_live, part)
+        return real_part(where, kind, model, priority, limit, part)
 
     monkeypatch.setattr(backfill, "_enqueue_part", second_part_fails)
     with pytest.raises(backfill.PartlyQueued) as raised:
@@ -203,3 +203,43 @@ def test_backfill_command_refuses_a_parallel_count_out_of_range(value, commands_
     with pytest.raises(CommandError, match="--parallel must be between 1 and 64"):
         call_command("backfill", "--parallel", value)
     assert not QueueItem.objects.exists()
+
+
+def test_backfill_leaves_out_failed_and_cancelled_documents_and_says_how_many(
+    corpus, capsys, commands_use_the_fake_model
+):
+    from django.core.management import call_command
+
+    from queue_admin import operations
+
+    # Two of the five to embed are held for a person: one dead-lettered, one cancelled.
+    dead, cancelled = SourceDocument.objects.filter(content__in=["new a", "new b"]).order_by("content")
+    backfill.enqueue(backfill.MISSING_OR_STALE, MODEL, priority="low")
+    QueueItem.objects.filter(document=dead).update(
+        status="failed", error_kind="permanent", error_message="boom"
+    )
+    operations.cancel(QueueItem.objects.filter(document=cancelled).values_list("id", flat=True))
+    QueueItem.objects.filter(status="pending").delete()  # the other three: as before the backfill
+    selection = backfill.count(backfill.MISSING_OR_STALE, MODEL)
+    assert (selection.documents, selection.held_back) == (3, 2)
+    assert backfill.count(backfill.MISSING_OR_STALE, MODEL, include_held=True).documents == 5
+    assert backfill.count(backfill.ALL, MODEL).held_back == 2
+
+    call_command("backfill", "--dry-run")
+    out = capsys.readouterr().out
+    assert "3 documents to embed" in out
+    assert (
+        "Left out: 2 documents whose last attempt failed or was cancelled" in out
+        and "--include-failed" in out
+    )
+
+    call_command("backfill")
+    assert "Queued 3 documents" in capsys.readouterr().out
+    assert QueueItem.objects.filter(document__in=[dead, cancelled], status="pending").count() == 0
+
+    call_command("backfill", "--include-failed", "--dry-run")
+    out = capsys.readouterr().out
+    assert "5 documents to embed" in out and "Left out" not in out  # the three live ones coalesce
+    call_command("backfill", "--include-failed")
+    assert "Queued 2 documents" in capsys.readouterr().out
+    assert QueueItem.objects.filter(document__in=[dead, cancelled], status="pending").count() == 2

@@ -19,7 +19,12 @@ def test_a_fault_storm_and_an_outage_lose_nothing_and_keep_to_the_quota(tmp_path
     plan = storm.SHORT
     result = storm.run(plan, tmp_path / "logs")
 
-    assert result["problems"] == {}, result["end_state"]  # nothing dead-lettered, nothing stuck
+    assert result["problems"] == {}, result[
+        "end_state"
+    ]  # nothing dead-lettered but the poisoned, nothing stuck
+    # Exactly one dead letter per document that failed, though reconciliation ran all along.
+    assert result["end_state"]["dead_letters"] == rig.POISONED
+    assert result["reconciliation"]["runs"] >= 3 and result["reconciliation"]["queued"] == 0, result
     assert set(result["faults_given"]) >= {"5xx", "429", "timeout", "outage", "ok"}, result["faults_given"]
     assert result["max_requests_in_any_60s"] <= plan.api_quota_per_minute
     # The breaker opened during the outage, and is closed again now.

@@ -20,7 +20,10 @@ def test_workers_killed_every_two_seconds_lose_nothing(tmp_path):
     result = kill.run(plan, tmp_path / "logs")
 
     assert result["problems"] == {}, result["end_state"]  # every live document current, nothing stuck
-    assert result["end_state"]["documents"] == plan.documents - result["deleted"]
+    assert result["end_state"]["documents"] == plan.documents + rig.POISONED - result["deleted"]
+    # Exactly one dead letter per document that failed, though reconciliation ran all along.
+    assert result["end_state"]["dead_letters"] == rig.POISONED
+    assert result["reconciliation"]["runs"] >= 3 and result["reconciliation"]["queued"] == 0, result
     assert (result["edited"], result["deleted"]) == (120, 24)
     assert result["kills"] >= 3, result  # the chaos did happen
     # A kill costs at most the batch the killed worker held: nothing else is sent twice.

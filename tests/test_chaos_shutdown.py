@@ -20,6 +20,7 @@ def test_sigterm_mid_batch_gives_work_back_at_once_and_wastes_nothing(tmp_path):
     result = shutdown.run(plan, tmp_path / "logs")
 
     assert result["problems"] == {}, result["end_state"]
+    assert result["end_state"]["dead_letters"] == rig.POISONED  # one per document that failed
     for cycle in result["cycles"]:
         assert cycle["processing_at_signal"] > 0, cycle  # it was stopped mid-batch
         # The request in flight is written, the rest of the batch goes back: within seconds,

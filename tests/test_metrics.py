@@ -71,7 +71,7 @@ def test_the_exposition_parses_and_matches_the_queue_workers_and_breaker(client)
         rate_limit_count=1,
     )
     Worker.objects.create(
-        worker_id="host:2:drain:old", hostname="host", pid=2, status=Worker.Status.STOPPED, tasks_processed=5
+        worker_id="host:2:drain:old", hostname="host", pid=2, status=Worker.Status.FINISHED, tasks_processed=5
     )
     assert limits.record_failure("text-embedding-3-small", "timed out", threshold=1) == "open"
 
@@ -94,9 +94,10 @@ def test_the_exposition_parses_and_matches_the_queue_workers_and_breaker(client)
     # rows (clearing dead workers in the admin would make them fall): they are
     # sidecar_documents_total and friends, kept apart (test_worker_counters_and_histograms_...).
     assert not any(labels == (("worker_id", "host:2:drain:old"),) for _name, labels in figures)
-    assert not any(
-        name.startswith("sidecar_workers_") and name != "sidecar_workers_live" for name, _ in figures
-    )
+    assert {name for name, _ in figures if name.startswith("sidecar_workers_")} == {
+        "sidecar_workers_live", "sidecar_workers_late", "sidecar_workers_dead_last_hour",
+    }  # fmt: skip
+    assert figures[("sidecar_workers_late", ())] == 0 and figures[("sidecar_workers_dead_last_hour", ())] == 0
     provider = (("provider", "text-embedding-3-small"),)
     assert figures[("sidecar_provider_breaker_state", provider)] == 2
     assert figures[("sidecar_provider_consecutive_failures", provider)] == 1

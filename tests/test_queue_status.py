@@ -21,6 +21,8 @@ KEYS = {
     "oldest_pending_age_seconds",
     "throughput_per_second_15m",
     "live_workers",
+    "late_workers",
+    "dead_workers_last_hour",
     "breaker",
 }
 
@@ -40,7 +42,7 @@ def known_queue(db, sql):
     )
     sql("UPDATE embedding_queue SET status = 'failed', priority = 'low' WHERE id = %s", [item[docs[2].id]])
     Worker.objects.create(worker_id="host:1:status", hostname="host", pid=1)
-    Worker.objects.create(worker_id="host:2:gone", hostname="host", pid=2, status=Worker.Status.STOPPED)
+    Worker.objects.create(worker_id="host:2:gone", hostname="host", pid=2, status=Worker.Status.FINISHED)
 
 
 def run(*args) -> str:

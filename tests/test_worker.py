@@ -171,11 +171,11 @@ def test_batch_size_one_is_marathon_mode():
     assert report.completed == 2 and embedder.calls == 2
 
 
-def test_worker_registers_counts_and_stops():
+def test_worker_registers_counts_and_finishes():
     SourceDocument.objects.bulk_create(SourceDocument(content=f"doc {n}") for n in range(5))
     run_worker(FakeEmbedderForQueueTests())
     (worker,) = Worker.objects.all()
-    assert (worker.status, worker.tasks_processed, worker.error_count) == ("stopped", 5, 0)
+    assert (worker.status, worker.tasks_processed, worker.error_count) == ("finished", 5, 0)
     assert worker.worker_id.count(":") >= 3 and worker.pid > 0
 
 

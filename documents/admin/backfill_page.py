@@ -31,6 +31,12 @@ class BackfillForm(forms.Form):
         initial=QueueItem.Priority.LOW,
         help_text="Low lets edits and re-embeds (medium and high) go first.",
     )
+    include_failed = forms.BooleanField(
+        label="Include failed",
+        required=False,
+        help_text="Also documents whose last attempt failed or was cancelled by a person. Left out "
+        "by default: unchanged, they would fail again.",
+    )
 
 
 def respond(model_admin, request):
@@ -43,7 +49,9 @@ def respond(model_admin, request):
         form = BackfillForm(request.POST)
         if form.is_valid():
             kind, priority = form.cleaned_data["kind"], form.cleaned_data["priority"]
-            queued = backfill.enqueue(kind, model, priority=priority)
+            queued = backfill.enqueue(
+                kind, model, priority=priority, include_held=form.cleaned_data["include_failed"]
+            )
             _report(model_admin, request, queued, kind, priority)
             return redirect("admin:documents_sourcedocument_changelist")
     else:
@@ -55,7 +63,11 @@ def respond(model_admin, request):
         "opts": model_admin.opts,
         "form": form,
         "choice": choice,
-        "figures": backfill.estimate(backfill.count(choice["kind"], model)) if choice else None,
+        "figures": backfill.estimate(
+            backfill.count(choice["kind"], model, include_held=bool(choice["include_failed"]))
+        )
+        if choice
+        else None,
         "model": model,
     }
     return TemplateResponse(request, "admin/documents/sourcedocument/backfill.html", context)

@@ -17,14 +17,19 @@ OPERATE = "queue_admin.operate_queueitem"
 
 
 class WorkerFilter(admin.SimpleListFilter):
-    """By worker, choosing among registered workers (a DISTINCT over a million queue rows
-    would be slow; the registry is small)."""
+    """By worker, choosing among registered workers that have not finished normally (a DISTINCT
+    over a million queue rows would be slow; the registry is small, and retired drains would
+    crowd out the ones worth looking at)."""
 
     title = "worker"
     parameter_name = "worker"
 
     def lookups(self, request, model_admin):
-        workers = list(Worker.objects.order_by("-last_heartbeat").values_list("pk", flat=True)[:50])
+        workers = list(
+            Worker.objects.exclude(status=Worker.Status.FINISHED)
+            .order_by("-last_heartbeat")
+            .values_list("pk", flat=True)[:50]
+        )
         # A worker whose registry row was cleared still names items: keep filtering by it
         # (Django drops a filter with no choices, which would silently show every item).
         if self.value() and self.value() not in workers:

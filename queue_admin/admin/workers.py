@@ -1,5 +1,10 @@
 """Workers: who is alive, how late each heartbeat is, what each one did. Rows are written by
-the workers themselves; people only clear the rows of dead ones."""
+the workers themselves; people only clear the rows of dead ones.
+
+Drains retire every couple of minutes and their successors register anew, so most rows are of
+workers that *finished* normally: the list leaves them out (a collapsed section below it lists
+the latest) and the cleanup schedule deletes them after the retention period. Health comes
+from `registry.health_conditions`, the rule the dashboard, /readyz and /metrics count by."""
 
 from django.contrib import admin
 from django.db.models import F
@@ -10,20 +15,34 @@ from queue_admin import config, operations, registry
 from queue_admin.admin.base import ReadOnlyAdmin, report
 from queue_admin.models import Worker
 
-# Late after this many heartbeat intervals of silence; dead (as the workers judge it, see
-# registry.SILENT_INTERVALS_BEFORE_STOPPED) after three.
-LATE_AFTER_INTERVALS = 1.5
+# Of the finished workers, the collapsed section lists this many, latest first.
+FINISHED_SHOWN = 20
 
 
-def heartbeat_health(worker, age_seconds: float, interval_seconds: float) -> str:
-    """ "ok", "late" or "dead" for a worker whose last heartbeat is `age_seconds` old."""
-    if worker.status in (Worker.Status.STOPPED, Worker.Status.ERROR):
-        return "dead"
-    if age_seconds > interval_seconds * registry.SILENT_INTERVALS_BEFORE_STOPPED:
-        return "dead"
-    if age_seconds > interval_seconds * LATE_AFTER_INTERVALS:
-        return "late"
-    return "ok"
+class HealthFilter(admin.SimpleListFilter):
+    """By health; with none chosen, every worker that has not finished normally."""
+
+    title = "health"
+    parameter_name = "health"
+
+    def lookups(self, request, model_admin):
+        return [
+            (registry.OK, "on time"),
+            (registry.LATE, "late"),
+            (registry.DEAD, "dead"),
+            (registry.FINISHED, "finished (retired normally)"),
+        ]
+
+    def choices(self, changelist):
+        first, *rest = super().choices(changelist)
+        yield {**first, "display": "running or dead"}
+        yield from rest
+
+    def queryset(self, request, queryset):
+        conditions = registry.health_conditions()
+        if self.value() in conditions:
+            return queryset.filter(conditions[self.value()])
+        return queryset.exclude(conditions[registry.FINISHED])
 
 
 @admin.register(Worker)
@@ -40,28 +59,43 @@ class WorkerAdmin(ReadOnlyAdmin):
         "rate_limit_count",
         "throughput",
     )
-    list_filter = ("status", "hostname")
+    list_filter = (HealthFilter, "hostname")
     search_fields = ("worker_id", "hostname")
     ordering = ("-last_heartbeat",)
     actions = ["clear_dead"]
 
     def get_queryset(self, request):
         # The heartbeat's age on the database's clock, the one the workers stamp it with.
-        return super().get_queryset(request).annotate(heartbeat_age=Now() - F("last_heartbeat"))
+        queryset = super().get_queryset(request).annotate(heartbeat_age=Now() - F("last_heartbeat"))
+        return registry.with_health(queryset)
+
+    def changelist_view(self, request, extra_context=None):
+        extra_context = {**(extra_context or {}), **self._finished_section(request)}
+        return super().changelist_view(request, extra_context)
+
+    def _finished_section(self, request) -> dict:
+        if HealthFilter.parameter_name in request.GET:
+            return {}
+        finished = self.get_queryset(request).filter(status=Worker.Status.FINISHED)
+        return {
+            "finished_workers": list(finished.order_by("-updated_at")[:FINISHED_SHOWN]),
+            "finished_count": finished.count(),
+            "finished_kept_hours": config.current()["queue_cleanup_interval_hours"],
+            "finished_filter": f"?{HealthFilter.parameter_name}={registry.FINISHED}",
+        }
 
     def has_operate_permission(self, request):
         return request.user.has_perm("queue_admin.operate_queueitem")
 
     @admin.display(description="heartbeat", ordering="-last_heartbeat")
     def heartbeat(self, obj):
-        age = obj.heartbeat_age.total_seconds()
-        health = heartbeat_health(obj, age, config.current()["worker_heartbeat_interval_ms"] / 1000)
         return format_html(
-            '<span class="sidecar-heartbeat {}" title="last heartbeat {}">{} · {} s ago</span>',
-            health,
+            '<span class="sidecar-heartbeat {}" title="{}; last heartbeat {}">{} · {} s ago</span>',
+            obj.health,
+            registry.HEALTH_LABELS[obj.health],
             obj.last_heartbeat.isoformat(timespec="seconds"),
-            health,
-            f"{age:,.0f}",
+            obj.health,
+            f"{obj.heartbeat_age.total_seconds():,.0f}",
         )
 
     @admin.display(description="docs/s while busy")

@@ -54,6 +54,7 @@ def run(plan: KillPlan, log_dir: Path) -> dict:
     with FakeEmbedder(dimensions=384) as fake:
         fake.policy = lambda request: Fault(sleep=plan.provider_latency_seconds)
         ids = rig.insert_documents(plan.documents, plan.seed)
+        rig.insert_poisoned_documents()
         changed = rng.sample(ids, round(plan.documents * (plan.edit_share + plan.delete_share)))
         to_delete = changed[: round(plan.documents * plan.delete_share)]
         to_edit = changed[len(to_delete) :]
@@ -61,6 +62,7 @@ def run(plan: KillPlan, log_dir: Path) -> dict:
         started = time.monotonic()
         workers.start_all()
         edited = deleted = 0
+        reconciler = rig.Reconciler()
         kills: list[tuple[float, str]] = []
         next_kill = started + rng.uniform(0.5, 1.5) * plan.kill_every_seconds
         try:
@@ -71,6 +73,7 @@ def run(plan: KillPlan, log_dir: Path) -> dict:
                 edits_due, deletes_due = round(share_done * len(to_edit)), round(share_done * len(to_delete))
                 edited += rig.edit_documents(to_edit[edited:edits_due], 1)
                 deleted += rig.delete_documents(to_delete[deleted:deletes_due])
+                reconciler.maybe_run()
                 if live == 0 and edited == len(to_edit) and deleted == len(to_delete):
                     break
                 now = time.monotonic()
@@ -98,9 +101,7 @@ def run(plan: KillPlan, log_dir: Path) -> dict:
             ["%:drain:%"],
         )
     )
-    reclaimed, most_attempts = rig.sql(
-        "SELECT count(*) FILTER (WHERE retry_count > 0), coalesce(max(retry_count), 0) FROM embedding_queue"
-    )[0]
+    reclaimed, most_attempts = rig.retried_items()
     return {
         "plan": asdict(plan),
         "seconds": round(drained_after, 1),
@@ -115,6 +116,7 @@ def run(plan: KillPlan, log_dir: Path) -> dict:
         "most_attempts_on_one_item": most_attempts,
         "stop_seconds_max": round(max(stop_seconds), 1),
         "tracebacks_in_worker_logs": workers.tracebacks(),
+        "reconciliation": reconciler.figures(),
         "provider": work,
         "end_state": state,
         "problems": rig.problems(state),

@@ -68,6 +68,13 @@ def reset_database() -> None:
     set_queue_settings(**config.DEFAULTS)
 
 
+# Every suite also inserts POISONED documents longer than the workers' limit: each must end as
+# exactly one dead letter, however often workers die and reconciliation runs meanwhile.
+POISONED = 5
+MAX_DOCUMENT_CHARACTERS = 1_000
+RECONCILE_EVERY_SECONDS = 2.0
+
+
 def worker_environment(embedder_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "EMBEDDED_DB", "EMBEDDING_"))}
     env.update(
@@ -79,6 +86,7 @@ def worker_environment(embedder_url: str, **extra: str) -> dict[str, str]:
         EMBEDDING_MODEL=MODEL,
         EMBEDDING_BATCH_SIZE="32",
         Q_WORKERS="2",
+        EMBEDDING_MAX_DOCUMENT_CHARACTERS=str(MAX_DOCUMENT_CHARACTERS),
     )
     env.update(extra)
     return env
@@ -182,6 +190,37 @@ def insert_documents(count: int, seed: int) -> list:
     return [row[0] for row in rows]
 
 
+def insert_poisoned_documents(count: int = POISONED) -> list:
+    """Documents over MAX_DOCUMENT_CHARACTERS, titled "poisoned N": the workers dead-letter them."""
+    rows = sql(
+        "INSERT INTO source_documents (title, content) SELECT 'poisoned ' || n, repeat('too long ' || n || ' ', %s) "
+        "FROM generate_series(1, %s) n RETURNING id",
+        [MAX_DOCUMENT_CHARACTERS // 9 + 1, count],
+    )
+    return [row[0] for row in rows]
+
+
+class Reconciler:
+    """Runs the reconciliation schedule's function every RECONCILE_EVERY_SECONDS while a suite
+    runs, instead of every 5 minutes; `queued` sums what it queued (the triggers miss nothing
+    here, and dead letters must not come back: it should stay 0)."""
+
+    def __init__(self):
+        self.runs = self.queued = 0
+        self._next = time.monotonic()
+
+    def maybe_run(self) -> None:
+        from queue_admin import backfill
+
+        if time.monotonic() >= self._next:
+            self.queued += backfill.reconcile(MODEL)
+            self.runs += 1
+            self._next = time.monotonic() + RECONCILE_EVERY_SECONDS
+
+    def figures(self) -> dict:
+        return {"runs": self.runs, "queued": self.queued}
+
+
 def edit_documents(ids: list, edit_round: int) -> int:
     """Append a marker to each text: a new, unique text the workers must embed again."""
     if not ids:
@@ -194,6 +233,16 @@ def edit_documents(ids: list, edit_round: int) -> int:
 
 def delete_documents(ids: list) -> int:
     return sql("DELETE FROM source_documents WHERE id = ANY(%s)", [list(ids)]) if ids else 0
+
+
+def retried_items() -> tuple[int, int]:
+    """Items tried more than once (taken back after a kill, or retried after a fault), and the
+    most attempts on one; poisoned documents left out (their one failed attempt counts too)."""
+    return sql(
+        """SELECT count(*) FILTER (WHERE q.retry_count > 0), coalesce(max(q.retry_count), 0)
+             FROM embedding_queue q JOIN source_documents d ON d.id = q.document_id
+            WHERE d.title NOT LIKE 'poisoned %%'"""
+    )[0]
 
 
 def queue_counts() -> dict[str, int]:
@@ -217,13 +266,16 @@ def end_state(deleted_ids: list, model: str = MODEL) -> dict:
     - problem_other_model: chunk rows of another model;
     - problem_deleted_chunks: chunk rows of deleted documents (or of no document);
     - problem_processing / problem_failed / problem_waiting: queue items left processing,
-      dead-lettered, or still pending or rate-limited.
+      dead-lettered (of documents that are not poisoned), or still pending or rate-limited;
+    - problem_poisoned_not_one_dead_letter: poisoned documents without exactly one failed item,
+      or with any other item;
+    - problem_dead_letters_beyond_one_per_document: failed items beyond one per document.
     """
     from tests.fault_server import fake_vector
 
     (stale_or_missing,) = sql(
         """SELECT count(*) FROM source_documents d
-            WHERE btrim(d.content) <> ''
+            WHERE btrim(d.content) <> '' AND d.title NOT LIKE 'poisoned %%'
               AND (NOT EXISTS (SELECT FROM document_embeddings e WHERE e.document_id = d.id AND e.model = %s)
                    OR EXISTS (SELECT FROM document_embeddings e WHERE e.document_id = d.id
                                AND (e.model <> %s OR e.document_text_hash <> md5(d.content))))""",
@@ -239,6 +291,19 @@ def end_state(deleted_ids: list, model: str = MODEL) -> dict:
         if not np.allclose(np.asarray(vector, dtype=np.float32), fake_vector(text, len(vector)), atol=1e-6):
             wrong_vectors += 1
     statuses = queue_counts()
+    (failed_not_poisoned,) = sql(
+        """SELECT count(*) FROM embedding_queue q JOIN source_documents d ON d.id = q.document_id
+            WHERE q.status = 'failed' AND d.title NOT LIKE 'poisoned %%'"""
+    )[0]
+    (poisoned_not_one_dead_letter,) = sql(
+        """SELECT count(*) FROM source_documents d
+            WHERE d.title LIKE 'poisoned %%'
+              AND ((SELECT count(*) FROM embedding_queue q WHERE q.document_id = d.id AND q.status = 'failed') <> 1
+                   OR EXISTS (SELECT FROM embedding_queue q WHERE q.document_id = d.id AND q.status <> 'failed'))"""
+    )[0]
+    (beyond_one,) = sql(
+        "SELECT count(*) - count(DISTINCT document_id) FROM embedding_queue WHERE status = 'failed'"
+    )[0]
     return {
         "documents": sql("SELECT count(*) FROM source_documents")[0][0],
         "chunks": len(rows),
@@ -255,8 +320,11 @@ def end_state(deleted_ids: list, model: str = MODEL) -> dict:
                    OR NOT EXISTS (SELECT FROM source_documents d WHERE d.id = e.document_id)""",
             [list(deleted_ids)],
         )[0][0],
+        "dead_letters": statuses.get("failed", 0),
         "problem_processing": statuses.get("processing", 0),
-        "problem_failed": statuses.get("failed", 0),
+        "problem_failed": failed_not_poisoned,
+        "problem_poisoned_not_one_dead_letter": poisoned_not_one_dead_letter,
+        "problem_dead_letters_beyond_one_per_document": beyond_one,
         "problem_waiting": statuses.get("pending", 0) + statuses.get("rate_limited", 0),
     }
 

@@ -89,6 +89,7 @@ def run(plan: ShutdownPlan, log_dir: Path) -> dict:
     with FakeEmbedder(dimensions=384) as fake:
         fake.policy = lambda request: Fault(sleep=plan.provider_latency_seconds)
         rig.insert_documents(plan.documents, plan.seed)
+        rig.insert_poisoned_documents()
         env = rig.worker_environment(
             fake.openai_url, EMBEDDING_BATCH_SIZE=str(plan.request_size), Q_WORKERS=str(plan.drains + 1)
         )
@@ -129,7 +130,7 @@ def run(plan: ShutdownPlan, log_dir: Path) -> dict:
             raise
         requests = fake.snapshot()
     state = rig.end_state([])
-    (taken_back,) = rig.sql("SELECT count(*) FROM embedding_queue WHERE retry_count > 0")[0]
+    taken_back, _ = rig.retried_items()
     return {
         "plan": asdict(plan),
         "seconds": round(seconds, 1),

@@ -124,6 +124,7 @@ def run(plan: StormPlan, log_dir: Path) -> dict:
     with FakeEmbedder(dimensions=384) as fake:
         fake.policy = policy
         rig.insert_documents(plan.documents, plan.seed)
+        rig.insert_poisoned_documents()
         env = rig.worker_environment(
             fake.openai_url,
             EMBEDDING_BATCH_SIZE=str(plan.batch_size),
@@ -134,6 +135,7 @@ def run(plan: StormPlan, log_dir: Path) -> dict:
         workers.start_all()
         outage_from = outage_until = None
         transitions: list[tuple[float, str]] = [(0.0, "closed")]
+        reconciler = rig.Reconciler()
         try:
             while True:
                 now = time.monotonic()
@@ -149,6 +151,7 @@ def run(plan: StormPlan, log_dir: Path) -> dict:
                 state = breaker_state()
                 if state != transitions[-1][1]:
                     transitions.append((round(now - started, 2), state))
+                reconciler.maybe_run()
                 if live == 0 and outage_until is not None:
                     break
                 if now - started > plan.timeout_seconds:
@@ -161,9 +164,7 @@ def run(plan: StormPlan, log_dir: Path) -> dict:
             raise
         requests = fake.snapshot()
     state = rig.end_state([])
-    retried, most_attempts = rig.sql(
-        "SELECT count(*) FILTER (WHERE retry_count > 0), coalesce(max(retry_count), 0) FROM embedding_queue"
-    )[0]
+    retried, most_attempts = rig.retried_items()
     arrivals = sorted(request.at for request in requests)
     in_outage = [at for at in arrivals if outage_from <= at < outage_until]
     opened = [t for t, s in transitions if s == "open" and started + t >= outage_from]
@@ -190,6 +191,7 @@ def run(plan: StormPlan, log_dir: Path) -> dict:
         "breaker_transitions": transitions,
         "breaker_closed_at_end": breaker_state() == "closed",
         "tracebacks_in_worker_logs": workers.tracebacks(),
+        "reconciliation": reconciler.figures(),
         "provider": rig.provider_work(requests),
         "end_state": state,
         "problems": rig.problems(state),

@@ -14,7 +14,8 @@ DEFAULT_PARALLEL = 2
 class Command(BaseCommand):
     help = (
         "Queue documents whose embeddings are missing or stale (the default: both), or all of "
-        "them with --all. Set-based in SQL; --dry-run only counts."
+        "them with --all; documents whose last attempt failed or was cancelled only with "
+        "--include-failed. Set-based in SQL; --dry-run only counts."
     )
 
     def add_arguments(self, parser):
@@ -30,6 +31,11 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="print counts and estimates; change nothing"
         )
         parser.add_argument("--wait", action="store_true", help="show progress until the backlog is drained")
+        parser.add_argument(
+            "--include-failed", action="store_true",
+            help="also queue documents whose last attempt failed or was cancelled by a person (left "
+            "out by default: they would fail again)",
+        )  # fmt: skip
         parser.add_argument(
             "--parallel", type=int, default=DEFAULT_PARALLEL, metavar="N",
             help=f"queue in N database sessions at once, each a part of the documents (default "
@@ -47,11 +53,17 @@ class Command(BaseCommand):
             backfill.ALL if options["all"] else backfill.MISSING_OR_STALE
         )  # fmt: skip
         model = get_provider().model_id
-        selection = backfill.count(kind, model, limit=options["limit"])
+        include_held = options["include_failed"]
+        selection = backfill.count(kind, model, limit=options["limit"], include_held=include_held)
         self.stdout.write(
             f"{selection.documents} documents to embed ({kind.replace('_', ' ')}, model {model}), "
             f"about {selection.estimated_tokens:,} tokens."
         )
+        if selection.held_back:
+            self.stdout.write(
+                f"Left out: {selection.held_back} documents whose last attempt failed or was cancelled "
+                "(retry them from Dead letters, or add --include-failed)."
+            )
         if options["dry_run"]:
             self._estimates(selection)
             return
@@ -61,6 +73,7 @@ class Command(BaseCommand):
                 model,
                 priority=options["priority"],
                 limit=options["limit"],
+                include_held=include_held,
                 sessions=options["parallel"],
             )
         except backfill.PartlyQueued as error:
