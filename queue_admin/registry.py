@@ -83,14 +83,16 @@ def health_conditions(settings: dict | None = None) -> dict[str, Q]:
     exactly one."""
     interval = timedelta(milliseconds=(settings or config.current())["worker_heartbeat_interval_ms"])
     running = Q(status__in=Worker.RUNNING_STATUSES)
+    finished = Q(status=Worker.Status.FINISHED)
     on_time = Q(last_heartbeat__gte=Now() - interval * LATE_AFTER_INTERVALS)
     heard_from = Q(last_heartbeat__gte=Now() - interval * SILENT_INTERVALS_BEFORE_DEAD)
     return {
         OK: running & on_time,
         LATE: running & heard_from & ~on_time,
-        # Silent but not yet marked (no worker has looked since) is dead already.
-        DEAD: Q(status=Worker.Status.DEAD) | (running & ~heard_from),
-        FINISHED: Q(status=Worker.Status.FINISHED),
+        # Silent but not yet marked (no worker has looked since) is dead already; so is any
+        # other status (an older worker's "stopped" during a rolling upgrade).
+        DEAD: (~running & ~finished) | (running & ~heard_from),
+        FINISHED: finished,
     }
 
 

@@ -190,7 +190,7 @@ def a_row_for_every_admin(document, sql):
         "VALUES (%s, 0, 'x', 'h', 'h', array_fill(0.1, ARRAY[384])::vector, 'm', 1, now(), now())",
         [str(document.pk)],
     )
-    Worker.objects.create(worker_id="host:1:drain:dead", hostname="host", pid=1, status="stopped")
+    Worker.objects.create(worker_id="host:1:drain:dead", hostname="host", pid=1, status="dead")
     ApiToken.issue(User.objects.create_user("token-owner"), "a script")
     config.set_value("batch_size", 16)
     limits.record_failure("some-provider", "down", threshold=5)

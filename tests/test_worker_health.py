@@ -123,6 +123,14 @@ def test_retired_drains_are_deleted_after_the_retention_period_and_dead_ones_kep
     assert set(Worker.objects.values_list("pk", flat=True)) == {"new-finished", "old-dead"}
 
 
+def test_a_status_written_by_an_older_worker_counts_as_dead_not_as_an_error(admin_client):
+    # During a rolling upgrade a worker of the previous release still says goodbye as "stopped".
+    Worker.objects.create(worker_id="old-release", hostname="h", pid=1, status="stopped")
+    assert registry.worker_counts() == registry.WorkerCounts(live=0, late=0, dead_recently=1, finished=0)
+    page = admin_client.get("/admin/queue_admin/worker/").content.decode()
+    assert 'class="sidecar-heartbeat dead"' in page
+
+
 def test_the_item_list_filters_by_running_and_dead_workers_only(admin_client):
     for worker_id, status in (("running", "idle"), ("gone", "dead"), ("retired", "finished")):
         Worker.objects.create(worker_id=worker_id, hostname="h", pid=1, status=status)
