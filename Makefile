@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 DOCS_ADDR ?= 127.0.0.1:8001
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: install browser demo test docs docs-serve scale-out chaos bench bench-quick lint db-start db-stop db-status clean
+.PHONY: install browser demo test docs docs-serve docs-screenshots scale-out chaos bench bench-quick lint db-start db-stop db-status clean
 
 install: $(STAMP)
 
@@ -74,6 +74,12 @@ docs: install
 
 docs-serve: install
 	$(MKDOCS) serve --dev-addr $(DOCS_ADDR)
+
+# The admin guide's screenshots: the browser tests save docs/images/*.png (1280 x 800) where
+# they show each page (tests/browser.py: docs_screenshot). Commit the PNGs.
+docs-screenshots: install
+	@SIDECAR_DOCS_SCREENSHOTS=1 SIDECAR_REQUIRE_BROWSER=1 $(MAKE) --no-print-directory test \
+	  PYTEST_ARGS="$(wildcard tests/test_admin_browser*.py)"
 
 # Scale-out (issue 7, suite 6) at a size that shows the ratio: three qcluster machines (network
 # namespaces, as root) against one; the report goes to test-output/scale-out.json.
