@@ -18,7 +18,11 @@ TEST_DB_PORT ?= 54339
 TEST_ENV := env -u DATABASE_URL DEBUG=1 EMBEDDED_DB_DIR=$(TEST_DB_DIR) EMBEDDED_DB_PORT=$(TEST_DB_PORT)
 PYTEST_ARGS ?=
 
-.PHONY: install browser demo test scale-out chaos bench bench-quick lint db-start db-stop db-status clean
+# The documentation site (mkdocs.yml, docs/): `make docs` builds it, `make docs-serve` serves it.
+DOCS_ADDR ?= 127.0.0.1:8001
+MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
+
+.PHONY: install browser demo test docs docs-serve docs-screenshots scale-out chaos bench bench-quick lint db-start db-stop db-status clean
 
 install: $(STAMP)
 
@@ -27,7 +31,7 @@ $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || { \
 	  echo "Could not create $(VENV). On Debian/Ubuntu install the venv module: apt-get install python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	@touch $(STAMP)
 
 # The admin's browser tests drive Debian's Chromium (Playwright cannot download its own here).
@@ -53,13 +57,29 @@ demo: install
 	    '$(DEMO_ADDR)' '$(DEMO_ADMIN_USER)' '$(DEMO_ADMIN_PASSWORD)' ) & \
 	  DEBUG=1 $(MANAGE) runserver $(DEMO_ADDR)
 
+# The documentation is built first, strictly; its output is shown only on failure (mkdocs'
+# --quiet would hide the very warnings that --strict counts, and pass).
 test: install browser
+	@out=$$($(MKDOCS) build --strict 2>&1) || { printf '%s\n' "$$out"; echo 'make test: the documentation build failed (mkdocs build --strict)'; exit 1; }
 	@$(TEST_ENV) $(MANAGE) embedded_db stop >/dev/null 2>&1 || true
 	@rm -rf $(TEST_DB_DIR)
 	@status=0; $(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS) || status=$$?; \
 	  $(TEST_ENV) $(MANAGE) embedded_db stop || true; \
 	  rm -rf $(TEST_DB_DIR); \
 	  exit $$status
+
+# Strict: a broken link or anchor, or a page missing from the nav, fails the build (and make test).
+docs: install
+	$(MKDOCS) build --strict
+
+docs-serve: install
+	$(MKDOCS) serve --dev-addr $(DOCS_ADDR)
+
+# The admin guide's screenshots: the browser tests save docs/images/*.png (1280 x 800) where
+# they show each page (tests/browser.py: docs_screenshot). Commit the PNGs.
+docs-screenshots: install
+	@SIDECAR_DOCS_SCREENSHOTS=1 SIDECAR_REQUIRE_BROWSER=1 $(MAKE) --no-print-directory test \
+	  PYTEST_ARGS="$(wildcard tests/test_admin_browser*.py)"
 
 # Scale-out (issue 7, suite 6) at a size that shows the ratio: three qcluster machines (network
 # namespaces, as root) against one; the report goes to test-output/scale-out.json.

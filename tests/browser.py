@@ -24,6 +24,8 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PASSWORD = "browser-test-password"
+DOCS_IMAGES = ROOT / "docs" / "images"
+DOCS_VIEWPORT = {"width": 1280, "height": 800}
 
 
 def _chromium_path() -> str | None:
@@ -69,6 +71,21 @@ def screenshot_dir():
     folder = Path(os.environ.get("TEST_OUTPUT_DIR", ROOT / "test-output")) / "screenshots"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def docs_screenshot(page, name: str) -> None:
+    """With SIDECAR_DOCS_SCREENSHOTS=1 (`make docs-screenshots`), save what `page` shows as
+    docs/images/NAME.png for the admin guide: the top 1280 × 800 of the page, as a reader's
+    screen would show it. Otherwise nothing; the test's own viewport is restored either way."""
+    if os.environ.get("SIDECAR_DOCS_SCREENSHOTS") != "1":
+        return
+    viewport = page.viewport_size
+    page.set_viewport_size(DOCS_VIEWPORT)
+    try:
+        DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))
+    finally:
+        page.set_viewport_size(viewport)
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ from django.db.models import Count
 from documents.models import SourceDocument
 from queue_admin import config
 from queue_admin.models import ConfigChange, QueueItem
+from tests.browser import docs_screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -48,6 +49,7 @@ def test_an_operator_sees_the_counts_pauses_the_queue_and_the_page_refreshes(
     assert "HTTP 400: input too long" in page.inner_text("#top-errors")
     assert page.locator("svg.sidecar-chart rect").count() == 60
     assert page.locator("#sidecar-paused-banner").count() == 0
+    docs_screenshot(page, "dashboard")
 
     # The script swaps in fresh figures (here on demand, rather than waiting for its timer).
     SourceDocument.objects.create(content="one more, queued while the page is open")

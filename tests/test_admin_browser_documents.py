@@ -6,6 +6,7 @@ from documents.models import SourceDocument
 from documents.providers.local import LocalEmbeddingProvider
 from queue_admin.models import QueueItem
 from queue_admin.worker import QueueWorker
+from tests.browser import docs_screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -45,6 +46,7 @@ def test_reembed_selected_documents_queues_them_at_high_priority(operator_page):
     assert sorted(str(item.document_id) for item in items) == sorted(str(doc.pk) for doc in docs[:2])
     assert {(item.priority, item.metadata.get("force")) for item in items} == {("high", True)}
     assert "queued" in page.inner_text(f"tr:has(input[value='{docs[0].pk}'])")
+    docs_screenshot(page, "documents")
 
 
 def test_search_finds_the_document_a_query_was_taken_from(admin_page, screenshot_dir):
@@ -71,6 +73,7 @@ def test_search_finds_the_document_a_query_was_taken_from(admin_page, screenshot
     assert first_title == "Sourdough"
     assert LocalEmbeddingProvider.model_id in page.inner_text("#search-answered-by")
     page.screenshot(path=str(screenshot_dir / "search.png"), full_page=True)
+    docs_screenshot(page, "search")
 
     page.click("#search-results tbody tr:first-child a")
     page.wait_for_url("**/change/")

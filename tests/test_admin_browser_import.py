@@ -5,6 +5,7 @@ import pytest
 from documents.admin import import_uploads
 from documents.models import SourceDocument
 from queue_admin.models import QueueItem
+from tests.browser import docs_screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,6 +34,7 @@ def test_an_operator_imports_a_csv_file_after_seeing_its_preview(
     assert "Refund policy" in preview and "Refunds are paid within 14 days." in preview
     assert SourceDocument.objects.count() == 0  # the preview writes nothing
     page.screenshot(path=str(screenshot_dir / "import-preview.png"), full_page=True)
+    docs_screenshot(page, "import-preview")
 
     page.click("input[value='Import 2 documents']")
 

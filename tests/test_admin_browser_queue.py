@@ -3,7 +3,8 @@
 import pytest
 
 from documents.models import SourceDocument
-from queue_admin.models import ConfigChange, QueueConfig, QueueItem
+from queue_admin.models import ConfigChange, QueueConfig, QueueItem, Worker
+from tests.browser import docs_screenshot
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,6 +43,7 @@ def test_an_invalid_setting_is_refused_next_to_the_field_and_a_valid_one_is_save
         "Batch size" in history and "32 documents → 64 documents" in history and operator.username in history
     )
     page.screenshot(path=str(screenshot_dir / "config.png"), full_page=True)
+    docs_screenshot(page, "settings")
 
 
 def test_an_operator_retries_a_dead_letter(operator_page):
@@ -52,6 +54,7 @@ def test_an_operator_retries_a_dead_letter(operator_page):
     page = operator_page
     page.goto("/admin/queue_admin/deadletter/")
     assert "HTTP 400: input too long" in page.inner_text("#result_list")
+    docs_screenshot(page, "dead-letters")
     page.check("#result_list input.action-select")
     page.select_option("select[name=action]", "retry")
     page.click("button[name=index]")
@@ -59,3 +62,17 @@ def test_an_operator_retries_a_dead_letter(operator_page):
     item = QueueItem.objects.get(document=document)
     assert (item.status, item.retry_count, item.error_message) == ("pending", 0, "")
     assert "Poison pill" not in page.inner_text("#content")  # gone from the dead letters
+
+
+def test_the_workers_page_lists_each_worker_with_its_host_and_counts(operator_page):
+    Worker.objects.create(
+        worker_id="web-1:4101:drain-a", hostname="web-1", pid=4101, status="active", tasks_processed=1280
+    )
+    Worker.objects.create(
+        worker_id="web-2:5230:drain-b", hostname="web-2", pid=5230, status="idle", tasks_processed=960
+    )
+    page = operator_page
+    page.goto("/admin/queue_admin/worker/")
+    workers = page.inner_text("#result_list")
+    assert "web-1:4101:drain-a" in workers and "web-2:5230:drain-b" in workers
+    docs_screenshot(page, "workers")
