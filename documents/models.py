@@ -177,7 +177,7 @@ class ApiToken(models.Model):
 class SearchRateWindow(models.Model):
     """How many search API requests a user made in the current one-minute window.
 
-    One row per user, counted by one atomic upsert (documents/api_auth.py), so every web
+    One row per user, counted by one atomic upsert (console/api_auth.py), so every web
     process on every machine shares the count without a cache server.
     """
 

@@ -1,17 +1,15 @@
-"""Semantic search over the sidecar, one model at a time.
+"""Semantic search queries over the sidecar, one model at a time: checking a query, embedding
+it (with a cache), and finding the nearest documents by one model's vectors.
 
 Vectors of different models live in unrelated spaces, so one search uses the rows of exactly
-one model. Normally that is the configured model. While a new EMBEDDING_MODEL is being
-backfilled, search keeps using the previous model's rows (EMBEDDING_PREVIOUS_*, which also
-embeds the query) until the new model covers every document, then switches by itself — no
-half-and-half results. Without a previous provider configured, search uses the new model
-and says how many documents it cannot see yet.
+one model. Which model, and whether the provider may be asked at all, is the engine's choice
+(`queue_admin.searching`), which callers use.
 """
 
 import hashlib
-import time
 import unicodedata
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -22,16 +20,11 @@ from django.db.models.functions import Left
 from pgvector.django import CosineDistance
 
 from documents.models import DocumentEmbedding
-from documents.providers.base import EmbeddingError
-from documents.providers.factory import get_previous_provider, get_provider
 from embedding_site.db.base import version_tuple
 
 MAX_RESULTS = 100
 SNIPPET_CHARACTERS = 300
 MAX_QUERY_CHARACTERS = 10_000
-# Coverage needs an anti-join over every document: compute it at most this often.
-COVERAGE_CACHE_SECONDS = 30.0
-_coverage: dict[str, tuple[float, int]] = {}
 # RAG clients repeat the same questions; the cache (settings.CACHES, bounded, short TTL) lets
 # a repeat skip the model, which is most of a search's time.
 QUERY_EMBEDDING_CACHE = "query_embeddings"
@@ -67,31 +60,10 @@ class SearchResult:
         }
 
 
-def documents_not_covered(model: str) -> int:
-    """Documents with text and no current embedding by `model` (cached for a few seconds)."""
-    cached = _coverage.get(model)
-    if cached and time.monotonic() - cached[0] < COVERAGE_CACHE_SECONDS:
-        return cached[1]
-    # The same selection backfill uses: "missing or stale" for this model, held ones included.
-    from queue_admin import backfill
-
-    missing = backfill.count(backfill.MISSING_OR_STALE, model, include_held=True).documents
-    _coverage[model] = (time.monotonic(), missing)
-    return missing
-
-
-def choose_provider():
-    """The configured provider once its model covers every document; until then the
-    previous model's provider, if one is configured."""
-    current = get_provider()
-    previous = get_previous_provider()
-    if previous is None or documents_not_covered(current.model_id) == 0:
-        return current
-    return previous
-
-
-def embed_query(provider, query: str) -> np.ndarray:
-    """The query's vector, from the cache when this model embedded the same text recently.
+def embed_query(provider, query: str, before_embedding: Callable | None = None) -> np.ndarray:
+    """The query's vector, from the cache when this model embedded the same text recently;
+    otherwise `before_embedding(provider)` runs first (it may refuse by raising) and the
+    provider embeds it.
 
     The key hashes the model id, its dimensions and the text: a different model (or a
     changed EMBEDDING_DIMENSIONS) never gets another's vector, and the text itself is not
@@ -102,27 +74,11 @@ def embed_query(provider, query: str) -> np.ndarray:
     key = "query:" + hashlib.sha256(key_material).hexdigest()
     vector = cache.get(key)
     if vector is None:
-        _refuse_while_breaker_open(provider)
+        if before_embedding is not None:
+            before_embedding(provider)
         vector = provider.embed([query]).vectors[0]
         cache.set(key, vector)
     return vector
-
-
-def _refuse_while_breaker_open(provider) -> None:
-    """Fail fast while the workers' shared circuit breaker for this provider is open, instead
-    of holding a web request through every HTTP retry against a service known to be down."""
-    if not getattr(provider, "is_remote", True):
-        return
-    from queue_admin import config, limits
-
-    recovery = config.current()["circuit_breaker_recovery_seconds"]
-    status = limits.breaker_state(provider.model_id, recovery_seconds=recovery)
-    if status.state == "open":
-        raise EmbeddingError(
-            f"the embedding provider is unavailable (circuit breaker open after {status.failures} failures)",
-            kind="transient",
-            retry_after=status.seconds_until_trial,
-        )
 
 
 # Per database connection (psycopg's, so a reconnect asks again): whether the server's
@@ -178,19 +134,19 @@ def check_query(query) -> None:
             )
 
 
-def semantic_search(query: str, k: int = 10) -> SearchResult:
-    """The `k` documents whose best chunk is closest to `query`, with one model's vectors."""
-    check_query(query)
+def check_k(k: int) -> None:
     if not 1 <= k <= MAX_RESULTS:
         raise SearchError(f"k must be between 1 and {MAX_RESULTS}, not {k}.")
-    provider = choose_provider()
-    vector = embed_query(provider, query)
+
+
+def nearest_documents(model: str, vector: np.ndarray, k: int) -> list[Hit]:
+    """The `k` documents whose best chunk of `model` is closest to `vector`."""
     # Several chunks of one document may rank high: fetch extra, keep each document's best.
     wanted = k * 4
     with transaction.atomic():
         _widen_index_scan(max(settings.SEARCH_EF_SEARCH, wanted))
         rows = list(
-            DocumentEmbedding.objects.filter(model=provider.model_id)
+            DocumentEmbedding.objects.filter(model=model)
             .annotate(
                 distance=CosineDistance("embedding", vector), snippet=Left("source_text", SNIPPET_CHARACTERS)
             )
@@ -200,7 +156,5 @@ def semantic_search(query: str, k: int = 10) -> SearchResult:
     hits: dict = {}
     for document_id, title, distance, snippet in rows:
         if document_id not in hits:
-            hits[document_id] = Hit(
-                str(document_id), title, round(1 - float(distance), 4), snippet, provider.model_id
-            )
-    return SearchResult(list(hits.values())[:k], provider.model_id, documents_not_covered(provider.model_id))
+            hits[document_id] = Hit(str(document_id), title, round(1 - float(distance), 4), snippet, model)
+    return list(hits.values())[:k]

@@ -104,8 +104,8 @@ if not DEBUG and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
 INSTALLED_APPS = [
-    # Django's admin with Sidecar's own site class (extra pages: embedding_site/admin_site.py).
-    "embedding_site.apps.SidecarAdminConfig",
+    # Django's admin with Sidecar's own site class (extra pages: console/admin_site.py).
+    "console.apps.SidecarAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -116,6 +116,8 @@ INSTALLED_APPS = [
     "queue_admin",
     "django_q",
     "documents",
+    # The admin pages, dashboard, API, health and metrics: the layer on top (console/__init__.py).
+    "console",
     # Failed admin logins counted in PostgreSQL; see "Login throttling" below.
     "axes",
 ]
@@ -137,7 +139,7 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
-ROOT_URLCONF = "embedding_site.urls"
+ROOT_URLCONF = "console.urls"
 WSGI_APPLICATION = "embedding_site.wsgi.application"
 ASGI_APPLICATION = "embedding_site.asgi.application"
 
@@ -151,7 +153,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-                "embedding_site.context_processors.deployment",
+                "console.context_processors.deployment",
             ],
         },
     },
@@ -401,7 +403,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 # Attempts while locked do not restart the clock, so the page can say exactly until when.
 AXES_RESET_COOL_OFF_ON_FAILURE_DURING_LOCKOUT = False
-AXES_LOCKOUT_CALLABLE = "embedding_site.login_throttle.locked_out"
+AXES_LOCKOUT_CALLABLE = "console.login_throttle.locked_out"
 # What axes keeps of a failed login's form (and logs): never the password (always masked), nor the
 # CSRF token; the user name and address stay, so the log says who is being guessed at.
 AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
@@ -427,7 +429,7 @@ STORAGES = {
 
 # Documents up to tens of megabytes are legitimate content; the admin must accept them.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 64 * 1024 * 1024
-# The largest file the admin's document import accepts (documents/admin/import_uploads.py).
+# The largest file the admin's document import accepts (console/admin/import_uploads.py).
 # It is streamed to a temporary file, not held in memory; `import_documents` has no limit.
 DOCUMENT_IMPORT_MAX_BYTES = _required_int_in_range(
     "DOCUMENT_IMPORT_MAX_BYTES", 200 * 1024 * 1024, 1024, 1 << 40
@@ -452,7 +454,7 @@ if not DEBUG:
         SILENCED_SYSTEM_CHECKS = ["security.W021"]
 
 # --- Metrics ------------------------------------------------------------------------------
-# GET /metrics (embedding_site/metrics.py) answers only a scraper that sends
+# GET /metrics (console/metrics.py) answers only a scraper that sends
 # "Authorization: Bearer METRICS_TOKEN"; unset, /metrics is off (403 saying to set it).
 METRICS_TOKEN_MIN_LENGTH = 16
 METRICS_TOKEN = env.str("METRICS_TOKEN", default="").strip()

@@ -29,7 +29,7 @@ _LIVE_ITEM = """EXISTS (SELECT 1 FROM embedding_queue q
 
 def _newest_item_is(*statuses: str) -> str:
     """The document's newest queue item (latest created_at, then greatest id: the same order as
-    `documents.embedding_status`) is in one of `statuses`. Failed and cancelled items are few,
+    `queue_admin.document_state`) is in one of `statuses`. Failed and cancelled items are few,
     so the inner test runs for few documents."""
     listed = ", ".join(f"'{status}'" for status in statuses)
     return f"""EXISTS (SELECT 1 FROM embedding_queue q

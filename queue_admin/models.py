@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from documents.models import SourceDocument
-from queue_admin import config
+from queue_admin import config_schema
 
 
 class QueueItem(models.Model):
@@ -178,7 +178,7 @@ class Worker(models.Model):
 
 
 class QueueConfig(models.Model):
-    """One operator-editable queue setting; `queue_admin.config.SCHEMA` types and bounds it."""
+    """One operator-editable queue setting; `queue_admin.config_schema.SCHEMA` types and bounds it."""
 
     config_key = models.CharField(max_length=100, unique=True)
     config_value = models.JSONField()
@@ -199,13 +199,13 @@ class QueueConfig(models.Model):
 
     def clean(self):
         try:
-            config.validate_value(self.config_key, self.config_value)
+            config_schema.validate_value(self.config_key, self.config_value)
         except ValidationError as exc:
             raise ValidationError({"config_value": exc}) from None
 
     def save(self, *args, **kwargs):
         # Every write path (admin, command, shell) is validated here, not only forms.
-        config.validate_value(self.config_key, self.config_value)
+        config_schema.validate_value(self.config_key, self.config_value)
         super().save(*args, **kwargs)
 
 
@@ -227,13 +227,11 @@ class ConfigChange(models.Model):
         indexes = [models.Index(fields=["config_key", "-changed_at"], name="config_history_key_idx")]
 
     def __str__(self):
-        return (
-            f"{self.config_key}: {config.show_value(self.old_value)} -> {config.show_value(self.new_value)}"
-        )
+        return f"{self.config_key}: {config_schema.show_value(self.old_value)} -> {config_schema.show_value(self.new_value)}"
 
     @property
     def label(self) -> str:
-        item = config.SCHEMA.get(self.config_key)
+        item = config_schema.SCHEMA.get(self.config_key)
         return item.label if item else self.config_key
 
     @property
@@ -241,12 +239,12 @@ class ConfigChange(models.Model):
         return (
             "—"
             if self.old_value is None
-            else config.display(self.old_value, config.SCHEMA.get(self.config_key))
+            else config_schema.display(self.old_value, config_schema.SCHEMA.get(self.config_key))
         )
 
     @property
     def new_display(self) -> str:
-        return config.display(self.new_value, config.SCHEMA.get(self.config_key))
+        return config_schema.display(self.new_value, config_schema.SCHEMA.get(self.config_key))
 
 
 class ProviderLimitState(models.Model):

@@ -4,7 +4,7 @@ Workers run as many processes on many machines, and `/metrics` is served by whic
 process a scrape reaches; Prometheus' own multi-process mode only adds up processes of one
 machine. So each worker keeps its figures in memory during a batch and, after the batch, adds
 them to shared rows (`embedding_worker_metrics`) in one statement; the web's collector
-(`embedding_site/metrics.py`) reads the rows. A worker killed mid-batch loses that batch's
+(`console/metrics.py`) reads the rows. A worker killed mid-batch loses that batch's
 figures, never anyone else's.
 
 Rows are Prometheus series: (name, labels) → value, histograms as their ``_bucket`` (cumulative,

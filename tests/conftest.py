@@ -138,9 +138,10 @@ def fresh_search_caches():
 
     from documents import search
     from documents.providers import factory
+    from queue_admin import searching
 
     def clear():
-        search._coverage.clear()
+        searching._coverage.clear()
         caches[search.QUERY_EMBEDDING_CACHE].clear()
         factory.get_provider.cache_clear()
         factory.get_previous_provider.cache_clear()

@@ -2,7 +2,7 @@
 
 import pytest
 
-from documents.admin import import_uploads
+from console.admin import import_uploads
 from documents.models import SourceDocument
 from queue_admin.models import QueueItem
 from tests.browser import docs_screenshot

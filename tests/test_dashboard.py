@@ -10,13 +10,14 @@ from django.db import connection
 from django.db.models import Count as DbCount
 from django.test import Client
 
+from console import charts
+from console.admin import dashboard as dashboard_page
+from console.templatetags import sidecar_dashboard
 from documents.models import SourceDocument
 from documents.providers.factory import get_provider
-from queue_admin import charts, config, dashboard, freshness, limits, queue_counts, tasks
-from queue_admin.admin import dashboard as dashboard_page
+from queue_admin import config, dashboard, freshness, limits, queue_counts, tasks
 from queue_admin.models import ConfigChange, FreshnessSnapshot, QueueItem
 from queue_admin.status import queue_status
-from queue_admin.templatetags import sidecar_dashboard
 from tests.conftest import set_config
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded_config")]
@@ -352,6 +353,6 @@ def test_the_switch_needs_the_csrf_token(operator):
 
 
 def test_the_page_module_is_listed_in_the_site():
-    from embedding_site.admin_site import PAGE_MODULES
+    from console.admin_site import PAGE_MODULES
 
     assert dashboard_page.__name__ in PAGE_MODULES

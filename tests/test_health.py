@@ -6,7 +6,7 @@ import pytest
 from django.db import connections
 from django.db.migrations.loader import MigrationLoader
 
-from embedding_site import health
+from console import health
 from embedding_site.db.base import DatabaseWrapper
 from queue_admin.models import Worker
 from tests.conftest import set_config

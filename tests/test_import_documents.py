@@ -19,8 +19,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 from django.urls import reverse
 
+from console.admin import import_uploads
 from documents import importing
-from documents.admin import import_uploads
 from documents.models import SourceDocument
 from queue_admin.models import QueueItem
 

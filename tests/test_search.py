@@ -6,6 +6,7 @@ from documents import search
 from documents.models import SourceDocument
 from documents.providers.local import LocalEmbeddingProvider
 from documents.providers.tei import TEIEmbeddingProvider
+from queue_admin import searching
 from queue_admin.worker import QueueWorker
 from tests.fault_server import FakeEmbedder
 
@@ -23,12 +24,12 @@ def fresh_caches():
 
     from documents.providers import factory
 
-    search._coverage.clear()
+    searching._coverage.clear()
     caches[search.QUERY_EMBEDDING_CACHE].clear()
     factory.get_provider.cache_clear()
     factory.get_previous_provider.cache_clear()
     yield
-    search._coverage.clear()
+    searching._coverage.clear()
     caches[search.QUERY_EMBEDDING_CACHE].clear()
     factory.get_provider.cache_clear()
     factory.get_previous_provider.cache_clear()
@@ -42,7 +43,7 @@ def test_the_closest_document_comes_first_with_the_local_model():
     }
     docs = {key: SourceDocument.objects.create(title=key, content=text) for key, text in texts.items()}
     embed_all_with(LocalEmbeddingProvider())
-    result = search.semantic_search("a kitten napping on a carpet", k=3)
+    result = searching.semantic_search("a kitten napping on a carpet", k=3)
     assert [hit.title for hit in result.hits][0] == "cat"
     assert [hit.score for hit in result.hits] == sorted((hit.score for hit in result.hits), reverse=True)
     assert result.hits[0].document_id == str(docs["cat"].id) and result.documents_not_covered == 0
@@ -56,7 +57,7 @@ def test_the_closest_document_comes_first_with_the_local_model():
 )  # fmt: skip
 def test_bad_queries_are_refused_with_a_reason(query, k, says):
     with pytest.raises(search.SearchError, match=says):
-        search.semantic_search(query, k)
+        searching.semantic_search(query, k)
 
 
 def test_search_keeps_the_previous_model_until_the_new_one_covers_every_document(settings):
@@ -67,7 +68,7 @@ def test_search_keeps_the_previous_model_until_the_new_one_covers_every_document
         settings.EMBEDDING_PREVIOUS_BASE_URL = service.url
         docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"document {n}") for n in range(3))
         embed_all_with(TEIEmbeddingProvider(service.url, "old-model", 384))
-        assert search.semantic_search("document", k=3).model == "old-model"
+        assert searching.semantic_search("document", k=3).model == "old-model"
 
         # The new model covers two of three documents: still the old model, never a mix.
         from documents.models import DocumentEmbedding
@@ -75,15 +76,15 @@ def test_search_keeps_the_previous_model_until_the_new_one_covers_every_document
 
         backfill.enqueue(backfill.STALE, "new-model", priority="high", limit=2)
         embed_all_with(TEIEmbeddingProvider(service.url, "new-model", 384))
-        search._coverage.clear()
-        result = search.semantic_search("document", k=3)
+        searching._coverage.clear()
+        result = searching.semantic_search("document", k=3)
         assert result.model == "old-model" and {hit.model for hit in result.hits} == {"old-model"}
         assert len(result.hits) == 3
 
         backfill.enqueue(backfill.STALE, "new-model", priority="high")
         embed_all_with(TEIEmbeddingProvider(service.url, "new-model", 384))
-        search._coverage.clear()
-        result = search.semantic_search("document", k=3)
+        searching._coverage.clear()
+        result = searching.semantic_search("document", k=3)
         assert result.model == "new-model" and {hit.model for hit in result.hits} == {"new-model"}
         assert DocumentEmbedding.objects.filter(model="new-model").count() == len(docs)
 
@@ -136,9 +137,9 @@ def test_index_scan_settings_hold_for_the_search_and_never_leak_into_the_session
     from django.test.utils import CaptureQueriesContext
 
     settings.SEARCH_EF_SEARCH = 120
-    search.semantic_search("document", k=3)  # coverage counted and cached, query vector cached
+    searching.semantic_search("document", k=3)  # coverage counted and cached, query vector cached
     with CaptureQueriesContext(connection) as queries:
-        assert len(search.semantic_search("document", k=3).hits) == 3
+        assert len(searching.semantic_search("document", k=3).hits) == 3
     statements = [query["sql"] for query in queries]
     # One transaction: the settings and the search (the version was asked once, before).
     assert len(statements) == 4 and (statements[0], statements[-1]) == ("BEGIN", "COMMIT")
@@ -149,12 +150,12 @@ def test_index_scan_settings_hold_for_the_search_and_never_leak_into_the_session
 
     settings.SEARCH_EF_SEARCH = 10  # below 4 × k: 4 × k it is
     with CaptureQueriesContext(connection) as queries:
-        search.semantic_search("document", k=20)
+        searching.semantic_search("document", k=20)
     assert "'hnsw.ef_search', '80', true" in queries[1]["sql"]
 
     connection.close()  # a new connection: the version is asked again
     with CaptureQueriesContext(connection) as queries:
-        search.semantic_search("document", k=3)
+        searching.semantic_search("document", k=3)
     assert "extversion" in queries[1]["sql"] and len(queries) == 5
 
 
@@ -163,6 +164,6 @@ def test_a_search_inside_a_callers_transaction_keeps_its_settings_to_that_transa
 
     settings.SEARCH_EF_SEARCH = 150
     with transaction.atomic():
-        assert len(search.semantic_search("document", k=3).hits) == 3
+        assert len(searching.semantic_search("document", k=3).hits) == 3
         assert _session_setting("hnsw.ef_search") == "150"  # the caller's transaction holds it
     assert _session_setting("hnsw.ef_search") == "40"

@@ -3,8 +3,8 @@ traceback). Not used by the site itself."""
 
 from django.urls import path
 
-from embedding_site.urls import *  # noqa: F403 - the real routes and handler500
-from embedding_site.urls import urlpatterns as site_urlpatterns
+from console.urls import *  # noqa: F403 - the real routes and handler500
+from console.urls import urlpatterns as site_urlpatterns
 
 BROKEN_DETAIL = "internal-detail-that-must-stay-in-the-log-7781"
 

@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Length
 
-from documents.embedding_status import IsBlank
+from queue_admin.document_state import IsBlank
 from queue_admin.models import QueueItem
 
 # The same rough figure as backfill and the queue's estimated_tokens: ~4 characters a token

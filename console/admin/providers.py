@@ -1,7 +1,7 @@
 from django.contrib import admin
 
+from console.admin.base import ReadOnlyAdmin
 from queue_admin import config, limits
-from queue_admin.admin.base import ReadOnlyAdmin
 from queue_admin.models import ProviderLimitState, QueueConfig
 
 

@@ -9,8 +9,8 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
+from console.admin.base import ReadOnlyAdmin, report
 from queue_admin import operations
-from queue_admin.admin.base import ReadOnlyAdmin, report
 from queue_admin.models import DeadLetter, QueueItem, StuckItem, Worker
 
 OPERATE = "queue_admin.operate_queueitem"
@@ -112,7 +112,7 @@ class QueueItemAdminBase(ReadOnlyAdmin):
         report(self, request, outcome, "raised to high priority")
 
     class Media:
-        css = {"all": ["queue_admin/sidecar_admin.css"]}
+        css = {"all": ["console/sidecar_admin.css"]}
 
 
 @admin.register(QueueItem)

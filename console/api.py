@@ -7,9 +7,10 @@ from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
-from documents.api_auth import NotAuthenticated, api_user, take_search_request
+from console.api_auth import NotAuthenticated, api_user, take_search_request
 from documents.providers.base import EmbeddingError
-from documents.search import MAX_RESULTS, SearchError, semantic_search
+from documents.search import MAX_RESULTS, SearchError
+from queue_admin.searching import semantic_search
 
 logger = logging.getLogger("sidecar.search")
 

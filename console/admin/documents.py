@@ -5,14 +5,14 @@ from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
 
-from documents import embedding_status
-from documents.admin import backfill_page, reembed_action
-from documents.admin.document_list import DocumentChangeList, EmbeddingStatusFilter
-from documents.admin.importing import DocumentImportMixin
-from documents.forms import MetadataJSONField
+from console.admin import backfill_page, reembed_action
+from console.admin.document_list import DocumentChangeList, EmbeddingStatusFilter
+from console.admin.importing import DocumentImportMixin
+from console.document_forms import MetadataJSONField
 from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers.factory import get_provider
 from embedding_site.counting import EstimatedCountPaginator
+from queue_admin import document_state
 
 # The change page's read-only "Embedding" section (methods below).
 EMBEDDING_FIELDS = (
@@ -122,7 +122,7 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
         return format_html(
             '<span class="embedding-status embedding-{}">{}</span>',
             obj.embedding_status,
-            embedding_status.LABELS[obj.embedding_status],
+            document_state.LABELS[obj.embedding_status],
         )
 
     @admin.display(description="chunks")
@@ -137,7 +137,7 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
 
     def _summary(self, obj) -> dict:
         if not hasattr(obj, "_embedding_summary"):
-            obj._embedding_summary = embedding_status.embedding_summary(obj, self.embedding_model())
+            obj._embedding_summary = document_state.embedding_summary(obj, self.embedding_model())
         return obj._embedding_summary
 
     @admin.display(description="status")
@@ -146,8 +146,8 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
         return format_html(
             '<span class="embedding-status embedding-{}">{}</span> — {}',
             status,
-            embedding_status.LABELS[status],
-            embedding_status.EXPLANATIONS[status],
+            document_state.LABELS[status],
+            document_state.EXPLANATIONS[status],
         )
 
     @admin.display(description="model")

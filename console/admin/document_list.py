@@ -1,22 +1,22 @@
-"""The documents list's embedding columns and status filter (documents/embedding_status.py)."""
+"""The documents list's embedding columns and status filter (queue_admin/document_state.py)."""
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 
-from documents import embedding_status
+from queue_admin import document_state
 
 
 class DocumentChangeList(ChangeList):
     """The page's rows get their status, chunk count and model in one more query, for those
-    rows only (`embedding_status.for_page`)."""
+    rows only (`document_state.for_page`)."""
 
     def get_results(self, request):
         super().get_results(request)
-        self.result_list = embedding_status.for_page(self.result_list, self.model_admin.embedding_model())
+        self.result_list = document_state.for_page(self.result_list, self.model_admin.embedding_model())
 
 
 class EmbeddingStatusFilter(admin.SimpleListFilter):
-    """Each choice is a WHERE clause of indexed EXISTS tests (documents/embedding_status.py),
+    """Each choice is a WHERE clause of indexed EXISTS tests (queue_admin/document_state.py),
     not a computed column, so PostgreSQL can run it as semi- and anti-joins."""
 
     title = "embedding status"
@@ -27,12 +27,12 @@ class EmbeddingStatusFilter(admin.SimpleListFilter):
         super().__init__(request, params, model, model_admin)
 
     def lookups(self, request, model_admin):
-        return embedding_status.CHOICES
+        return document_state.CHOICES
 
     def queryset(self, request, queryset):
         status = self.value()
         if status is None:
             return queryset
-        if status not in embedding_status.LABELS:
+        if status not in document_state.LABELS:
             return queryset.none()  # a hand-edited URL: an empty list, like Django's own filters
-        return embedding_status.filter_status(queryset, status, self.model_admin.embedding_model())
+        return document_state.filter_status(queryset, status, self.model_admin.embedding_model())

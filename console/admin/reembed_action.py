@@ -10,8 +10,7 @@ from django.contrib import messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 
-from documents import reembed
-from queue_admin import backfill
+from queue_admin import backfill, reembed
 from queue_admin.models import QueueItem
 
 CONFIRM = "confirm_reembed"

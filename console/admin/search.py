@@ -2,7 +2,7 @@
 
 A query box and a number of results; answers with rank, score, title (linking to the
 document), a snippet of the best chunk, the model that answered and how many documents it
-does not cover yet. It runs `documents.search.semantic_search` (the HNSW index), as the API
+does not cover yet. It runs `queue_admin.searching.semantic_search` (the HNSW index), as the API
 and `manage.py search` do. Every bad input and outage becomes a message on the page.
 
 The form posts (a pasted paragraph would overflow a GET line: gunicorn refuses request
@@ -18,14 +18,8 @@ from django.urls import path, reverse
 
 from documents.models import DocumentEmbedding
 from documents.providers.base import EmbeddingError
-from documents.search import (
-    MAX_QUERY_CHARACTERS,
-    SearchError,
-    check_query,
-    choose_provider,
-    documents_not_covered,
-    semantic_search,
-)
+from documents.search import MAX_QUERY_CHARACTERS, SearchError, check_query
+from queue_admin.searching import choose_provider, documents_not_covered, semantic_search
 
 logger = logging.getLogger("sidecar.search")
 

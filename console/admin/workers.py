@@ -11,8 +11,8 @@ from django.db.models import F
 from django.db.models.functions import Now
 from django.utils.html import format_html
 
+from console.admin.base import ReadOnlyAdmin, report
 from queue_admin import config, operations, registry
-from queue_admin.admin.base import ReadOnlyAdmin, report
 from queue_admin.models import Worker
 
 # Of the finished workers, the collapsed section lists this many, latest first.
@@ -110,4 +110,4 @@ class WorkerAdmin(ReadOnlyAdmin):
         report(self, request, outcome, "cleared", noun="worker")
 
     class Media:
-        css = {"all": ["queue_admin/sidecar_admin.css"]}
+        css = {"all": ["console/sidecar_admin.css"]}

@@ -16,8 +16,8 @@ from django.urls import path, reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from console.admin import import_uploads
 from documents import importing
-from documents.admin import import_uploads
 
 FORMAT_CHOICES = [
     ("", "From the file name (.csv, .jsonl, .ndjson; .gz allowed)"),

@@ -12,14 +12,15 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path
 
-from queue_admin import charts, config
+from console import charts
+from queue_admin import config
 from queue_admin.dashboard import dashboard
 from queue_admin.models import QueueItem
 
 VIEW_PERMISSION = "queue_admin.view_queueitem"
 SWITCH_PERMISSION = "queue_admin.change_queueconfig"
-INDEX_TEMPLATE = "queue_admin/dashboard.html"
-FIGURES_TEMPLATE = "queue_admin/dashboard_figures.html"
+INDEX_TEMPLATE = "console/dashboard.html"
+FIGURES_TEMPLATE = "console/dashboard_figures.html"
 REFRESH_SECONDS = 10
 
 

@@ -1,4 +1,4 @@
-"""Liveness and readiness, as plain functions; `embedding_site/views.py` only serialises them.
+"""Liveness and readiness, as plain functions; `console/views.py` only serialises them.
 
 Readiness reports one entry per component, ``{"status": "ok" | "warn" | "fail", "detail": ...}``:
 

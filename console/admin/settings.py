@@ -11,9 +11,9 @@ from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
 
+from console.admin.base import ReadOnlyAdmin
+from console.settings_forms import QueueSettingsForm
 from queue_admin import config
-from queue_admin.admin.base import ReadOnlyAdmin
-from queue_admin.forms import QueueSettingsForm
 from queue_admin.models import ConfigChange, QueueConfig
 
 HISTORY_ON_PAGE = 20

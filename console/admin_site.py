@@ -12,7 +12,7 @@ from importlib import import_module
 from django.contrib import admin
 
 # Modules with a `urls(site)` function: site-wide admin pages (dashboard, search, ...).
-PAGE_MODULES: list[str] = ["queue_admin.admin.dashboard", "documents.admin.search"]
+PAGE_MODULES: list[str] = ["console.admin.dashboard", "console.admin.search"]
 
 
 class SidecarAdminSite(admin.AdminSite):
@@ -23,7 +23,7 @@ class SidecarAdminSite(admin.AdminSite):
     def index(self, request, extra_context=None):
         """The queue dashboard for those who may view queue items; Django's index (which tells
         the others they have no permission) for everyone else."""
-        from queue_admin.admin import dashboard
+        from console.admin import dashboard
 
         if not dashboard.may_view(request.user):
             return super().index(request, extra_context)
@@ -32,7 +32,7 @@ class SidecarAdminSite(admin.AdminSite):
         return response
 
     def get_urls(self):
-        from embedding_site.admin_selection import guard_selection
+        from console.admin_selection import guard_selection
 
         for model_admin in self._registry.values():  # every list, whoever registered it
             guard_selection(model_admin)

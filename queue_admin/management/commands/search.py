@@ -2,7 +2,8 @@ from json import dumps
 
 from django.core.management.base import BaseCommand, CommandError
 
-from documents.search import SearchError, semantic_search
+from documents.search import SearchError
+from queue_admin.searching import semantic_search
 
 
 class Command(BaseCommand):

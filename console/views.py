@@ -1,5 +1,5 @@
 """Health endpoints: no authentication (they reveal no keys, URLs or data), never cached.
-/metrics: a bearer token (embedding_site/metrics.py decides who may read it)."""
+/metrics: a bearer token (console/metrics.py decides who may read it)."""
 
 from django.http import HttpResponse, HttpResponseServerError, JsonResponse
 from django.template.loader import render_to_string
@@ -7,8 +7,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from embedding_site import health
-from embedding_site import metrics as metrics_module
+from console import health
+from console import metrics as metrics_module
 
 
 @never_cache
