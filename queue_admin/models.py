@@ -12,9 +12,10 @@ from queue_admin import config_schema
 class QueueItem(models.Model):
     """One unit of embedding work for one document.
 
-    Rows are created by the database triggers on `source_documents` (see migration 0002) and
-    moved through their states only by the queue SQL in `queue_admin/queue_sql.py`; the admin
-    changes them through actions, never by editing fields.
+    Rows are created by the database triggers on `source_documents`
+    (`queue_admin/sql/document_triggers.sql`) and moved through their states only by the queue
+    SQL in `queue_admin/queue_sql.py`; the admin changes them through actions, never by editing
+    fields.
     """
 
     class Status(models.TextChoices):
