@@ -13,46 +13,26 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connection, connections
 
+from queue_admin.document_state import (
+    SQL_ANY_CHUNK,
+    SQL_BLANK,
+    SQL_CURRENT,
+    SQL_HELD,
+    SQL_LIVE_ITEM,
+    sql_list,
+)
+from queue_admin.models import QueueItem
+
 logger = logging.getLogger("sidecar.backfill")
 
 MISSING, STALE, MISSING_OR_STALE, ALL = "missing", "stale", "missing_or_stale", "all"
 
-# A document "has a current embedding" when its first chunk for this model was made from its
-# current text. The sidecar's unique index (document_id, chunk_index, model) answers it.
-_CURRENT = """EXISTS (SELECT 1 FROM document_embeddings e
-                       WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %(model)s
-                         AND e.document_text_hash = d.content_hash)"""
-_ANY = """EXISTS (SELECT 1 FROM document_embeddings e WHERE e.document_id = d.id AND e.chunk_index = 0)"""
-_LIVE_ITEM = """EXISTS (SELECT 1 FROM embedding_queue q
-                         WHERE q.document_id = d.id AND q.status IN ('pending', 'processing', 'rate_limited'))"""
-
-
-def _newest_item_is(*statuses: str) -> str:
-    """The document's newest queue item (latest created_at, then greatest id: the same order as
-    `queue_admin.document_state`) is in one of `statuses`. Failed and cancelled items are few,
-    so the inner test runs for few documents."""
-    listed = ", ".join(f"'{status}'" for status in statuses)
-    return f"""EXISTS (SELECT 1 FROM embedding_queue q
-                        WHERE q.document_id = d.id AND q.status IN ({listed})
-                          AND NOT EXISTS (SELECT 1 FROM embedding_queue n
-                                           WHERE n.document_id = d.id
-                                             AND (n.created_at, n.id) > (q.created_at, q.id)))"""
-
-
-_NEWEST_FAILED = _newest_item_is("failed")
-_NEWEST_CANCELLED = _newest_item_is("cancelled")
-# Held for a person: the newest item failed (a dead letter) or a person cancelled it. Only a
-# retry, a re-embed or a new text (the trigger queues a new item) moves it on; queueing it again
-# by machine would fail again, add a dead letter each time and, with a paid provider, cost a
-# request each time.
-_HELD = _newest_item_is("failed", "cancelled")
-
 _CONDITIONS = {
     # never embedded, by any model
-    MISSING: f"NOT {_ANY}",
+    MISSING: f"NOT {SQL_ANY_CHUNK}",
     # embedded, but from another text or by another model (EMBEDDING_MODEL changed)
-    STALE: f"{_ANY} AND NOT {_CURRENT}",
-    MISSING_OR_STALE: f"NOT {_CURRENT}",
+    STALE: f"{SQL_ANY_CHUNK} AND NOT {SQL_CURRENT}",
+    MISSING_OR_STALE: f"NOT {SQL_CURRENT}",
     ALL: "true",
 }
 
@@ -96,45 +76,12 @@ def estimate(selection: Selection) -> Estimate:
 
 
 def _where(kind: str, *, skip_live: bool, include_held: bool) -> str:
-    clauses = ["NOT sidecar_is_blank(d.content)", _CONDITIONS[kind]]
+    clauses = [f"NOT {SQL_BLANK}", _CONDITIONS[kind]]
     if skip_live:
-        clauses.append(f"NOT {_LIVE_ITEM}")
+        clauses.append(f"NOT {SQL_LIVE_ITEM}")
     if not include_held:
-        clauses.append(f"NOT {_HELD}")
+        clauses.append(f"NOT {SQL_HELD}")
     return " AND ".join(clauses)
-
-
-@dataclass(frozen=True)
-class Freshness:
-    documents: int  # with text; fresh + stale + missing
-    fresh: int
-    stale: int
-    missing: int
-    # Of the stale and missing, held for a person and not queued again (not by reconciliation,
-    # not by backfill unless --include-failed): the newest item failed (a dead letter) ...
-    failed: int
-    cancelled: int = 0  # ... or a person cancelled it
-
-
-def freshness(model: str) -> Freshness:
-    """Every document with text, sorted by the same conditions `count` and `enqueue` select
-    (fresh, stale, missing), plus how many of the unfinished ones only a person can move on
-    (held: newest item failed or cancelled, no live one). One pass over the documents: slow on
-    big tables, so the dashboard reads it from the snapshot the reconciliation schedule keeps
-    (`freshness.py`)."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"""SELECT count(*), count(*) FILTER (WHERE state = 'fresh'), count(*) FILTER (WHERE state = 'stale'),
-                       count(*) FILTER (WHERE state = 'missing'),
-                       count(*) FILTER (WHERE state <> 'fresh' AND {_NEWEST_FAILED} AND NOT {_LIVE_ITEM}),
-                       count(*) FILTER (WHERE state <> 'fresh' AND {_NEWEST_CANCELLED} AND NOT {_LIVE_ITEM})
-                  FROM (SELECT d.id, CASE WHEN NOT ({_CONDITIONS[MISSING_OR_STALE]}) THEN 'fresh'
-                                          WHEN {_ANY} THEN 'stale' ELSE 'missing' END AS state
-                          FROM source_documents d
-                         WHERE {_where(ALL, skip_live=False, include_held=True)}) d""",
-            {"model": model},
-        )
-        return Freshness(*cursor.fetchone())
 
 
 def count(
@@ -156,7 +103,7 @@ def count(
         if not include_held:
             cursor.execute(
                 f"""SELECT count(*) FROM source_documents d
-                     WHERE {_where(kind, skip_live=skip_live, include_held=True)} AND {_HELD}""",
+                     WHERE {_where(kind, skip_live=skip_live, include_held=True)} AND {SQL_HELD}""",
                 params,
             )
             held_back = cursor.fetchone()[0]
@@ -265,7 +212,7 @@ def live_items() -> int:
     """Items still to do (pending, processing, rate-limited), from the partial unique index."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT count(*) FROM embedding_queue WHERE status IN ('pending', 'processing', 'rate_limited')"
+            f"SELECT count(*) FROM embedding_queue WHERE status IN ({sql_list(QueueItem.LIVE_STATUSES)})"
         )
         return cursor.fetchone()[0]
 

@@ -25,6 +25,9 @@ walking the updated_at index; the rare ones (stale, missing, no text) need one p
 table, like backfill's own count.
 """
 
+from dataclasses import dataclass
+
+from django.db import connection
 from django.db.models import (
     BooleanField,
     Case,
@@ -74,7 +77,7 @@ EXPLANATIONS = {
 
 
 class IsBlank(Func):
-    """The triggers' own test for "nothing to embed" (`sidecar_is_blank`, migration 0002), so
+    """The triggers' own test for "nothing to embed" (`sidecar_is_blank`, queue_admin/sql/), so
     all parts agree; behind a test of the first character, because running the regular
     expression on every document of a filtered scan costs more than the scan itself. Only a
     text that starts with a space, a control character or a non-ASCII character (which may
@@ -233,3 +236,78 @@ def embedding_summary(document, model: str) -> dict:
         "text_hash_is_current": rows["text_hash"] == document.content_hash,
         "latest_item": latest_item,
     }
+
+
+# --- The same tests in SQL ------------------------------------------------------------------
+# Backfill, reconciliation and the freshness counts sort millions of documents in one statement
+# each, over `source_documents d` with the model as `%(model)s`. These are the tests above,
+# written for them; tests/queue/test_document_state.py checks that both forms sort every case
+# alike.
+
+
+def sql_list(values) -> str:
+    """A list of our own constants (statuses) as SQL literals: "'pending', 'processing'"."""
+    return ", ".join(f"'{value}'" for value in values)
+
+
+SQL_BLANK = "sidecar_is_blank(d.content)"
+# Chunk 0 for the model was made from the current text: the sidecar's unique index
+# (document_id, chunk_index, model) answers it.
+SQL_CURRENT = """EXISTS (SELECT 1 FROM document_embeddings e
+                          WHERE e.document_id = d.id AND e.chunk_index = 0 AND e.model = %(model)s
+                            AND e.document_text_hash = d.content_hash)"""
+SQL_ANY_CHUNK = (
+    "EXISTS (SELECT 1 FROM document_embeddings e WHERE e.document_id = d.id AND e.chunk_index = 0)"
+)
+SQL_LIVE_ITEM = f"""EXISTS (SELECT 1 FROM embedding_queue q
+                             WHERE q.document_id = d.id AND q.status IN ({sql_list(QueueItem.LIVE_STATUSES)}))"""
+
+
+def sql_newest_item_is(*statuses: str) -> str:
+    """The document's newest queue item (latest created_at, then greatest id, as
+    `_newest_item_is`) is in one of `statuses`."""
+    return f"""EXISTS (SELECT 1 FROM embedding_queue q
+                        WHERE q.document_id = d.id AND q.status IN ({sql_list(statuses)})
+                          AND NOT EXISTS (SELECT 1 FROM embedding_queue n
+                                           WHERE n.document_id = d.id
+                                             AND (n.created_at, n.id) > (q.created_at, q.id)))"""
+
+
+SQL_NEWEST_FAILED = sql_newest_item_is(QueueItem.Status.FAILED)
+SQL_NEWEST_CANCELLED = sql_newest_item_is(QueueItem.Status.CANCELLED)
+# Held for a person (FAILED or CANCELLED): only a retry, a re-embed or a new text (the trigger
+# queues a new item) moves it on. Queueing it again by machine would fail again, add a dead
+# letter each time and, with a paid provider, cost a request each time.
+SQL_HELD = sql_newest_item_is(QueueItem.Status.FAILED, QueueItem.Status.CANCELLED)
+
+
+@dataclass(frozen=True)
+class Freshness:
+    documents: int  # with text; fresh + stale + missing
+    fresh: int
+    stale: int
+    missing: int
+    # Of the stale and missing, held for a person and not queued again (not by reconciliation,
+    # not by backfill unless --include-failed): the newest item failed (a dead letter) ...
+    failed: int
+    cancelled: int = 0  # ... or a person cancelled it
+
+
+def count_freshness(model: str) -> Freshness:
+    """Every document with text as fresh, stale or missing by its embedding alone (queued ones
+    too), plus how many of the unfinished ones are held for a person. One pass over the
+    documents: slow on big tables, so the dashboard reads it from the snapshot the
+    reconciliation schedule keeps (`freshness.py`)."""
+    not_live = f"NOT {SQL_LIVE_ITEM}"
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*), count(*) FILTER (WHERE state = 'fresh'), count(*) FILTER (WHERE state = 'stale'),
+                       count(*) FILTER (WHERE state = 'missing'),
+                       count(*) FILTER (WHERE state <> 'fresh' AND {SQL_NEWEST_FAILED} AND {not_live}),
+                       count(*) FILTER (WHERE state <> 'fresh' AND {SQL_NEWEST_CANCELLED} AND {not_live})
+                  FROM (SELECT d.id, CASE WHEN {SQL_CURRENT} THEN 'fresh'
+                                          WHEN {SQL_ANY_CHUNK} THEN 'stale' ELSE 'missing' END AS state
+                          FROM source_documents d WHERE NOT {SQL_BLANK}) d""",
+            {"model": model},
+        )
+        return Freshness(*cursor.fetchone())

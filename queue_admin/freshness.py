@@ -1,6 +1,6 @@
 """Documents fresh / stale / missing / failed for the dashboard, without an anti-join per page load.
 
-`backfill.freshness` visits every document; on a small table that takes milliseconds and the
+`document_state.count_freshness` visits every document; on a small table that takes milliseconds and the
 dashboard runs it live. Above LIVE_COUNT_LIMIT documents the dashboard shows the snapshot that
 the reconciliation schedule (`tasks.reconcile`, every 5 minutes) stores after its own pass over
 the same documents, and says how old it is.
@@ -13,7 +13,7 @@ from datetime import datetime
 from django.db import connection
 
 from embedding_site import counting
-from queue_admin import backfill, queue_counts
+from queue_admin import document_state, queue_counts
 from queue_admin.models import FreshnessSnapshot
 
 # Up to this many documents the dashboard counts live (tens of milliseconds); above, snapshots.
@@ -22,7 +22,7 @@ LIVE_COUNT_LIMIT = 20_000
 
 @dataclass(frozen=True)
 class DocumentFreshness:
-    counts: backfill.Freshness | None  # None: too many documents and no snapshot yet
+    counts: document_state.Freshness | None  # None: too many documents and no snapshot yet
     counted_at: datetime | None  # when the snapshot was taken; None when counted live
 
     @property
@@ -34,7 +34,7 @@ def refresh_snapshot(model: str) -> FreshnessSnapshot:
     """Count every document for `model` now and store it as the model's snapshot."""
     counted_at = queue_counts.database_now()
     started = time.monotonic()
-    counts = backfill.freshness(model)
+    counts = document_state.count_freshness(model)
     snapshot, _ = FreshnessSnapshot.objects.update_or_create(
         model=model,
         defaults={
@@ -57,11 +57,11 @@ def document_freshness(model: str) -> DocumentFreshness:
     with connection.cursor() as cursor:
         small = counting.capped_count(cursor, "SELECT 1 FROM source_documents", [], LIVE_COUNT_LIMIT)
     if small is not None:
-        return DocumentFreshness(backfill.freshness(model), None)
+        return DocumentFreshness(document_state.count_freshness(model), None)
     snapshot = FreshnessSnapshot.objects.filter(model=model).first()
     if snapshot is None:
         return DocumentFreshness(None, None)
-    counts = backfill.Freshness(
+    counts = document_state.Freshness(
         snapshot.documents,
         snapshot.fresh,
         snapshot.stale,

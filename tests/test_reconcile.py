@@ -14,7 +14,7 @@ import pytest
 from django.utils import timezone
 
 from documents.models import SourceDocument
-from queue_admin import backfill, operations, tasks
+from queue_admin import backfill, document_state, operations, tasks
 from queue_admin.models import QueueItem
 from queue_admin.worker import QueueWorker
 from tests.conftest import database_url
@@ -106,7 +106,7 @@ def test_the_schedule_function_counts_held_documents_apart(held, settings):
     try:
         for _ in range(3):
             assert tasks.reconcile() == 0
-        counts = backfill.freshness(MODEL)
+        counts = document_state.count_freshness(MODEL)
     finally:
         factory.get_provider.cache_clear()
     assert (counts.fresh, counts.missing, counts.failed, counts.cancelled) == (10, 2, 1, 1)
