@@ -87,12 +87,12 @@ def _where(kind: str, *, skip_live: bool, include_held: bool) -> str:
 def count(
     kind: str, model: str, *, limit: int | None = None, skip_live: bool = False, include_held: bool = False
 ) -> Selection:
-    """How many documents match, roughly how many tokens they hold (4 characters each), and how
+    """How many documents match, roughly how many tokens they hold (`sidecar_estimated_tokens`), and how
     many matching ones are left out as held for a person (unless `include_held`)."""
     params = {"model": model, "limit": limit}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT count(*), coalesce(sum(char_length(content) / 4 + 1), 0)
+            f"""SELECT count(*), coalesce(sum(sidecar_estimated_tokens(content)), 0)
                   FROM (SELECT d.content FROM source_documents d
                          WHERE {_where(kind, skip_live=skip_live, include_held=include_held)}
                         LIMIT %(limit)s) picked""",

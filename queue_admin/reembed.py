@@ -2,7 +2,7 @@
 
 Counted first, for the confirmation; then queued *forced* — re-embedded even if the text is
 unchanged, e.g. after a provider glitch produced poor vectors — through the database's own
-`sidecar_enqueue` (queue_admin migration 0002), the function the triggers use, so a document
+`sidecar_enqueue` (queue_admin/sql/enqueue.sql), the function the triggers use, so a document
 that already has a live item gets its priority raised and the force flag instead of a second
 item. Documents with blank text are left out: there is nothing to embed.
 """
@@ -10,15 +10,19 @@ item. Documents with blank text are left out: there is nothing to embed.
 from dataclasses import dataclass
 
 from django.db import connection
-from django.db.models import Count, Q, QuerySet, Sum, Value
-from django.db.models.functions import Length
+from django.db.models import Count, Func, IntegerField, Q, QuerySet, Sum
 
 from queue_admin.document_state import IsBlank
 from queue_admin.models import QueueItem
 
-# The same rough figure as backfill and the queue's estimated_tokens: ~4 characters a token
-# for English prose. The model's tokenizer would need every text in Python; this needs none.
-CHARACTERS_PER_TOKEN = 4
+
+class EstimatedTokens(Func):
+    """The queue's own estimate (`sidecar_estimated_tokens`, queue_admin/sql/enqueue.sql), as
+    backfill and the enqueue function make it. The model's tokenizer would need every text in
+    Python; this needs none."""
+
+    function = "sidecar_estimated_tokens"
+    output_field = IntegerField()
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ def count(documents: QuerySet) -> Chosen:
         .aggregate(
             documents=Count("pk", filter=with_text),
             blank=Count("pk", filter=~with_text),
-            tokens=Sum(Length("content") / Value(CHARACTERS_PER_TOKEN) + Value(1), filter=with_text),
+            tokens=Sum(EstimatedTokens("content"), filter=with_text),
         )
     )
     return Chosen(figures["documents"], figures["blank"], figures["tokens"] or 0)

@@ -108,3 +108,13 @@ def test_nothing_is_defined_only_in_a_migration():
     apply_every_file()
 
     assert definitions() == before
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("text", ["", "abc", "abcd", "a" * 1001, "ü" * 9])
+def test_the_token_estimate_in_sql_counts_characters_as_the_providers_do(text):
+    from documents.providers.tokens import CHARS_PER_TOKEN
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sidecar_estimated_tokens(%s)", [text])
+        assert cursor.fetchone()[0] == len(text) // CHARS_PER_TOKEN + 1

@@ -23,6 +23,15 @@ LANGUAGE sql STABLE AS $$
     fallback)
 $$;
 
+-- About how many tokens a document holds: four characters a token for English prose (the
+-- same figure as documents/providers/tokens.py's CHARS_PER_TOKEN; a test holds them together).
+-- The queue's estimates, backfill's and the re-embed confirmation's all come from here; the
+-- worker records the model's true count.
+CREATE OR REPLACE FUNCTION sidecar_estimated_tokens(body text) RETURNS integer
+LANGUAGE sql IMMUTABLE AS $$
+  SELECT char_length(body) / 4 + 1
+$$;
+
 -- Queue the given documents at `priority`. A document that already has a live item keeps
 -- that one (edits coalesce), raised to `priority` if that is higher. `force` marks the item
 -- to be embedded even if the sidecar already holds its text (a re-embed asked for by a
@@ -41,8 +50,7 @@ BEGIN
     created_at, updated_at)
   SELECT gen_random_uuid(), d.id, 'embed', 'pending', sidecar_enqueue.priority, 0,
          retries, statement_timestamp(), '', '', '',
-         -- about four characters per token for English prose; the worker records the truth
-         char_length(d.content) / 4 + 1, 0,
+         sidecar_estimated_tokens(d.content), 0,
          CASE WHEN force THEN '{"force": true}'::jsonb ELSE '{}'::jsonb END,
          statement_timestamp(), statement_timestamp()
     -- A join, not "id = ANY(document_ids)": with 100,000 ids and no statistics yet the
