@@ -8,14 +8,14 @@ provider's shared breaker and quota use, the provider in use, documents fresh / 
 that are estimates or snapshots say so (`Count.estimated`, `DocumentFreshness.counted_at`).
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
 
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, freshness, limits, queue_counts, registry, status
+from queue_admin import config, freshness, limits, queue_counts, status
 from queue_admin.models import ProviderLimitState, QueueItem
 from queue_admin.queue_counts import Count
 
@@ -63,29 +63,18 @@ class ProviderLimits:
 
 
 @dataclass(frozen=True)
-class Dashboard:
-    generated_at: datetime  # the database's clock
-    queue_enabled: bool
-    counts: dict[str, dict[str, Count]]  # status -> priority -> Count
-    by_status: dict[str, Count]
+class Dashboard(status.QueueFigures):
+    """What `queue_status` shows (`status.QueueFigures`, read once), and the dashboard's own
+    figures beside it."""
+
     by_priority: dict[str, Count]
-    live: Count
-    total: Count
-    oldest_pending_age_seconds: float | None
     throughput: list[MinuteBucket]  # CHART_MINUTES buckets, oldest first, the current minute last
     completed_last_hour: int
     failed_last_hour: int
     top_errors: list[ErrorGroup]
-    rate_per_second_15m: float | None
     provider: ProviderInUse
-    breaker: dict  # the provider in use's breaker, as `status.provider_breaker()`
     provider_limits: list[ProviderLimits]
     documents: freshness.DocumentFreshness
-    workers: registry.WorkerCounts
-
-    @property
-    def live_workers(self) -> int:
-        return self.workers.live
 
     @property
     def error_rate(self) -> float | None:
@@ -190,32 +179,21 @@ def provider_limits(model_id: str, settings_now: dict) -> list[ProviderLimits]:
 def dashboard() -> Dashboard:
     """Read every figure; see the module docstring for what and how."""
     settings_now = config.current()
-    counts = queue_counts.by_status_and_priority()
-    by_status = {name: queue_counts.total(row) for name, row in counts.items()}
+    queue = status.queue_figures()
     by_priority = {
-        priority: queue_counts.total({name: row[priority] for name, row in counts.items()})
+        priority: queue_counts.total({name: row[priority] for name, row in queue.counts.items()})
         for priority in QueueItem.Priority.values
     }
-    now = queue_counts.database_now()
     throughput = throughput_per_minute()
     provider = provider_in_use()
     return Dashboard(
-        generated_at=now,
-        queue_enabled=bool(settings_now["queue_enabled"]),
-        counts=counts,
-        by_status=by_status,
+        **{field.name: getattr(queue, field.name) for field in fields(status.QueueFigures)},
         by_priority=by_priority,
-        live=queue_counts.total({name: by_status[name] for name in QueueItem.LIVE_STATUSES}),
-        total=queue_counts.total(by_status),
-        oldest_pending_age_seconds=queue_counts.oldest_pending_age_seconds(now),
         throughput=throughput,
         completed_last_hour=sum(bucket.documents for bucket in throughput),
         failed_last_hour=failed_since(throughput[0].minute),
         top_errors=top_errors(),
-        rate_per_second_15m=backfill.recent_rate(status.THROUGHPUT_WINDOW_MINUTES),
         provider=provider,
-        breaker=status.provider_breaker(),
         provider_limits=provider_limits(provider.model_id, settings_now),
         documents=freshness.document_freshness(provider.model_id),
-        workers=registry.worker_counts(),
     )

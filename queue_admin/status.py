@@ -2,14 +2,16 @@
 
 Counts and the oldest pending age come from `queue_counts` (exact while a status/priority group
 is small, the planner's estimate above `queue_counts.EXACT_COUNT_LIMIT`), the same functions the
-admin dashboard (`queue_admin/dashboard.py`) reads, so the two never disagree.
+admin dashboard (`queue_admin/dashboard.py`) reads: its `Dashboard` extends `QueueFigures`.
 """
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from documents.providers.factory import get_provider
 from queue_admin import backfill, config, limits, queue_counts, registry
 from queue_admin.models import QueueItem
+from queue_admin.queue_counts import Count
 
 # Bump when a key of `queue_status()` changes meaning or disappears; adding keys keeps it.
 STATUS_FORMAT_VERSION = 1
@@ -36,36 +38,74 @@ def provider_breaker() -> dict:
     }
 
 
-def queue_status() -> dict:
-    """Counts by status and priority, oldest pending age, recent throughput, workers by health,
-    breaker, queue switch and model: the keys README's "Operations" section documents.
-    `counts.estimated_statuses` lists the statuses whose counts include planner estimates."""
+@dataclass(frozen=True)
+class QueueFigures:
+    """The queue's state at one reading: what `queue_status`, `/metrics` and the dashboard (whose
+    `Dashboard` extends this) all show, read once here so they never disagree."""
+
+    generated_at: datetime  # the database's clock
+    queue_enabled: bool
+    model_id: str  # the configured provider's
+    counts: dict[str, dict[str, Count]]  # status -> priority -> Count
+    by_status: dict[str, Count]
+    live: Count
+    total: Count
+    oldest_pending_age_seconds: float | None
+    rate_per_second_15m: float | None  # documents completed per second, last 15 minutes
+    workers: registry.WorkerCounts
+    breaker: dict  # `provider_breaker()`
+
+    @property
+    def live_workers(self) -> int:
+        return self.workers.live
+
+
+def queue_figures() -> QueueFigures:
     counts = queue_counts.by_status_and_priority()
-    by_status = {status: queue_counts.total(row) for status, row in counts.items()}
+    by_status = {name: queue_counts.total(row) for name, row in counts.items()}
     now = queue_counts.database_now()
-    rate = backfill.recent_rate(THROUGHPUT_WINDOW_MINUTES)
-    workers = registry.worker_counts()
+    return QueueFigures(
+        generated_at=now,
+        queue_enabled=bool(config.current()["queue_enabled"]),
+        model_id=get_provider().model_id,
+        counts=counts,
+        by_status=by_status,
+        live=queue_counts.total({name: by_status[name] for name in QueueItem.LIVE_STATUSES}),
+        total=queue_counts.total(by_status),
+        oldest_pending_age_seconds=queue_counts.oldest_pending_age_seconds(now),
+        rate_per_second_15m=backfill.recent_rate(THROUGHPUT_WINDOW_MINUTES),
+        workers=registry.worker_counts(),
+        breaker=provider_breaker(),
+    )
+
+
+def queue_status() -> dict:
+    """`queue_figures()` as the JSON of `queue_status --json` (and /metrics' source): the keys
+    the documentation's "Operations" page lists. `counts.estimated_statuses` lists the statuses
+    whose counts include planner estimates."""
+    figures = queue_figures()
+    rate = figures.rate_per_second_15m
     return {
         "version": STATUS_FORMAT_VERSION,
-        "generated_at": now.astimezone(UTC).isoformat(),
-        "queue_enabled": bool(config.current()["queue_enabled"]),
-        "provider_model_id": get_provider().model_id,
+        "generated_at": figures.generated_at.astimezone(UTC).isoformat(),
+        "queue_enabled": figures.queue_enabled,
+        "provider_model_id": figures.model_id,
         "counts": {
-            "by_status": {status: count.value for status, count in by_status.items()},
+            "by_status": {status: count.value for status, count in figures.by_status.items()},
             "by_status_and_priority": {
                 status: {priority: count.value for priority, count in row.items()}
-                for status, row in counts.items()
+                for status, row in figures.counts.items()
             },
-            "live": sum(by_status[s].value for s in QueueItem.LIVE_STATUSES),
-            "total": sum(count.value for count in by_status.values()),
-            "estimated_statuses": [status for status, count in by_status.items() if count.estimated],
+            "live": figures.live.value,
+            "total": figures.total.value,
+            "estimated_statuses": [status for status, count in figures.by_status.items() if count.estimated],
         },
-        "oldest_pending_age_seconds": queue_counts.oldest_pending_age_seconds(now),
+        "oldest_pending_age_seconds": figures.oldest_pending_age_seconds,
         "throughput_per_second_15m": round(rate, 3) if rate is not None else None,
-        "live_workers": workers.live,
-        "late_workers": workers.late,
-        "dead_workers_last_hour": workers.dead_recently,
-        "breaker": provider_breaker(),
+        "live_workers": figures.workers.live,
+        "late_workers": figures.workers.late,
+        "dead_workers_last_hour": figures.workers.dead_recently,
+        "breaker": figures.breaker,
     }
 
 
