@@ -111,7 +111,7 @@ def _check_breaker(_connection) -> tuple[str, str]:
 def _check_queue(_connection) -> tuple[str, str]:
     from queue_admin import config
 
-    if config.current()["queue_enabled"]:
+    if config.current().queue_enabled:
         return OK, "enabled"
     return WARN, "paused (queue_enabled is off): workers claim no new work"
 

@@ -10,6 +10,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from queue_admin import config
+from queue_admin.config_schema import QueueSettings
 
 
 def _number_field(item: config.ConfigKey, label: str) -> forms.IntegerField:
@@ -36,22 +37,22 @@ class QueueSettingsForm(forms.Form):
     """Every queue setting. `changed_data` (against the values the page was loaded with, kept
     in hidden inputs) says which ones the person changed; only those are saved."""
 
-    def __init__(self, *args, current: dict, editable: bool = True, **kwargs):
+    def __init__(self, *args, current: QueueSettings, editable: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         self.current = current
         for key, item in config.SCHEMA.items():
             if item.kind is bool:
                 field = forms.BooleanField(label=item.label, required=False)
                 field.widget.attrs["class"] = "sidecar-switch"
-                self._add(key, field, current[key], item)
+                self._add(key, field, current.value(key), item)
             elif item.kind is int:
-                self._add(key, _number_field(item, item.label), current[key], item)
+                self._add(key, _number_field(item, item.label), current.value(key), item)
             else:  # the priority weights: one number per priority
                 for priority in item.keys:
                     label = f"{item.label}: {priority}"
                     field = _number_field(item, label)
                     field.sub_label = priority
-                    self._add(weight_field_name(priority), field, current[key][priority], item)
+                    self._add(weight_field_name(priority), field, current.value(key)[priority], item)
         if not editable:
             for field in self.fields.values():
                 field.disabled = True

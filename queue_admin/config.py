@@ -16,6 +16,7 @@ from queue_admin.config_schema import (  # noqa: F401 - the schema, for callers 
     PRIORITIES,
     SCHEMA,
     ConfigKey,
+    QueueSettings,
     display,
     show_value,
     validate_value,
@@ -31,12 +32,12 @@ CACHE_SECONDS = 5.0
 _cache: dict = {"values": None, "read_at": float("-inf")}
 
 
-def current() -> dict:
+def current() -> QueueSettings:
     """All settings (stored values over defaults), re-read at most every CACHE_SECONDS."""
     now = time.monotonic()
     if _cache["values"] is None or now - _cache["read_at"] >= CACHE_SECONDS:
         stored = dict(QueueConfig.objects.values_list("config_key", "config_value"))
-        _cache["values"] = {**DEFAULTS, **{k: v for k, v in stored.items() if _usable(k, v)}}
+        _cache["values"] = QueueSettings(**{**DEFAULTS, **{k: v for k, v in stored.items() if _usable(k, v)}})
         _cache["read_at"] = now
     return _cache["values"]
 

@@ -5,9 +5,9 @@ key, the value and what is allowed. Reading and writing the values is `config.py
 """
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 PRIORITIES = ("high", "medium", "low")
 
@@ -93,6 +93,38 @@ _KEYS = [
 SCHEMA: dict[str, ConfigKey] = {item.key: item for item in _KEYS}
 
 DEFAULTS = {key: item.default for key, item in SCHEMA.items()}
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Every queue setting, typed: what `config.current()` returns. Its fields are SCHEMA's keys
+    (checked below), so a misspelt setting fails where it is written, not as a KeyError at run
+    time; named apart from Django's `settings` at every call site."""
+
+    queue_enabled: bool
+    batch_size: int
+    max_concurrent_workers: int
+    max_retries: int
+    rate_limit_delay_ms: int
+    worker_heartbeat_interval_ms: int
+    lease_seconds: int
+    queue_cleanup_interval_hours: int
+    priority_weights: dict[str, int]
+    api_quota_per_minute: int
+    token_quota_per_minute: int
+    circuit_breaker_failure_threshold: int
+    circuit_breaker_recovery_seconds: int
+
+    def value(self, key: str):
+        """One setting by its key, for the pages and checks that go through SCHEMA."""
+        return getattr(self, key)
+
+    def as_dict(self) -> dict:
+        return {item.name: getattr(self, item.name) for item in fields(self)}
+
+
+if [item.name for item in fields(QueueSettings)] != list(SCHEMA):
+    raise ImproperlyConfigured("QueueSettings' fields must be SCHEMA's keys, in the same order.")
 
 
 def _is_int(value) -> bool:

@@ -158,15 +158,15 @@ def provider_in_use() -> ProviderInUse:
     )
 
 
-def provider_limits(model_id: str, settings_now: dict) -> list[ProviderLimits]:
+def provider_limits(model_id: str, queue_settings: config.QueueSettings) -> list[ProviderLimits]:
     """Every provider the workers have used (one shared row each), the one in use first."""
     quotas = limits.quota_use(
-        rpm=settings_now["api_quota_per_minute"], tpm=settings_now["token_quota_per_minute"]
+        rpm=queue_settings.api_quota_per_minute, tpm=queue_settings.token_quota_per_minute
     )
     keys = sorted(
         ProviderLimitState.objects.values_list("provider_key", flat=True), key=lambda k: k != model_id
     )
-    recovery = settings_now["circuit_breaker_recovery_seconds"]
+    recovery = queue_settings.circuit_breaker_recovery_seconds
     return [
         ProviderLimits(
             key, key == model_id, limits.breaker_state(key, recovery_seconds=recovery), quotas[key]
@@ -178,7 +178,7 @@ def provider_limits(model_id: str, settings_now: dict) -> list[ProviderLimits]:
 
 def dashboard() -> Dashboard:
     """Read every figure; see the module docstring for what and how."""
-    settings_now = config.current()
+    queue_settings = config.current()
     queue = status.queue_figures()
     by_priority = {
         priority: queue_counts.total({name: row[priority] for name, row in queue.counts.items()})
@@ -194,6 +194,6 @@ def dashboard() -> Dashboard:
         failed_last_hour=failed_since(throughput[0].minute),
         top_errors=top_errors(),
         provider=provider,
-        provider_limits=provider_limits(provider.model_id, settings_now),
+        provider_limits=provider_limits(provider.model_id, queue_settings),
         documents=freshness.document_freshness(provider.model_id),
     )

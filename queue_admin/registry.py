@@ -23,6 +23,7 @@ from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import Now
 
 from queue_admin import config, queue_sql
+from queue_admin.config_schema import QueueSettings
 from queue_admin.models import Worker
 
 logger = logging.getLogger("sidecar.worker")
@@ -77,11 +78,11 @@ def register(worker_id: str, *, group: str | None = None, limit: int | None = No
     return True
 
 
-def health_conditions(settings: dict | None = None) -> dict[str, Q]:
+def health_conditions(queue_settings: QueueSettings | None = None) -> dict[str, Q]:
     """Each health (OK, LATE, DEAD, FINISHED) as a condition on registry rows, judged by the
     database's clock (the one the workers stamp their heartbeats with). Every worker row meets
     exactly one."""
-    interval = timedelta(milliseconds=(settings or config.current())["worker_heartbeat_interval_ms"])
+    interval = timedelta(milliseconds=(queue_settings or config.current()).worker_heartbeat_interval_ms)
     running = Q(status__in=Worker.RUNNING_STATUSES)
     finished = Q(status=Worker.Status.FINISHED)
     on_time = Q(last_heartbeat__gte=Now() - interval * LATE_AFTER_INTERVALS)
@@ -216,7 +217,7 @@ def record_batch(worker_id: str, report, elapsed_ms: int) -> None:
     )
 
 
-def reclaim_and_expire(settings: dict) -> None:
+def reclaim_and_expire(queue_settings: QueueSettings) -> None:
     """Every few seconds: take back expired leases and mark silent workers dead."""
     now = time.monotonic()
     if now - _last_reclaim["at"] < RECLAIM_EVERY_SECONDS:
@@ -225,7 +226,7 @@ def reclaim_and_expire(settings: dict) -> None:
     requeued, failed = queue_sql.reclaim_expired_leases()
     if requeued or failed:
         logger.warning("reclaimed %s items with expired leases (%s moved to failed)", requeued, failed)
-    silent = Worker.objects.filter(health_conditions(settings)[DEAD]).exclude(status=Worker.Status.DEAD)
+    silent = Worker.objects.filter(health_conditions(queue_settings)[DEAD]).exclude(status=Worker.Status.DEAD)
     marked = silent.update(status=Worker.Status.DEAD, current_batch_id=None, updated_at=Now())
     if marked:
         logger.warning("marked %s silent workers dead", marked)
@@ -241,15 +242,15 @@ class Heartbeat(threading.Thread):
 
     def run(self):
         try:
-            while not self._stopping.wait(config.current()["worker_heartbeat_interval_ms"] / 1000):
+            while not self._stopping.wait(config.current().worker_heartbeat_interval_ms / 1000):
                 self.beat()
         finally:
             connection.close()  # this thread's own connection
 
     def beat(self):
         try:
-            settings = config.current()
-            queue_sql.heartbeat(self.worker_id, settings["lease_seconds"])
+            queue_settings = config.current()
+            queue_sql.heartbeat(self.worker_id, queue_settings.lease_seconds)
             Worker.objects.filter(worker_id=self.worker_id).update(last_heartbeat=Now(), updated_at=Now())
         except Exception:  # a database blip must not kill the thread; the next beat retries
             logger.exception("heartbeat of %s failed", self.worker_id)

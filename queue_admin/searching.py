@@ -57,7 +57,7 @@ def refuse_while_breaker_open(provider) -> None:
     of holding a web request through every HTTP retry against a service known to be down."""
     if not getattr(provider, "is_remote", True):
         return
-    recovery = config.current()["circuit_breaker_recovery_seconds"]
+    recovery = config.current().circuit_breaker_recovery_seconds
     status = limits.breaker_state(provider.model_id, recovery_seconds=recovery)
     if status.state == "open":
         raise EmbeddingError(

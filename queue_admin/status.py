@@ -27,7 +27,7 @@ def provider_breaker() -> dict:
     if not getattr(provider, "is_remote", True):
         return {"applicable": False, "state": "not_applicable", "failures": None, "opened_at": None,
                 "seconds_until_trial": None}  # fmt: skip
-    recovery = config.current()["circuit_breaker_recovery_seconds"]
+    recovery = config.current().circuit_breaker_recovery_seconds
     breaker = limits.breaker_state(provider.model_id, recovery_seconds=recovery)
     return {
         "applicable": True,
@@ -66,7 +66,7 @@ def queue_figures() -> QueueFigures:
     now = queue_counts.database_now()
     return QueueFigures(
         generated_at=now,
-        queue_enabled=bool(config.current()["queue_enabled"]),
+        queue_enabled=bool(config.current().queue_enabled),
         model_id=get_provider().model_id,
         counts=counts,
         by_status=by_status,

@@ -32,8 +32,8 @@ def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
     of the batch back and returns; otherwise a successor is queued so the cluster keeps
     draining.
     """
-    settings_now = config.current()
-    worker = QueueWorker(get_provider(), name="drain", max_alive=settings_now["max_concurrent_workers"])
+    queue_settings = config.current()
+    worker = QueueWorker(get_provider(), name="drain", max_alive=queue_settings.max_concurrent_workers)
     stop = lambda *_: worker.stop_requested.set()  # noqa: E731
     # SIGUSR1: our qcluster is stopping (management/commands/qcluster.py); SIGTERM: a timeout,
     # or a stop signal sent to every process of the cluster.
@@ -67,11 +67,11 @@ def keep_drains_running() -> int:
     """
     from django_q.tasks import async_task
 
-    settings_now = config.current()
-    if not settings_now["queue_enabled"]:
+    queue_settings = config.current()
+    if not queue_settings.queue_enabled:
         return 0
     registry.free_places_of_dead_local_workers(":drain:")
-    wanted = settings_now["max_concurrent_workers"] * (registry.recent_hosts() + 1)
+    wanted = queue_settings.max_concurrent_workers * (registry.recent_hosts() + 1)
     missing = wanted - registry.alive_workers(":drain:").count()
     for _ in range(max(0, missing)):
         async_task("queue_admin.tasks.drain", group="sidecar-drain")
@@ -90,7 +90,7 @@ def reconcile() -> int:
 def delete_old_completed() -> int:
     """Delete completed items, and the rows of workers that finished, older than the retention
     setting; returns how many items were deleted."""
-    hours = config.current()["queue_cleanup_interval_hours"]
+    hours = config.current().queue_cleanup_interval_hours
     deleted = backfill.delete_old_completed(hours)
     workers = registry.delete_finished(hours)
     logger.info("deleted %s completed queue items and %s finished workers", deleted, workers)

@@ -27,6 +27,7 @@ from documents.chunking import split_into_chunks
 from documents.providers import http
 from documents.providers.base import EmbeddingError
 from queue_admin import config, limits, queue_sql, registry, worker_metrics
+from queue_admin.config_schema import QueueSettings
 
 logger = logging.getLogger("sidecar.worker")
 
@@ -256,18 +257,18 @@ class QueueWorker:
         if to_release:
             released = queue_sql.release(to_release, self.worker_id)
             logger.warning("worker %s gave back %s items of a batch that failed", self.worker_id, released)
-        settings = config.current()
-        registry.reclaim_and_expire(settings)
-        if not settings["queue_enabled"]:
+        queue_settings = config.current()
+        registry.reclaim_and_expire(queue_settings)
+        if not queue_settings.queue_enabled:
             return None
-        self._sending_to = self._provider_for_batch(settings)
+        self._sending_to = self._provider_for_batch(queue_settings)
         if self._sending_to is None:
             return None  # the provider's breaker is open and there is no fallback: wait
         batch_id, items = queue_sql.claim_batch(
             self.worker_id,
-            settings["batch_size"],
-            lease_seconds=settings["lease_seconds"],
-            weights=settings["priority_weights"],
+            queue_settings.batch_size,
+            lease_seconds=queue_settings.lease_seconds,
+            weights=queue_settings.priority_weights,
         )
         if not items:
             return None
@@ -279,7 +280,7 @@ class QueueWorker:
             plans = [p for p in plans if not p.too_long]
             pending = [p for p in plans if not p.skip]
             if pending:
-                pending = self._embed(pending, settings, batch.report)
+                pending = self._embed(pending, queue_settings, batch.report)
             batch.plans = [*[p for p in plans if p.skip], *pending]
         except Exception:
             self._give_back(items)
@@ -346,13 +347,13 @@ class QueueWorker:
         self.metrics.observe("sidecar_batch_duration_seconds", seconds)
         self.metrics.flush()
 
-    def _provider_for_batch(self, settings: dict):
+    def _provider_for_batch(self, queue_settings: QueueSettings):
         """Who gets this batch's requests: the provider, unless its shared circuit breaker is
         open; then the fallback (the same model served elsewhere) if one is configured, else
         nobody, and the queue waits."""
         if not self.shared_limits:
             return self.provider
-        recovery = settings["circuit_breaker_recovery_seconds"]
+        recovery = queue_settings.circuit_breaker_recovery_seconds
         if limits.breaker_allows(self.provider_key, recovery_seconds=recovery):
             return self.provider
         return getattr(self.provider, "fallback", None)
@@ -414,7 +415,7 @@ class QueueWorker:
             if queue_sql.fail(plan.item.id, self.worker_id, kind="permanent", message=message):
                 report.failed += 1
 
-    def _embed(self, plans: list[_Plan], settings: dict, report: BatchReport) -> list[_Plan]:
+    def _embed(self, plans: list[_Plan], queue_settings: QueueSettings, report: BatchReport) -> list[_Plan]:
         """Embed every chunk not reusable, in provider-sized sub-batches sorted by length.
 
         Returns the plans whose every chunk now has a vector; the others were retried,
@@ -434,7 +435,7 @@ class QueueWorker:
         for start in range(0, len(work), size):
             sub_batch = [entry for entry in work[start : start + size] if entry[0].item.id not in broken]
             try:
-                self._embed_into(sub_batch, report, settings)
+                self._embed_into(sub_batch, report, queue_settings)
             except _NotSent:
                 for plan, _, _ in work[start:]:
                     unsent.add(plan.item.id)
@@ -451,7 +452,7 @@ class QueueWorker:
                     continue
                 for entry in sub_batch:
                     try:
-                        self._embed_into([entry], report, settings)
+                        self._embed_into([entry], report, queue_settings)
                     except EmbeddingError as single_error:
                         broken.setdefault(entry[0].item.id, single_error)
         for plan in plans:
@@ -460,10 +461,10 @@ class QueueWorker:
         unsent -= broken.keys()
         report.requeued += queue_sql.release(list(unsent), self.worker_id)
         failures = [(plan, broken[plan.item.id]) for plan in plans if plan.item.id in broken]
-        self._record_failures(failures, settings, report)
+        self._record_failures(failures, queue_settings, report)
         return [plan for plan in plans if plan.item.id not in broken and plan.item.id not in unsent]
 
-    def _embed_into(self, sub_batch, report: BatchReport, settings: dict) -> None:
+    def _embed_into(self, sub_batch, report: BatchReport, queue_settings: QueueSettings) -> None:
         """Embed one sub-batch within the shared limits; the breaker learns how it went."""
         if self._should_stop():
             # Stopping (SIGTERM) or out of time: the request in flight was answered and will be
@@ -475,8 +476,8 @@ class QueueWorker:
             waiting_since = time.monotonic()
             granted = limits.wait_for_capacity(
                 self.provider_key, 1, tokens,
-                rpm=settings["api_quota_per_minute"], tpm=settings["token_quota_per_minute"],
-                should_stop=self._should_stop, timeout=settings["lease_seconds"] / 2,
+                rpm=queue_settings.api_quota_per_minute, tpm=queue_settings.token_quota_per_minute,
+                should_stop=self._should_stop, timeout=queue_settings.lease_seconds / 2,
             )  # fmt: skip
             self.metrics.inc("sidecar_rate_limit_wait_seconds", time.monotonic() - waiting_since)
             if not granted:
@@ -484,7 +485,7 @@ class QueueWorker:
         on_fallback = self._sending_to is not self.provider
         sent_at = time.monotonic()
         gate = (
-            http.retry_gate.set(lambda: self._may_retry(tokens, settings, on_fallback))
+            http.retry_gate.set(lambda: self._may_retry(tokens, queue_settings, on_fallback))
             if self.shared_limits
             else None
         )
@@ -495,7 +496,9 @@ class QueueWorker:
             if self.shared_limits and not on_fallback:
                 if error.kind == "transient":  # the provider is down or struggling
                     limits.record_failure(
-                        self.provider_key, str(error), threshold=settings["circuit_breaker_failure_threshold"]
+                        self.provider_key,
+                        str(error),
+                        threshold=queue_settings.circuit_breaker_failure_threshold,
                     )
                 else:  # it answered: up, even if it refused these texts
                     limits.record_success(self.provider_key)
@@ -517,7 +520,7 @@ class QueueWorker:
         self.metrics.inc("sidecar_texts_embedded", len(sub_batch))
         self.metrics.inc("sidecar_tokens_sent", sum(result.token_counts))
 
-    def _may_retry(self, tokens: int, settings: dict, on_fallback: bool) -> bool:
+    def _may_retry(self, tokens: int, queue_settings: QueueSettings, on_fallback: bool) -> bool:
         """The HTTP client asks before it retries a failed request: a retry is a request like
         any other, so it takes its share of the shared rate limit; and none is sent once the
         provider's breaker is no longer closed (another worker opened it, or this request was
@@ -528,8 +531,8 @@ class QueueWorker:
             return False
         return limits.wait_for_capacity(
             self.provider_key, 1, tokens,
-            rpm=settings["api_quota_per_minute"], tpm=settings["token_quota_per_minute"],
-            should_stop=self._should_stop, timeout=settings["lease_seconds"] / 2,
+            rpm=queue_settings.api_quota_per_minute, tpm=queue_settings.token_quota_per_minute,
+            should_stop=self._should_stop, timeout=queue_settings.lease_seconds / 2,
         )  # fmt: skip
 
     def _should_stop(self) -> bool:
@@ -544,7 +547,7 @@ class QueueWorker:
         self.metrics.observe("sidecar_provider_request_duration_seconds", time.monotonic() - sent_at)
         self.metrics.inc("sidecar_provider_requests", result=result)
 
-    def _record_failures(self, failures, settings: dict, report: BatchReport) -> None:
+    def _record_failures(self, failures, queue_settings: QueueSettings, report: BatchReport) -> None:
         for plan, error in failures:
             self.metrics.inc("sidecar_item_failures", kind=error.kind)
             message = f"{self.provider.model_id}: {error}"
@@ -552,7 +555,7 @@ class QueueWorker:
                 wait = (
                     error.retry_after
                     if error.retry_after is not None
-                    else settings["rate_limit_delay_ms"] / 1000
+                    else queue_settings.rate_limit_delay_ms / 1000
                 )
                 until = timezone.now() + timedelta(seconds=wait)
                 report.rate_limited += queue_sql.mark_rate_limited(

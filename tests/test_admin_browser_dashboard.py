@@ -63,7 +63,7 @@ def test_an_operator_sees_the_counts_pauses_the_queue_and_the_page_refreshes(
     assert "The queue is paused" in page.inner_text("#sidecar-paused-banner")
     assert "within 5 seconds" in page.inner_text(".messagelist")
     config.forget_cached()
-    assert config.current()["queue_enabled"] is False
+    assert config.current().queue_enabled is False
     assert ConfigChange.objects.get().changed_by.username == "operator"
     page.screenshot(path=str(screenshot_dir / "dashboard.png"), full_page=True)
 
@@ -71,4 +71,4 @@ def test_an_operator_sees_the_counts_pauses_the_queue_and_the_page_refreshes(
     page.wait_for_selector("#sidecar-pause-button")
     assert page.locator("#sidecar-paused-banner").count() == 0
     config.forget_cached()
-    assert config.current()["queue_enabled"] is True
+    assert config.current().queue_enabled is True

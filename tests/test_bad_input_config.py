@@ -80,7 +80,7 @@ def test_the_boundaries_themselves_are_allowed():
         if item.kind is int:
             for value in (item.min_value, item.max_value):
                 config.set_value(key, value)
-                assert config.current()[key] == value
+                assert config.current().value(key) == value
 
 
 @pytest.mark.parametrize(
@@ -98,7 +98,7 @@ def test_a_value_written_around_sidecar_is_ignored_with_a_warning(key, stored, s
     sql("UPDATE embedding_queue_config SET config_value = %s::jsonb WHERE config_key = %s", [stored, key])
     config.forget_cached()
     with caplog.at_level(logging.WARNING, logger="sidecar.config"):
-        assert config.current()[key] == config.SCHEMA[key].default
+        assert config.current().value(key) == config.SCHEMA[key].default
     assert f"queue setting {key} is ignored" in caplog.text
 
     from tests.test_admin_settings import form_data

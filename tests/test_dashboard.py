@@ -208,16 +208,16 @@ def test_breakers_and_quota_use_per_provider(admin_client):
     # The quota is a one-minute sliding window, so the figures hold still for the second or so
     # this test takes even on a loaded machine.
     set_config(api_quota_per_minute=6, token_quota_per_minute=600)
-    settings_now = config.current()
+    queue_settings = config.current()
     limits.record_failure("remote-model", "timed out", threshold=1)
-    assert limits.acquire("remote-model", 2, 500, rpm=settings_now["api_quota_per_minute"],
-                          tpm=settings_now["token_quota_per_minute"]) == 0  # fmt: skip
+    assert limits.acquire("remote-model", 2, 500, rpm=queue_settings.api_quota_per_minute,
+                          tpm=queue_settings.token_quota_per_minute) == 0  # fmt: skip
     [provider] = dashboard.dashboard().provider_limits
     assert provider.key == "remote-model" and not provider.in_use
     assert provider.breaker.state == "open" and provider.breaker.failures == 1
     assert provider.quota.requests_used == pytest.approx(2, abs=0.1)
     assert provider.quota.tokens_used == pytest.approx(500, abs=20)
-    assert provider.quota.requests_quota == settings_now["api_quota_per_minute"]
+    assert provider.quota.requests_quota == queue_settings.api_quota_per_minute
     html = admin_client.get(INDEX).content.decode()
     assert (
         "remote-model" in html
@@ -291,7 +291,7 @@ def test_anonymous_visitors_are_sent_to_log_in(client):
     for url, method in ((INDEX, client.get), (FIGURES, client.get), (SWITCH, client.post)):
         response = method(url, {"queue_enabled": "off"}) if method == client.post else method(url)
         assert response.status_code == 302 and response["Location"].startswith("/admin/login/"), url
-    assert config.current()["queue_enabled"] is True
+    assert config.current().queue_enabled is True
 
 
 def test_staff_without_permission_get_the_normal_index_and_nothing_else(nobody_staff, known_queue):
@@ -302,7 +302,7 @@ def test_staff_without_permission_get_the_normal_index_and_nothing_else(nobody_s
     assert "sidecar-dashboard" not in html and "boom A" not in html
     assert client.get(FIGURES).status_code == 403
     assert client.post(SWITCH, {"queue_enabled": "off"}).status_code == 403
-    assert config.current()["queue_enabled"] is True and not ConfigChange.objects.exists()
+    assert config.current().queue_enabled is True and not ConfigChange.objects.exists()
 
 
 def test_viewers_see_the_dashboard_but_no_button_and_cannot_pause(viewer):
@@ -311,7 +311,7 @@ def test_viewers_see_the_dashboard_but_no_button_and_cannot_pause(viewer):
     assert "sidecar-dashboard" in html and "Pause queue" not in html
     assert client.get(FIGURES).status_code == 200
     assert client.post(SWITCH, {"queue_enabled": "off"}).status_code == 403
-    assert config.current()["queue_enabled"] is True
+    assert config.current().queue_enabled is True
 
 
 def test_an_operator_pauses_and_resumes_the_queue_with_history(operator):
@@ -319,7 +319,7 @@ def test_an_operator_pauses_and_resumes_the_queue_with_history(operator):
     response = client.post(SWITCH, {"queue_enabled": "off"}, follow=True)
     html = response.content.decode()
     assert response.redirect_chain[-1][0] == INDEX
-    assert config.current()["queue_enabled"] is False
+    assert config.current().queue_enabled is False
     change = ConfigChange.objects.get()
     assert (change.config_key, change.old_value, change.new_value) == ("queue_enabled", True, False)
     assert change.changed_by == operator
@@ -330,7 +330,7 @@ def test_an_operator_pauses_and_resumes_the_queue_with_history(operator):
     assert "already paused" in html and ConfigChange.objects.count() == 1
 
     html = client.post(SWITCH, {"queue_enabled": "on"}, follow=True).content.decode()
-    assert config.current()["queue_enabled"] is True and "sidecar-paused-banner" not in html
+    assert config.current().queue_enabled is True and "sidecar-paused-banner" not in html
     assert list(ConfigChange.objects.values_list("new_value", flat=True)) == [True, False]
 
 
@@ -338,7 +338,7 @@ def test_an_operator_pauses_and_resumes_the_queue_with_history(operator):
 def test_a_bad_switch_request_changes_nothing_and_says_so(operator, data):
     response = client_for(operator).post(SWITCH, data, follow=True)
     assert response.status_code == 200 and "Nothing changed" in response.content.decode()
-    assert config.current()["queue_enabled"] is True and not ConfigChange.objects.exists()
+    assert config.current().queue_enabled is True and not ConfigChange.objects.exists()
 
 
 def test_the_switch_only_answers_post(operator):
@@ -349,7 +349,7 @@ def test_the_switch_needs_the_csrf_token(operator):
     client = Client(enforce_csrf_checks=True)
     client.force_login(operator)
     assert client.post(SWITCH, {"queue_enabled": "off"}).status_code == 403
-    assert config.current()["queue_enabled"] is True
+    assert config.current().queue_enabled is True
 
 
 def test_the_page_module_is_listed_in_the_site():

@@ -80,7 +80,7 @@ class WorkerAdmin(ReadOnlyAdmin):
         return {
             "finished_workers": list(finished.order_by("-updated_at")[:FINISHED_SHOWN]),
             "finished_count": finished.count(),
-            "finished_kept_hours": config.current()["queue_cleanup_interval_hours"],
+            "finished_kept_hours": config.current().queue_cleanup_interval_hours,
             "finished_filter": f"?{HealthFilter.parameter_name}={registry.FINISHED}",
         }
 
