@@ -81,7 +81,7 @@ docs-screenshots: install
 	@SIDECAR_DOCS_SCREENSHOTS=1 SIDECAR_REQUIRE_BROWSER=1 $(MAKE) --no-print-directory test \
 	  PYTEST_ARGS="$(wildcard tests/test_admin_browser*.py)"
 
-# Scale-out (issue 7, suite 6) at a size that shows the ratio: three qcluster machines (network
+# Scale-out at a size that shows the ratio: three qcluster machines (network
 # namespaces, as root) against one; the report goes to test-output/scale-out.json.
 scale-out: install
 	@SCALE_OUT_DOCUMENTS=$${SCALE_OUT_DOCUMENTS:-1200} $(MAKE) --no-print-directory test PYTEST_ARGS="-s tests/test_scale_out.py"

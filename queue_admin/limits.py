@@ -17,7 +17,7 @@ granted in each of the last 61 one-second slots (any 60 s stretch of time overla
 of them, so their sum bounds it). A full minute's quota may go at once after an idle spell;
 then nothing more until the first grants leave the window. (A token bucket of one minute's
 capacity refilled at the quota, which this replaces, lets a full bucket and a minute's refill
-through in the same 60 s: twice the quota, as issue 7's fault storm measured at the server.)
+through in the same 60 s: twice the quota, as the fault-storm suite measured at the server.)
 
 Callers pass the limits from the queue settings (`api_quota_per_minute`,
 `token_quota_per_minute`, `circuit_breaker_failure_threshold`,

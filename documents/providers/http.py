@@ -22,7 +22,7 @@ all wait. The API key is sent as a bearer token and scrubbed from every message 
 A body that is not JSON says nothing about the texts: a server answering the same texts
 again answers well-formed JSON, or keeps failing, which the queue's retry limit and the
 circuit breaker catch. Counted permanent, one garbled answer would dead-letter healthy
-documents (issue 7's fault storm: 2 % of answers cut short). JSON of the wrong shape, wrong
+documents (the fault-storm suite: 2 % of answers cut short). JSON of the wrong shape, wrong
 dimensions or NaN is the model's answer, and stays permanent (responses.py, base.py).
 
 Every retry is a request the provider counts. Whoever shares a quota or a circuit breaker

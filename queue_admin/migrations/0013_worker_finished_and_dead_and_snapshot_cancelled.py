@@ -35,7 +35,7 @@ def describe(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("queue_admin", "0012_bench6_drop_duplicate_document_index"),
+        ("queue_admin", "0012_drop_duplicate_document_index"),
     ]
 
     operations = [

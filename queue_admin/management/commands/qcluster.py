@@ -19,7 +19,7 @@ SIGTERM to the whole process group (systemd's default KillMode, `kill -TERM -PGI
 that forwards to the group) would otherwise kill django-q2's sentinel, pusher, monitor and idle
 workers where they stand: a worker killed while waiting on the task queue holds the queue's
 lock forever, so the workers that ran drains never receive their stop and are left behind as
-orphans, and the main process can hang on an event the dead sentinel held (issue 7, graceful
+orphans, and the main process can hang on an event the dead sentinel held (the graceful
 shutdown suite). So every cluster process but the main one ignores SIGTERM, and stopping stays
 the main process's job, done in order. A running drain still hears SIGTERM (it sets its own
 handler) and stops after the request in hand. django-q2 ends a task that outlives its timeout

@@ -1,4 +1,4 @@
-"""The shared rate limits become a sliding window (issue 7, fault storm): per provider, what was
+"""The shared rate limits become a sliding window: per provider, what was
 granted in each of the last 61 one-second slots replaces the token bucket's levels, which let
 twice the quota through in some 60 s windows. See queue_admin/limits.py."""
 
@@ -7,6 +7,8 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
+    # Renamed after what it changes; databases that applied it under its old name keep it.
+    replaces = [("queue_admin", "0011_chaos_rate_window")]
     dependencies = [
         ("queue_admin", "0010_worker_metrics"),
     ]

@@ -12,6 +12,8 @@ from django.db import migrations
 class Migration(migrations.Migration):
     atomic = False
 
-    dependencies = [("queue_admin", "0011_chaos_rate_window")]
+    # Renamed after what it changes; databases that applied it under its old name keep it.
+    replaces = [("queue_admin", "0012_bench6_drop_duplicate_document_index")]
+    dependencies = [("queue_admin", "0011_provider_limits_sliding_window")]
 
     operations = [RemoveIndexConcurrently(model_name="queueitem", name="embedding_queue_document_idx")]
