@@ -19,9 +19,9 @@ from queue_admin.document_state import (
     SQL_CURRENT,
     SQL_HELD,
     SQL_LIVE_ITEM,
-    sql_list,
 )
 from queue_admin.models import QueueItem
+from queue_admin.vocabulary import sql_list
 
 logger = logging.getLogger("sidecar.backfill")
 

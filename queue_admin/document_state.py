@@ -49,6 +49,7 @@ from django.db.models.functions import Coalesce
 
 from documents.models import DocumentEmbedding
 from queue_admin.models import QueueItem
+from queue_admin.vocabulary import sql_list
 
 QUEUED, EMPTY, FRESH, FAILED, CANCELLED, STALE, MISSING = (
     "queued", "empty", "fresh", "failed", "cancelled", "stale", "missing"
@@ -243,11 +244,6 @@ def embedding_summary(document, model: str) -> dict:
 # each, over `source_documents d` with the model as `%(model)s`. These are the tests above,
 # written for them; tests/queue/test_document_state.py checks that both forms sort every case
 # alike.
-
-
-def sql_list(values) -> str:
-    """A list of our own constants (statuses) as SQL literals: "'pending', 'processing'"."""
-    return ", ".join(f"'{value}'" for value in values)
 
 
 SQL_BLANK = "sidecar_is_blank(d.content)"

@@ -6,7 +6,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 
 from documents.models import SourceDocument
-from queue_admin import config_schema
+from queue_admin import config_schema, vocabulary
 
 
 class QueueItem(models.Model):
@@ -18,25 +18,10 @@ class QueueItem(models.Model):
     fields.
     """
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        PROCESSING = "processing"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        RATE_LIMITED = "rate_limited"
-        CANCELLED = "cancelled"
-
-    class Priority(models.TextChoices):
-        HIGH = "high"
-        MEDIUM = "medium"
-        LOW = "low"
-
-    class ErrorKind(models.TextChoices):
-        TRANSIENT = "transient"
-        RATE_LIMITED = "rate_limited"
-        PERMANENT = "permanent"
-
-    LIVE_STATUSES = (Status.PENDING, Status.PROCESSING, Status.RATE_LIMITED)
+    Status = vocabulary.Status
+    Priority = vocabulary.Priority
+    ErrorKind = vocabulary.ErrorKind
+    LIVE_STATUSES = vocabulary.LIVE
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     document = models.ForeignKey(
@@ -77,7 +62,7 @@ class QueueItem(models.Model):
             # At most one live item per document: repeated edits coalesce into it.
             models.UniqueConstraint(
                 fields=["document"],
-                condition=models.Q(status__in=["pending", "processing", "rate_limited"]),
+                condition=models.Q(status__in=list(vocabulary.LIVE)),
                 name="embedding_queue_one_live_per_document",
             ),
         ]
@@ -85,7 +70,7 @@ class QueueItem(models.Model):
             # The claim query reads the oldest claimable rows of each priority from here.
             models.Index(
                 fields=["priority", "next_attempt_at"],
-                condition=models.Q(status__in=["pending", "rate_limited"]),
+                condition=models.Q(status__in=list(vocabulary.CLAIMABLE)),
                 name="embedding_queue_claimable_idx",
             ),
             # Expired leases are found without touching finished rows.

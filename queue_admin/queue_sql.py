@@ -17,11 +17,14 @@ from datetime import datetime
 
 from django.db import connection
 
+from queue_admin.vocabulary import CLAIMABLE, LIVE, RETRYABLE, sql_list
+
 # Waiting this long adds one point of priority weight, so low-priority work never starves:
 # with weights 3/2/1, a low item that has waited ten minutes ranks with a fresh high one.
 AGEING_SECONDS_PER_POINT = 300
 
-LIVE = ("pending", "processing", "rate_limited")
+# The status lists the SQL below filters by, from the one vocabulary.
+_LIVE, _CLAIMABLE, _RETRYABLE = sql_list(LIVE), sql_list(CLAIMABLE), sql_list(RETRYABLE)
 
 
 @dataclass(frozen=True)
@@ -39,18 +42,18 @@ class ClaimedItem:
 # never wait on each other or take the same row; then the best `limit` by weight plus age win.
 # rate_limited items whose Retry-After has passed are claimable again: "back to pending by
 # itself" needs no sweeper.
-CLAIM_BATCH = """
+CLAIM_BATCH = f"""
 WITH high AS (
     SELECT id, priority, next_attempt_at FROM embedding_queue
-     WHERE status IN ('pending', 'rate_limited') AND priority = 'high' AND next_attempt_at <= statement_timestamp()
+     WHERE status IN ({_CLAIMABLE}) AND priority = 'high' AND next_attempt_at <= statement_timestamp()
      ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), medium AS (
     SELECT id, priority, next_attempt_at FROM embedding_queue
-     WHERE status IN ('pending', 'rate_limited') AND priority = 'medium' AND next_attempt_at <= statement_timestamp()
+     WHERE status IN ({_CLAIMABLE}) AND priority = 'medium' AND next_attempt_at <= statement_timestamp()
      ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), low AS (
     SELECT id, priority, next_attempt_at FROM embedding_queue
-     WHERE status IN ('pending', 'rate_limited') AND priority = 'low' AND next_attempt_at <= statement_timestamp()
+     WHERE status IN ({_CLAIMABLE}) AND priority = 'low' AND next_attempt_at <= statement_timestamp()
      ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED
 ), chosen AS (
     SELECT id FROM (SELECT * FROM high UNION ALL SELECT * FROM medium UNION ALL SELECT * FROM low) c
@@ -222,8 +225,6 @@ def reclaim_expired_leases(item_ids: list[uuid.UUID] | None = None) -> tuple[int
 # (cancel): a worker that held a cancelled item finds its compare-and-set above matches
 # nothing and drops the work, rolling back any chunks it was about to write.
 
-RETRYABLE = ("failed", "cancelled")
-
 
 def retry_items(item_ids: list[uuid.UUID]) -> int:
     """Failed or cancelled items back to `pending`, due now, attempts and error reset.
@@ -236,15 +237,15 @@ def retry_items(item_ids: list[uuid.UUID]) -> int:
     """
     with connection.cursor() as cursor:
         cursor.execute(
-            """WITH candidates AS (
+            f"""WITH candidates AS (
                    SELECT id, document_id, created_at FROM embedding_queue
-                    WHERE id = ANY(%s) AND status IN ('failed', 'cancelled')
+                    WHERE id = ANY(%s) AND status IN ({_RETRYABLE})
                       FOR UPDATE SKIP LOCKED
                ), chosen AS (
                    SELECT DISTINCT ON (c.document_id) c.id FROM candidates c
                     WHERE NOT EXISTS (SELECT 1 FROM embedding_queue live
                                        WHERE live.document_id = c.document_id
-                                         AND live.status IN ('pending', 'processing', 'rate_limited'))
+                                         AND live.status IN ({_LIVE}))
                     ORDER BY c.document_id, c.created_at DESC
                )
                UPDATE embedding_queue q
@@ -263,11 +264,11 @@ def cancel_items(item_ids: list[uuid.UUID], reason: str) -> int:
     message. Returns how many were cancelled; finished items are left as they are."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """UPDATE embedding_queue
+            f"""UPDATE embedding_queue
                   SET status = 'cancelled', error_kind = '', error_message = %s,
                       lease_expires_at = NULL, processing_completed_at = statement_timestamp(),
                       updated_at = statement_timestamp()
-                WHERE id = ANY(%s) AND status IN ('pending', 'processing', 'rate_limited')""",
+                WHERE id = ANY(%s) AND status IN ({_LIVE})""",
             [reason[:4000], list(item_ids)],
         )
         return cursor.rowcount
@@ -279,9 +280,9 @@ def raise_priority(item_ids: list[uuid.UUID], priority: str = "high") -> int:
     changed."""
     with connection.cursor() as cursor:
         cursor.execute(
-            """UPDATE embedding_queue
+            f"""UPDATE embedding_queue
                   SET priority = %s, updated_at = statement_timestamp()
-                WHERE id = ANY(%s) AND status IN ('pending', 'rate_limited')
+                WHERE id = ANY(%s) AND status IN ({_CLAIMABLE})
                   AND sidecar_priority_rank(priority) < sidecar_priority_rank(%s)""",
             [priority, list(item_ids), priority],
         )

@@ -1,0 +1,42 @@
+"""The queue's words, written once: item statuses (and which of them are live, claimable or
+retryable), priorities and error kinds. The models' choices and constraints, the queue SQL,
+document state, the admin and the commands all use these; tests/queue/test_vocabulary.py checks
+that the SQL spells no other status and that the error kinds are the providers' own."""
+
+from django.db import models
+
+
+class Status(models.TextChoices):
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RATE_LIMITED = "rate_limited"
+    CANCELLED = "cancelled"
+
+
+class Priority(models.TextChoices):
+    HIGH = "high"
+    MEDIUM = "medium"
+    LOW = "low"
+
+
+class ErrorKind(models.TextChoices):
+    """documents.providers.base.ERROR_KINDS, as the queue stores them."""
+
+    TRANSIENT = "transient"
+    RATE_LIMITED = "rate_limited"
+    PERMANENT = "permanent"
+
+
+# Work still to do: at most one such item per document.
+LIVE = (Status.PENDING, Status.PROCESSING, Status.RATE_LIMITED)
+# What a worker may claim once its next_attempt_at has come.
+CLAIMABLE = (Status.PENDING, Status.RATE_LIMITED)
+# What only a person moves on (retry): a dead letter, or what a person cancelled.
+RETRYABLE = (Status.FAILED, Status.CANCELLED)
+
+
+def sql_list(values) -> str:
+    """Our own constants as SQL literals for an IN list: "'pending', 'rate_limited'"."""
+    return ", ".join(f"'{value}'" for value in values)
