@@ -104,11 +104,13 @@ class QueryVectorsForBenchmarks:
     max_input_tokens = 256
     max_batch_size = 64
     is_remote = False
+    fallback = None
+    token_spans = None  # chunks split at words
 
     def __init__(self, vectors: dict[str, np.ndarray]):
         self.vectors = vectors
 
-    def embed(self, texts: list[str]):
+    def embed(self, texts: list[str], may_retry=None):
         from documents.providers.base import EmbeddingResult
 
         return EmbeddingResult(np.stack([self.vectors[t] for t in texts]), [1] * len(texts))

@@ -27,8 +27,10 @@ class ZeroCostEmbedderForBenchmarks:
     max_input_tokens = 256
     max_batch_size = 64
     is_remote = False  # no shared rate limits or circuit breaker: nothing remote to guard
+    fallback = None
+    token_spans = None  # chunks split at words
 
-    def embed(self, texts: list[str]) -> EmbeddingResult:
+    def embed(self, texts: list[str], may_retry=None) -> EmbeddingResult:
         if not texts:
             return EmbeddingResult(vectors=np.zeros((0, 384), np.float32), token_counts=[])
         crcs = np.array([zlib.crc32(text.encode()) for text in texts], dtype=np.uint32)

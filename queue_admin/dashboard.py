@@ -153,7 +153,7 @@ def provider_in_use() -> ProviderInUse:
         name=PROVIDER_NAMES.get(settings.EMBEDDING_PROVIDER, settings.EMBEDDING_PROVIDER),
         model_id=provider.model_id,
         dimensions=provider.dimensions,
-        remote=getattr(provider, "is_remote", True),
+        remote=provider.is_remote,
         fallback=PROVIDER_NAMES.get(fallback, fallback) if fallback else "",
     )
 

@@ -55,7 +55,7 @@ def choose_provider():
 def refuse_while_breaker_open(provider) -> None:
     """Fail fast while the workers' shared circuit breaker for this provider is open, instead
     of holding a web request through every HTTP retry against a service known to be down."""
-    if not getattr(provider, "is_remote", True):
+    if not provider.is_remote:
         return
     recovery = config.current().circuit_breaker_recovery_seconds
     status = limits.breaker_state(provider.model_id, recovery_seconds=recovery)

@@ -24,7 +24,7 @@ def provider_breaker() -> dict:
     (``applicable`` False, ``state`` "not_applicable"); a fallback pair is remote, as the worker
     treats it."""
     provider = get_provider()
-    if not getattr(provider, "is_remote", True):
+    if not provider.is_remote:
         return {"applicable": False, "state": "not_applicable", "failures": None, "opened_at": None,
                 "seconds_until_trial": None}  # fmt: skip
     recovery = config.current().circuit_breaker_recovery_seconds

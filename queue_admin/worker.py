@@ -24,7 +24,6 @@ from django.utils import timezone
 
 from documents import sidecar
 from documents.chunking import split_into_chunks
-from documents.providers import http
 from documents.providers.base import EmbeddingError
 from queue_admin import config, limits, queue_sql, registry, worker_metrics
 from queue_admin.config_schema import QueueSettings
@@ -119,7 +118,7 @@ class QueueWorker:
         self.registered = False
         # Shared rate limits and the circuit breaker guard remote services; a local model
         # has no quota to share and nothing to trip over.
-        self.shared_limits = getattr(provider, "is_remote", True)
+        self.shared_limits = provider.is_remote
         self.provider_key = provider.model_id
         self._sending_to = provider
         self._heartbeat: registry.Heartbeat | None = None
@@ -356,7 +355,7 @@ class QueueWorker:
         recovery = queue_settings.circuit_breaker_recovery_seconds
         if limits.breaker_allows(self.provider_key, recovery_seconds=recovery):
             return self.provider
-        return getattr(self.provider, "fallback", None)
+        return self.provider.fallback
 
     def _plan(self, items: list[queue_sql.ClaimedItem]) -> list[_Plan]:
         model = self.provider.model_id
@@ -381,7 +380,7 @@ class QueueWorker:
                 content,
                 max_tokens=self.provider.max_input_tokens,
                 overlap_tokens=CHUNK_OVERLAP_TOKENS,
-                token_spans=getattr(self.provider, "token_spans", None),
+                token_spans=self.provider.token_spans,
             )
         # An edited long document keeps the vectors of chunks whose text did not change;
         # a forced re-embed recomputes everything.
@@ -484,13 +483,11 @@ class QueueWorker:
                 raise _NotSent("stopping, or the shared rate limit left no room before the lease ends")
         on_fallback = self._sending_to is not self.provider
         sent_at = time.monotonic()
-        gate = (
-            http.retry_gate.set(lambda: self._may_retry(tokens, queue_settings, on_fallback))
-            if self.shared_limits
-            else None
+        may_retry = (
+            (lambda: self._may_retry(tokens, queue_settings, on_fallback)) if self.shared_limits else None
         )
         try:
-            result = self._sending_to.embed(texts)
+            result = self._sending_to.embed(texts, may_retry)
         except EmbeddingError as error:
             self._record_request(sent_at, error.kind)
             if self.shared_limits and not on_fallback:
@@ -503,9 +500,6 @@ class QueueWorker:
                 else:  # it answered: up, even if it refused these texts
                     limits.record_success(self.provider_key)
             raise
-        finally:
-            if gate is not None:
-                http.retry_gate.reset(gate)
         # The breaker tracks the provider itself: the fallback's answers say nothing about it.
         if self.shared_limits and not on_fallback:
             limits.record_success(self.provider_key)

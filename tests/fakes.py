@@ -18,6 +18,8 @@ class FakeEmbedderForQueueTests:
     max_input_tokens = 256
     max_batch_size = 16
     is_remote = False  # no shared limits or breaker unless a test asks for them
+    fallback = None
+    token_spans = None  # chunks split at words
 
     def __init__(self, fail_on: dict[str, EmbeddingError] | None = None):
         self.fail_on = fail_on or {}  # substring of a text → the error its batch raises
@@ -25,7 +27,7 @@ class FakeEmbedderForQueueTests:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def embed(self, texts: list[str]) -> EmbeddingResult:
+    def embed(self, texts: list[str], may_retry=None) -> EmbeddingResult:
         with self._lock:
             self.calls += 1
             for marker, error in self.fail_on.items():

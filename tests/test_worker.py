@@ -96,7 +96,7 @@ def test_an_edit_during_an_in_flight_batch_ends_with_the_newer_texts_embedding()
     doc = SourceDocument.objects.create(content="the old text")
 
     class EditWhileEmbedding(FakeEmbedderForQueueTests):
-        def embed(self, texts):
+        def embed(self, texts, may_retry=None):
             if "the old text" in texts:
                 # another writer, on its own connection, edits the document mid-batch
                 editor = threading.Thread(target=self._edit)
@@ -183,7 +183,7 @@ def test_deleted_document_mid_batch_is_dropped_quietly():
     doc = SourceDocument.objects.create(content="soon deleted")
 
     class DeleteWhileEmbedding(FakeEmbedderForQueueTests):
-        def embed(self, texts):
+        def embed(self, texts, may_retry=None):
             remover = threading.Thread(
                 target=lambda: (SourceDocument.objects.filter(id=doc.id).delete(), connection.close())
             )
@@ -239,7 +239,7 @@ def test_an_unexpected_error_gives_the_batch_back_and_the_worker_carries_on():
     class BreaksOnce(FakeEmbedderForQueueTests):
         broken = True
 
-        def embed(self, texts):
+        def embed(self, texts, may_retry=None):
             if self.broken:
                 self.broken = False
                 raise RuntimeError("model file is corrupt")
@@ -326,7 +326,7 @@ def test_each_batch_is_written_while_the_next_one_is_embedded(monkeypatch):
         return real_replace_chunks(documents, model)
 
     class SaysWhenTheSecondBatchArrives(FakeEmbedderForQueueTests):
-        def embed(self, texts):
+        def embed(self, texts, may_retry=None):
             if self.calls >= 1:
                 second_batch_at_the_model.set()
             return super().embed(texts)

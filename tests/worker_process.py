@@ -29,7 +29,7 @@ def main():
     from tests.fakes import FakeEmbedderForQueueTests
 
     class LoggingFakeEmbedder(FakeEmbedderForQueueTests):
-        def embed(self, texts):
+        def embed(self, texts, may_retry=None):
             with open(args.log, "a") as log:
                 log.writelines(f"{text}\n" for text in texts)
                 log.flush()

@@ -8,6 +8,7 @@ dead letter at once (DESIGN.md, "Fail precisely").
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol, runtime_checkable
 
@@ -58,14 +59,24 @@ class EmbeddingProvider(Protocol):
     ``model_id`` names the model *and the build of its weights* (it is stored on every
     sidecar row, so two builds whose vectors differ must not share one).
     ``max_batch_size`` is how many texts one ``embed`` call may carry.
+    ``is_remote``: served by another process or machine, so the workers share its rate limits
+    and circuit breaker through the database; False for a model that runs in the worker.
+    ``fallback``: the same model served elsewhere, sent to while this one's breaker is open.
+    ``token_spans``: the model's tokenizer as ``(start, end)`` character spans, so chunks are
+    cut at token boundaries; None splits at words.
+    ``embed``'s ``may_retry`` is asked before each retry of a failed request (a retry is a
+    request the provider counts); when it answers False the last error is raised as it is.
     """
 
     model_id: str
     dimensions: int
     max_input_tokens: int
     max_batch_size: int
+    is_remote: bool
+    fallback: EmbeddingProvider | None
+    token_spans: Callable[[str], np.ndarray] | None
 
-    def embed(self, texts: list[str]) -> EmbeddingResult: ...
+    def embed(self, texts: list[str], may_retry: Callable[[], bool] | None = None) -> EmbeddingResult: ...
 
     def count_tokens(self, texts: list[str]) -> list[int]: ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from .base import EmbeddingError, EmbeddingProvider, EmbeddingResult
 
@@ -20,6 +21,10 @@ class FallbackEmbeddingProvider:
     fallback.
     """
 
+    # Two services elsewhere; the chunker splits at words, as for each of them.
+    is_remote = True
+    token_spans = None
+
     def __init__(self, primary: EmbeddingProvider, fallback: EmbeddingProvider):
         self.primary = primary
         self.fallback = fallback
@@ -31,15 +36,15 @@ class FallbackEmbeddingProvider:
     def __repr__(self) -> str:
         return f"FallbackEmbeddingProvider({self.primary!r}, {self.fallback!r})"
 
-    def embed(self, texts: list[str]) -> EmbeddingResult:
+    def embed(self, texts: list[str], may_retry: Callable[[], bool] | None = None) -> EmbeddingResult:
         try:
-            return self.primary.embed(texts)
+            return self.primary.embed(texts, may_retry)
         except EmbeddingError as primary_error:
             if primary_error.kind == "permanent":
                 raise
             logger.warning("primary embedding provider failed (%s); trying the fallback", primary_error)
             try:
-                return self.fallback.embed(texts)
+                return self.fallback.embed(texts, may_retry)
             except EmbeddingError as fallback_error:
                 raise EmbeddingError(
                     f"{primary_error}; the fallback failed too: {fallback_error}",

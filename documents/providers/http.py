@@ -26,9 +26,9 @@ documents (the fault-storm suite: 2 % of answers cut short). JSON of the wrong s
 dimensions or NaN is the model's answer, and stays permanent (responses.py, base.py).
 
 Every retry is a request the provider counts. Whoever shares a quota or a circuit breaker
-with other processes (the queue worker) sets :data:`retry_gate` around the call: it is asked
-before each retry and may refuse (no room under the shared rate limit, the breaker opened, the
-worker is stopping); the last error is then raised as it is.
+with other processes (the queue worker) passes ``may_retry`` to :meth:`HttpJsonClient.post_json`:
+it is asked before each retry and may refuse (no room under the shared rate limit, the breaker
+opened, the worker is stopping); the last error is then raised as it is.
 """
 
 from __future__ import annotations
@@ -41,7 +41,6 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -64,9 +63,6 @@ ERROR_BODY_BYTES = 4096
 # is the server or something in front of it having a bad moment.
 PERMANENT_5XX = frozenset({501, 505})
 TRANSIENT_4XX = frozenset({408})
-
-# See the module's docstring: asked before every retry of a failed attempt; False means don't.
-retry_gate: ContextVar[Callable[[], bool] | None] = ContextVar("retry_gate", default=None)
 
 
 class _RetryRefused(Exception):
@@ -120,8 +116,9 @@ class HttpJsonClient:
     def __repr__(self) -> str:  # the key stays out of reprs, which end up in logs and tracebacks
         return f"HttpJsonClient({self.base_url!r}, api_key={'set' if self._api_key else 'none'})"
 
-    def post_json(self, path: str, payload: Any) -> Any:
-        """POST ``payload`` to ``base_url + path``; retry transient failures; return parsed JSON."""
+    def post_json(self, path: str, payload: Any, may_retry: Callable[[], bool] | None = None) -> Any:
+        """POST ``payload`` to ``base_url + path``; retry transient failures (each only if
+        ``may_retry()`` allows it, when given); return parsed JSON."""
         options = self.options
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, EmbeddingError) and exc.kind == "transient"),
@@ -132,7 +129,7 @@ class HttpJsonClient:
             before_sleep=functools.partial(_log_retry, options.max_attempts),
             retry_error_callback=_give_up,
         )
-        gate = retry_gate.get()
+        gate = may_retry
         failed: list[EmbeddingError] = []
 
         def attempt():

@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.resources import as_file, files
 from pathlib import Path
@@ -106,6 +107,7 @@ class LocalEmbeddingProvider:
     max_batch_size = 64
     # Runs here: no shared quota to respect and no remote service for a breaker to guard.
     is_remote = False
+    fallback = None
 
     def __init__(self, intra_op_threads: int | None = None, sub_batch_size: int = 8, device: str = "cpu"):
         if intra_op_threads is not None and intra_op_threads < 1:
@@ -118,7 +120,7 @@ class LocalEmbeddingProvider:
         self.sub_batch_size = sub_batch_size
         self.device = device
 
-    def embed(self, texts: list[str]) -> EmbeddingResult:
+    def embed(self, texts: list[str], may_retry: Callable[[], bool] | None = None) -> EmbeddingResult:
         """Embed ``texts``; vectors come back in the order given, L2-normalised.
 
         Steps: tokenize all (truncating at 256), order by token length, run the model on

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .base import EmbeddingError, EmbeddingResult, validate_result
@@ -18,6 +20,12 @@ class OpenAIEmbeddingProvider:
     servers reject the field). Shortened vectors differ from full ones, so ``model_id`` then
     says so: ``text-embedding-3-small@384d``.
     """
+
+    # A service elsewhere: the workers share its quota and circuit breaker. No fallback of its
+    # own (FallbackEmbeddingProvider pairs two), and no tokenizer here: chunks split at words.
+    is_remote = True
+    fallback = None
+    token_spans = None
 
     def __init__(
         self,
@@ -43,7 +51,7 @@ class OpenAIEmbeddingProvider:
     def __repr__(self) -> str:
         return f"OpenAIEmbeddingProvider({self.model_id!r}, {self.http!r})"
 
-    def embed(self, texts: list[str]) -> EmbeddingResult:
+    def embed(self, texts: list[str], may_retry: Callable[[], bool] | None = None) -> EmbeddingResult:
         """POST the texts, put the vectors back in input order by ``index``, validate."""
         check_texts(texts, self.max_batch_size)
         if not texts:
@@ -51,7 +59,7 @@ class OpenAIEmbeddingProvider:
         payload: dict = {"model": self.model, "input": texts, "encoding_format": "float"}
         if self.send_dimensions:
             payload["dimensions"] = self.dimensions
-        body = self.http.post_json("embeddings", payload)
+        body = self.http.post_json("embeddings", payload, may_retry=may_retry)
         result = EmbeddingResult(_vectors_in_input_order(body, len(texts)), _token_counts(body, texts))
         return validate_result(result, len(texts), self.dimensions)
 

@@ -8,6 +8,8 @@ overloaded", ``--max-concurrent-requests``) is rate_limited, usually without Ret
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from .base import EmbeddingError, EmbeddingResult, validate_result
@@ -25,6 +27,12 @@ class TEIEmbeddingProvider:
     limit of most BERT-sized models. TEI cuts longer inputs (``truncate``), so the token
     counts of a result are the estimate capped at ``max_input_tokens``.
     """
+
+    # A service elsewhere: the workers share its quota and circuit breaker. No fallback of its
+    # own (FallbackEmbeddingProvider pairs two), and no tokenizer here: chunks split at words.
+    is_remote = True
+    fallback = None
+    token_spans = None
 
     def __init__(
         self,
@@ -48,11 +56,13 @@ class TEIEmbeddingProvider:
     def __repr__(self) -> str:
         return f"TEIEmbeddingProvider({self.model_id!r}, {self.http!r})"
 
-    def embed(self, texts: list[str]) -> EmbeddingResult:
+    def embed(self, texts: list[str], may_retry: Callable[[], bool] | None = None) -> EmbeddingResult:
         check_texts(texts, self.max_batch_size)
         if not texts:
             return EmbeddingResult(np.empty((0, self.dimensions), dtype=np.float32), [])
-        body = self.http.post_json("embed", {"inputs": texts, "truncate": True, "normalize": True})
+        body = self.http.post_json(
+            "embed", {"inputs": texts, "truncate": True, "normalize": True}, may_retry=may_retry
+        )
         if not isinstance(body, list):
             kind = type(body).__name__
             detail = f" (keys: {', '.join(sorted(map(str, body))[:10])})" if isinstance(body, dict) else ""
