@@ -14,10 +14,10 @@ import pytest
 from django.contrib import admin
 from django.contrib.auth.models import Permission, User
 from django.test import Client
-from django.urls import URLResolver, get_resolver
 
 from documents.models import SourceDocument
 from queue_admin.models import QueueItem
+from tests.helpers import all_urls
 
 pytestmark = pytest.mark.django_db
 
@@ -30,44 +30,6 @@ OPEN_TO_ANY_STAFF = {
     "admin:logout",  # POST only; a GET is 405
 }
 PUBLIC = {"admin:login", "healthz", "readyz"}
-
-
-def _walk(patterns, prefix="", namespace=None):
-    for pattern in patterns:
-        if isinstance(pattern, URLResolver):
-            yield from _walk(
-                pattern.url_patterns, prefix + str(pattern.pattern), pattern.namespace or namespace
-            )
-        else:
-            name = f"{namespace}:{pattern.name}" if namespace and pattern.name else pattern.name
-            yield prefix + str(pattern.pattern), name
-
-
-def _concrete(route: str, object_id: str) -> str:
-    """A URL for a route, with every converter filled: real object ids where there are some."""
-    if route.startswith("^"):  # the admin's app_list regex: (?P<app_label>documents|queue_admin|...)/$
-        route = re.sub(r"\(\?P<app_label>([^|)]+)[^)]*\)", r"\1", route).lstrip("^").rstrip("$")
-    route = re.sub(r"<(?:path:|int:|str:|uuid:)?object_id>", object_id, route)
-    route = re.sub(r"<(?:int:|path:)?(?:id|content_type_id)>", "1", route)
-    route = re.sub(r"<[^>]+>", "x", route)
-    return "/" + route
-
-
-def all_urls(document):
-    """(url, name) for every route, with object ids of real rows where the model has one."""
-    ids = {"documents/sourcedocument/": str(document.pk)}
-    item = QueueItem.objects.filter(document=document).first()
-    if item:
-        ids["queue_admin/queueitem/"] = str(item.pk)
-    urls = []
-    for route, name in _walk(get_resolver().url_patterns):
-        if route in ("", "admin/r/<path:content_type_id>/<path:object_id>/") or name is None:
-            # The redirect to /admin/, view-on-site (no model here defines get_absolute_url),
-            # and the admin's unnamed "<id>/" routes, which only redirect to "<id>/change/".
-            continue
-        object_id = next((v for k, v in ids.items() if k in route), str(uuid.uuid4()))
-        urls.append((_concrete(route, object_id), name))
-    return urls
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 the field with nothing saved, history of every change, and refusal of stale or tampered edits."""
 
 import re
-from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth.models import Permission, User
@@ -10,44 +9,14 @@ from django.test import Client
 
 from queue_admin import config
 from queue_admin.models import ConfigChange, QueueConfig
+from tests.helpers import SETTINGS_URL as URL
+from tests.helpers import form_data
 
 pytestmark = pytest.mark.django_db
-
-URL = "/admin/queue_admin/queueconfig/"
 
 
 def stored():
     return dict(QueueConfig.objects.values_list("config_key", "config_value"))
-
-
-class _Inputs(HTMLParser):
-    def __init__(self):
-        super().__init__()
-        self.values = {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag != "input" or "name" not in attrs or attrs.get("type") == "submit":
-            return
-        if attrs.get("type") == "checkbox":
-            if "checked" in attrs:
-                self.values[attrs["name"]] = "on"
-        else:
-            self.values[attrs["name"]] = attrs.get("value", "")
-
-
-def form_data(client, **overrides):
-    """What the page posts, read from the page itself (values and the hidden "initial-"
-    copies), with `overrides` typed into the visible fields (None unticks a checkbox)."""
-    parser = _Inputs()
-    parser.feed(client.get(URL).content.decode())
-    data = parser.values
-    for name, value in overrides.items():
-        if value is None:
-            data.pop(name, None)
-        else:
-            data[name] = value
-    return data
 
 
 def errors_next_to_fields(html: str) -> dict[str, str]:

@@ -15,8 +15,8 @@ from django.db import models
 from documents.models import ApiToken, SourceDocument
 from queue_admin.models import ConfigChange, QueueItem
 from tests import state
-from tests.test_admin_settings import URL as SETTINGS
-from tests.test_admin_settings import form_data
+from tests.helpers import SETTINGS_URL as SETTINGS
+from tests.helpers import form_data
 
 pytestmark = pytest.mark.django_db
 

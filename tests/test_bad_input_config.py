@@ -15,7 +15,7 @@ from django.core.exceptions import ValidationError
 from queue_admin import config
 from queue_admin.models import ConfigChange, QueueConfig
 from tests import state
-from tests.test_settings_and_schema import PRODUCTION_ENV, manage
+from tests.helpers import PRODUCTION_ENV, manage
 
 pytestmark = pytest.mark.django_db
 
@@ -101,7 +101,7 @@ def test_a_value_written_around_sidecar_is_ignored_with_a_warning(key, stored, s
         assert config.current()[key] == config.SCHEMA[key].default
     assert f"queue setting {key} is ignored" in caplog.text
 
-    from tests.test_admin_settings import form_data
+    from tests.helpers import form_data
 
     if key == "batch_size":  # the page shows the default and saves over the bad value
         admin_client.post("/admin/queue_admin/queueconfig/", form_data(admin_client, batch_size="8"))

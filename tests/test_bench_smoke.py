@@ -4,14 +4,12 @@ bad-input exits. Asserts only that it ran and produced numbers, never a speed.""
 import json
 import math
 import os
-import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT, free_port
 
 
 def run_bench(*args, env=None, timeout=120):
@@ -21,12 +19,6 @@ def run_bench(*args, env=None, timeout=120):
         [sys.executable, "-m", "bench", *args],
         cwd=ROOT, env=environment, capture_output=True, text=True, timeout=timeout,
     )  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def assert_clean_failure(result, code, message):

@@ -12,11 +12,9 @@ import pytest
 
 from documents.models import DocumentEmbedding, SourceDocument
 from queue_admin.models import QueueItem
-from tests.conftest import database_url, set_config
+from tests.helpers import ROOT, database_url, set_config
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_worker(log: Path, *args):

@@ -18,7 +18,7 @@ from documents.providers.factory import get_provider
 from queue_admin import config, dashboard, freshness, limits, queue_counts, tasks
 from queue_admin.models import ConfigChange, FreshnessSnapshot, QueueItem
 from queue_admin.status import queue_status
-from tests.conftest import set_config
+from tests.helpers import set_config
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded_config")]
 

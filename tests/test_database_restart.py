@@ -22,11 +22,10 @@ import pytest
 
 from embedding_site import embedded_pg
 from tests.fault_server import FakeEmbedder, Fault
-from tests.test_embedded_db import _free_port, _reachable_tmp_dir, _shut_down_every_server_in
+from tests.helpers import ROOT, free_port, reachable_tmp_dir, shut_down_every_server_in
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 MODEL = "fake-restart-model"
 FIRST_BATCH, SECOND_BATCH = 400, 100
 
@@ -34,13 +33,13 @@ FIRST_BATCH, SECOND_BATCH = 400, 100
 @pytest.fixture
 def own_database():
     """A migrated PostgreSQL of this test's own: (data_dir, port, url)."""
-    folder = _reachable_tmp_dir()
-    data_dir, port = folder / "postgres", _free_port()
+    folder = reachable_tmp_dir()
+    data_dir, port = folder / "postgres", free_port()
     url = embedded_pg.ensure_running(data_dir, port)
     try:
         yield data_dir, port, url
     finally:
-        _shut_down_every_server_in(folder)
+        shut_down_every_server_in(folder)
 
 
 @pytest.fixture
@@ -154,7 +153,7 @@ def test_web_and_worker_ride_out_a_database_restart_and_nothing_is_lost(own_data
         )
         assert done.returncode == 0, done.stdout + done.stderr
 
-    web_port = _free_port()
+    web_port = free_port()
     web = start("-m", "gunicorn", "embedding_site.wsgi:application", "-b", f"127.0.0.1:{web_port}",
                 "-w", "1", "--timeout", "30", env=env, log=tmp_path / "web.log")  # fmt: skip
     worker = start("manage.py", "process_queue", "--seconds", "300", env=env, log=tmp_path / "worker.log")

@@ -5,11 +5,11 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 PRODUCTION_ENV = {
     "DEBUG": "0",
     "SECRET_KEY": "x" * 50,

@@ -9,8 +9,8 @@ from django_q.models import OrmQ
 from queue_admin import registry, tasks
 from queue_admin.models import Worker
 from queue_admin.worker import QueueWorker
-from tests.conftest import set_config
 from tests.fakes import FakeEmbedderForQueueTests
+from tests.helpers import set_config
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("seeded_config")]
 

@@ -4,7 +4,6 @@ Each test has its own data directory and port, and its fixture stops whatever th
 started. None of them uses Django's test database.
 """
 
-import contextlib
 import os
 import pwd
 import shutil
@@ -12,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -22,28 +20,16 @@ import pytest
 
 from embedding_site import embedded_pg
 from embedding_site.embedded_pg import EmbeddedDBError
+from tests.helpers import (
+    ROOT,
+    free_port,
+    reachable_tmp_dir,
+    server_processes,
+    shut_down_every_server_in,
+    wait_until_dead,
+)
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 AS_ROOT = os.geteuid() == 0
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def _server_processes(data_dir: Path) -> list[int]:
-    """Every live process working in data_dir: the postmaster and its children."""
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.path.samefile(entry / "cwd", data_dir):
-                    pids.append(int(entry.name))
-            except OSError:
-                continue
-    return pids
 
 
 def _postmasters(data_dir: Path) -> list[int]:
@@ -75,68 +61,30 @@ def _children(pid: int) -> list[int]:
     return children
 
 
-def _wait_until_dead(pid: int, seconds: float = 5) -> bool:
-    """Signals are delivered asynchronously; a zombie counts as dead (init may be slow to reap it)."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except FileNotFoundError:
-            return True
-        if state == "Z":
-            return True
-        time.sleep(0.01)
-    return False
-
-
-def _reachable_tmp_dir(parent: str | None = None) -> Path:
-    # Not tmp_path: it lies under /tmp/pytest-of-root (mode 0700), which the server's user
-    # sidecar-pg may not enter; the launcher rightly refuses such a place (see
-    # test_unreachable_folder_is_named_and_left_alone). This folder is ours, so we open it.
-    folder = Path(tempfile.mkdtemp(prefix="sidecar-embedded-db-", dir=parent))
-    folder.chmod(0o755)
-    return folder
-
-
-def _shut_down_every_server_in(folder: Path) -> None:
-    """Immediate shutdown (SIGQUIT) of every server under folder, then SIGKILL for anything left.
-
-    No checkpoint, as the files are deleted later, but the server still removes its shared memory.
-    """
-    for data_dir in [pg_version.parent for pg_version in folder.rglob("PG_VERSION")]:
-        running = embedded_pg.status(data_dir)
-        if running["running"]:
-            os.kill(running["pid"], signal.SIGQUIT)
-            _wait_until_dead(running["pid"])
-        for pid in _server_processes(data_dir):  # e.g. a child a failed test left stopped
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 @pytest.fixture(scope="session")
 def scratch_dir():
     """The session's data directories, deleted at its end, not after each test: deleting a
     cluster right after its server ran waits for the kernel to write it back first, seconds
     each on a busy disk."""
-    folder = _reachable_tmp_dir()
+    folder = reachable_tmp_dir()
     yield folder
-    _shut_down_every_server_in(folder)
+    shut_down_every_server_in(folder)
     shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
 def data_dir(scratch_dir):
     """A data directory path, not created yet, in a folder of its own; its servers stop afterwards."""
-    folder = _reachable_tmp_dir(scratch_dir)
+    folder = reachable_tmp_dir(scratch_dir)
     yield folder / "postgres"
-    _shut_down_every_server_in(folder)
+    shut_down_every_server_in(folder)
 
 
 @pytest.fixture(scope="session")
 def template_cluster(scratch_dir):
     """A stopped cluster made once by the launcher itself; tests that are not about initdb copy it."""
     template = scratch_dir / "template"
-    embedded_pg.ensure_running(template, _free_port())
+    embedded_pg.ensure_running(template, free_port())
     embedded_pg.stop(template)
     return template
 
@@ -154,7 +102,7 @@ def _copy_cluster(template: Path, data_dir: Path) -> None:
 
 @pytest.fixture
 def port():
-    return _free_port()
+    return free_port()
 
 
 @pytest.mark.slow
@@ -189,7 +137,7 @@ def test_start_connect_with_pgvector_and_stop(data_dir, port):
         "data_dir": str(data_dir),
     }
     assert embedded_pg.stop(data_dir) is False
-    assert _server_processes(data_dir) == []
+    assert server_processes(data_dir) == []
 
 
 @pytest.mark.slow
@@ -216,7 +164,7 @@ def test_concurrent_starts_make_one_server(data_dir, port):
     starters = [
         subprocess.Popen(
             [sys.executable, "-c", script, str(data_dir), str(port)],
-            cwd=PROJECT_DIR,
+            cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -245,7 +193,7 @@ def test_recovers_after_kill_9_of_the_postmaster(initialised_data_dir, port):
     lingering = _children(postmaster)[0]
     os.kill(lingering, signal.SIGSTOP)
     os.kill(postmaster, signal.SIGKILL)
-    assert _wait_until_dead(postmaster)
+    assert wait_until_dead(postmaster)
     threading.Timer(1.5, os.kill, (lingering, signal.SIGCONT)).start()
     assert embedded_pg.status(data_dir)["running"] is False  # the stale postmaster.pid does not fool it
 
@@ -275,7 +223,7 @@ def test_another_data_directory_on_a_running_servers_port_is_refused(initialised
     with pytest.raises(EmbeddedDBError, match=rf"Port {port} .*EMBEDDED_DB_PORT"):
         embedded_pg.ensure_running(other, port)
     with pytest.raises(EmbeddedDBError, match=rf"already running on port {port}.*EMBEDDED_DB_PORT={port}"):
-        embedded_pg.ensure_running(data_dir, _free_port())
+        embedded_pg.ensure_running(data_dir, free_port())
 
 
 def test_missing_wheel_is_a_clear_error(data_dir, port, monkeypatch):
@@ -325,7 +273,7 @@ def test_management_command(initialised_data_dir, port):
     def manage(*args, **extra_env):
         return subprocess.run(
             [sys.executable, "manage.py", "embedded_db", *args],
-            cwd=PROJECT_DIR,
+            cwd=ROOT,
             env={**env, **extra_env},
             capture_output=True,
             text=True,

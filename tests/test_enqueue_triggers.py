@@ -9,7 +9,7 @@ from django.db import connection
 
 from documents.models import DocumentEmbedding, SourceDocument
 from queue_admin.models import QueueItem
-from tests.conftest import live_items
+from tests.helpers import live_items
 
 pytestmark = pytest.mark.django_db
 

@@ -9,7 +9,7 @@ from django.db.migrations.loader import MigrationLoader
 from console import health
 from embedding_site.db.base import DatabaseWrapper
 from queue_admin.models import Worker
-from tests.conftest import set_config
+from tests.helpers import set_config
 
 COMPONENTS = {"database", "migrations", "pgvector", "workers", "breaker", "queue"}
 

@@ -12,7 +12,6 @@ import sys
 import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import numpy as np
@@ -31,9 +30,9 @@ from documents.providers.tei import TEIEmbeddingProvider
 from documents.providers.tokens import distribute_total, estimate_token_counts
 from tests import secrets
 from tests.fault_server import OPENAI_PATH, TEI_PATH, Fault, fake_vector
+from tests.helpers import ROOT
 
 API_KEY = secrets.OPENAI_API_KEY
-ROOT = Path(__file__).resolve().parent.parent
 TEXTS = ["the quick brown fox", "jumps over", "the lazy dog, twice over and again"]
 DIMS = 8
 # Short waits so the whole file runs in seconds; the shape of the policy is what is tested.

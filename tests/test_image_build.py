@@ -19,9 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT
+
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parent.parent
 SKIPPED = ("USER", "EXPOSE", "HEALTHCHECK", "CMD")
 ROOT_ONLY = re.compile(r"\b(useradd|chown)\b")
 

@@ -409,7 +409,7 @@ def messages_of(response):
     ],
 )
 def test_a_bad_upload_limit_stops_start_up_with_the_fix(value, expected):
-    from tests.test_settings_and_schema import PRODUCTION_ENV, manage
+    from tests.helpers import PRODUCTION_ENV, manage
 
     result = manage("check", env_overrides={**PRODUCTION_ENV, "DOCUMENT_IMPORT_MAX_BYTES": value})
     assert result.returncode != 0

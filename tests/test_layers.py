@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 LAYERS = ["embedding_site", "documents", "queue_admin", "console"]  # bottom to top
 RANK = {package: rank for rank, package in enumerate(LAYERS)}
 

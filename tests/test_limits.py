@@ -12,16 +12,14 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from django.db import connection
 
 from queue_admin import limits
 from queue_admin.models import ProviderLimitState
-from tests.conftest import database_url
+from tests.helpers import ROOT, database_url
 
-ROOT = Path(__file__).resolve().parent.parent
 BIG = 10**9  # a quota that never binds, to test the other one alone
 
 # A process that waits for "go" on stdin, then calls acquire as fast as it can for a while and

@@ -3,33 +3,20 @@ the real database, and a database that cannot be read (sidecar_up 0, never a 500
 
 import pytest
 from django.db import OperationalError
-from prometheus_client.parser import text_string_to_metric_families
 
 from documents.models import SourceDocument
 from queue_admin import limits, status
 from queue_admin.models import QueueItem, Worker
 from tests import secrets
+from tests.helpers import AUTH, samples
 
 TOKEN = secrets.METRICS_TOKEN
-AUTH = {"HTTP_AUTHORIZATION": f"Bearer {TOKEN}"}
 
 
 @pytest.fixture(autouse=True)
 def metrics_token(settings):
     settings.METRICS_TOKEN = TOKEN
     settings.METRICS_ALLOWED_IPS = []
-
-
-def samples(response) -> dict:
-    """{(sample name, sorted label items): value} from a 200 exposition."""
-    assert response.status_code == 200, response.content
-    assert response["Content-Type"].startswith("text/plain; version=")
-    text = response.content.decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token-of-some-length", f"Basic {TOKEN}", TOKEN])
@@ -107,7 +94,7 @@ def test_the_exposition_parses_and_matches_the_queue_workers_and_breaker(client)
 @pytest.mark.django_db
 @pytest.mark.usefixtures("seeded_config")
 def test_a_paused_queue_and_a_recovering_breaker_show_up(client):
-    from tests.conftest import set_config
+    from tests.helpers import set_config
 
     set_config(queue_enabled=False)
     limits.record_failure("tei-a", "boom", threshold=1)
@@ -155,8 +142,8 @@ def test_worker_counters_and_histograms_move_after_a_batch(client):
     `queue_admin/worker_metrics.py` keeps, whichever process scrapes."""
     from documents.providers.base import EmbeddingError
     from queue_admin.worker import QueueWorker
-    from tests.conftest import set_config
     from tests.fakes import FakeEmbedderForQueueTests
+    from tests.helpers import set_config
 
     before = samples(client.get("/metrics", **AUTH))
     assert before[("sidecar_tokens_sent_total", ())] == 0

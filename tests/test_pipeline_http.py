@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,12 +16,11 @@ from queue_admin import limits
 from queue_admin.models import QueueItem
 from queue_admin.worker import QueueWorker
 from tests import secrets
-from tests.conftest import database_url, set_config
 from tests.fault_server import FakeEmbedder, Fault
+from tests.helpers import ROOT, database_url, set_config
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
 
-ROOT = Path(__file__).resolve().parent.parent
 FAST = HttpOptions(timeout_seconds=1.0, max_attempts=3, max_retry_wait_seconds=0.05)
 
 

@@ -3,19 +3,16 @@
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from documents.models import DocumentEmbedding, SourceDocument
 from queue_admin.models import QueueItem
-from tests.conftest import database_url
 from tests.fault_server import FakeEmbedder
+from tests.helpers import ROOT, database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_until_empty_with_the_default_local_model(capsys):

@@ -5,7 +5,6 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,8 +17,8 @@ from documents.providers.http import close_shared_clients
 from documents.providers.openai import OpenAIEmbeddingProvider
 from documents.providers.tei import TEIEmbeddingProvider
 from tests.fault_server import Fault, fake_vector
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "sk-test-SECRET-factory-41b7"
 DIMS = 8
 

@@ -5,30 +5,19 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from documents.models import DocumentEmbedding, SourceDocument
 from queue_admin.models import QueueItem, Worker
-from tests.conftest import database_url
 from tests.fault_server import FakeEmbedder
+from tests.helpers import ROOT, database_url, wait_until
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
     pytest.mark.usefixtures("seeded_config"),
     pytest.mark.slow,
 ]
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def wait_until(condition, timeout, message):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message()
-        time.sleep(0.2)
 
 
 @pytest.fixture

@@ -17,8 +17,8 @@ from documents.models import SourceDocument
 from queue_admin import backfill, operations, tasks
 from queue_admin.models import QueueItem
 from queue_admin.worker import QueueWorker
-from tests.conftest import database_url
 from tests.fakes import FakeEmbedderForQueueTests
+from tests.helpers import database_url, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
 
@@ -177,10 +177,3 @@ def test_a_running_cluster_reconciles_without_re_queueing_dead_letters(settings)
                 if cluster.poll() is None:
                     os.killpg(cluster.pid, signal.SIGKILL)
         assert "reconciliation queued" not in output
-
-
-def wait_until(condition, timeout):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.2)

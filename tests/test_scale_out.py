@@ -32,8 +32,8 @@ from django.db.models import Count
 from queue_admin import registry, tasks
 from queue_admin.models import QueueItem, Worker
 from tests import netns
-from tests.conftest import set_config
 from tests.fault_server import FakeEmbedder
+from tests.helpers import ROOT, set_config
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -41,7 +41,6 @@ pytestmark = [
     pytest.mark.slow,
 ]
 
-ROOT = Path(__file__).resolve().parent.parent
 DOCUMENTS = int(os.environ.get("SCALE_OUT_DOCUMENTS", "240"))
 DRAINS_PER_MACHINE = 2
 LATENCY_SECONDS = 0.05

@@ -21,9 +21,8 @@ from queue_admin import config
 from queue_admin.models import QueueConfig, QueueItem
 from queue_admin.worker import QueueWorker
 from tests import secrets, state
-from tests.conftest import set_config
 from tests.fault_server import FakeEmbedder, Fault
-from tests.test_admin_access import all_urls
+from tests.helpers import all_urls, set_config
 
 pytestmark = pytest.mark.django_db
 
@@ -347,7 +346,7 @@ def test_with_debug_off_an_unknown_address_lists_no_routes(settings, admin_clien
 
 
 def test_production_settings_turn_debug_off():
-    from tests.test_settings_and_schema import PRODUCTION_ENV, manage
+    from tests.helpers import PRODUCTION_ENV, manage
 
     result = manage(
         "shell", "-c", "from django.conf import settings; print(settings.DEBUG)", env_overrides=PRODUCTION_ENV

@@ -1,28 +1,8 @@
 """Settings fail loudly; migrations match the models; the deploy checklist passes."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-
-PRODUCTION_ENV = {
-    "DEBUG": "0",
-    "SECRET_KEY": "x" * 30 + "production-like-secret-key-for-the-check",
-    "ALLOWED_HOSTS": "sidecar.example.com",
-    "DATABASE_URL": "postgres://sidecar:secret@db.example.com:5432/sidecar",
-}
-
-
-def manage(*args, env_overrides, drop=()):
-    env = {k: v for k, v in os.environ.items() if k not in drop}
-    env.update(env_overrides)
-    return subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
-    )
+from tests.helpers import PRODUCTION_ENV, manage
 
 
 def test_check_deploy_passes_with_production_settings():

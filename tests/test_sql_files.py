@@ -2,15 +2,12 @@
 exactly what they say, nothing is defined only in a migration, and no file changed without a
 migration that applies it again."""
 
-from pathlib import Path
-
 import pytest
 from django.db import connection
 from django.db.migrations.loader import MigrationLoader
 
 from embedding_site.db.sql_files import RunSQLFile, read_sql, sql_file_sha256
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
 
 
 def files_in_the_tree():

@@ -12,8 +12,8 @@ from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers.base import EmbeddingError
 from queue_admin.models import QueueItem, Worker
 from queue_admin.worker import QueueWorker, md5_hex
-from tests.conftest import set_config
 from tests.fakes import FakeEmbedderForQueueTests, fake_vector
+from tests.helpers import set_config
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
 

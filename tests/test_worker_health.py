@@ -7,19 +7,14 @@ import re
 import signal
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 
 from queue_admin import registry, tasks
 from queue_admin.models import Worker
-from tests.conftest import database_url, set_config
-from tests.test_metrics import AUTH, samples
+from tests.helpers import AUTH, ROOT, database_url, samples, set_config, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(autouse=True)
@@ -35,13 +30,6 @@ def start_worker(tmp_path, seconds: float):
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     return process, process.stdout.readline().split()[1]  # "started <worker id>"
-
-
-def wait_until(condition, timeout, message):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, message()
-        time.sleep(0.2)
 
 
 def status_of(worker_id: str) -> str:
