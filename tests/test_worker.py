@@ -12,7 +12,8 @@ from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers.base import EmbeddingError
 from queue_admin.models import QueueItem, Worker
 from queue_admin.worker import QueueWorker, md5_hex
-from tests.fakes import FakeEmbedderForQueueTests, fake_vector
+from tests.fakes import FakeEmbedderForQueueTests
+from tests.fault_server import fake_vector
 from tests.helpers import set_config
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
@@ -40,7 +41,7 @@ def test_every_document_is_embedded_once_and_completed():
         (row,) = DocumentEmbedding.objects.filter(document=doc)
         assert row.source_text_hash == row.document_text_hash == md5_hex(doc.content)
         assert row.model == embedder.model_id and row.chunk_index == 0
-        assert list(row.embedding) == pytest.approx(list(fake_vector(doc.content)), abs=1e-6)
+        assert list(row.embedding) == pytest.approx(list(fake_vector(doc.content, 384)), abs=1e-6)
 
 
 def test_text_the_sidecar_already_holds_is_skipped_without_a_model_call():
