@@ -2,9 +2,9 @@
 provider and the fake service on loopback (tests/fault_server.py). Each answer lands the queue
 item in the right state with a message that says what came back, and changes no stored vector.
 
-Kinds already covered end to end in tests/test_pipeline_http.py (wrong dimensions, NaN,
+Kinds already covered end to end in tests/providers/test_pipeline_http.py (wrong dimensions, NaN,
 malformed JSON, an HTML page with 200, too few vectors, 400, 5xx, timeouts, 429) and at the
-client in tests/test_http_providers.py are not repeated; docs/reliability-inputs.md indexes them.
+client in tests/providers/test_http_providers.py are not repeated; docs/reliability-inputs.md indexes them.
 """
 
 import json

@@ -8,7 +8,6 @@ Plain tests: no database. The reference vectors come from the fp32 PyTorch build
 import json
 import multiprocessing
 import threading
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +15,9 @@ from tokenizers import Tokenizer
 
 from documents.providers import EmbeddingError, EmbeddingProvider, EmbeddingResult, local, validate_result
 from documents.providers.local import LocalEmbeddingProvider
+from tests.helpers import ROOT
 
-REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "minilm_reference.json").read_text("utf-8"))
+REFERENCE = json.loads((ROOT / "tests" / "fixtures" / "minilm_reference.json").read_text("utf-8"))
 REFERENCE_TEXTS = [item["text"] for item in REFERENCE["items"]]
 REFERENCE_VECTORS = np.array([item["vector"] for item in REFERENCE["items"]], dtype=np.float32)
 LONG_TEXT = max(

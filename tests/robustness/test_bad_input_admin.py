@@ -2,9 +2,9 @@
 no page offers. Each is refused with a message (never a 500) and no table changes.
 
 Already tested elsewhere: a non-numeric hidden initial value on the settings page and a
-concurrent edit (tests/test_admin_settings.py), a tampered or another user's import token
-(tests/test_import_documents.py), a malformed document id in "Re-embed selected" and a bad
-backfill choice (tests/test_admin_documents.py).
+concurrent edit (tests/admin/test_admin_settings.py), a tampered or another user's import token
+(tests/documents/test_import_documents.py), a malformed document id in "Re-embed selected" and a bad
+backfill choice (tests/admin/test_admin_documents.py).
 """
 
 import pytest

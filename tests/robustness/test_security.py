@@ -2,7 +2,7 @@
 API keys appear nowhere people or other programs can read them, the provider's address comes
 from the environment only, and DEBUG off shows no tracebacks.
 
-Who may open which page and run which action is walked URL by URL in tests/test_admin_access.py.
+Who may open which page and run which action is walked URL by URL in tests/admin/test_admin_access.py.
 """
 
 from datetime import timedelta

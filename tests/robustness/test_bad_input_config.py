@@ -3,8 +3,8 @@ outside its range is refused by `config.set_value` (the path of the admin page, 
 the shell) with a message naming the key, and nothing is stored or recorded. A value written
 around Sidecar (psql) that the schema refuses never reaches the workers.
 
-The settings page's own form errors are tested in tests/test_admin_settings.py; environment
-variables in tests/test_settings_and_schema.py and below.
+The settings page's own form errors are tested in tests/admin/test_admin_settings.py; environment
+variables in tests/operations/test_settings_and_schema.py and below.
 """
 
 import logging

@@ -3,8 +3,8 @@ the API (400 JSON), the admin's page (next to the box) and `manage.py search` (a
 never reach the model, and change nothing.
 
 Already tested elsewhere: empty, blank, 10,001 and 100,000 characters, NUL, BEL and ESC on the
-page (tests/test_admin_search.py); empty, blank, 10,001 characters and bad `k` on the API
-(tests/test_search_api.py); empty and too long in `semantic_search` (tests/test_search.py).
+page (tests/admin/test_admin_search.py); empty, blank, 10,001 characters and bad `k` on the API
+(tests/documents/test_search_api.py); empty and too long in `semantic_search` (tests/documents/test_search.py).
 """
 
 import re
