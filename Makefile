@@ -79,12 +79,12 @@ docs-serve: install
 # they show each page (tests/browser.py: docs_screenshot). Commit the PNGs.
 docs-screenshots: install
 	@SIDECAR_DOCS_SCREENSHOTS=1 SIDECAR_REQUIRE_BROWSER=1 $(MAKE) --no-print-directory test \
-	  PYTEST_ARGS="$(wildcard tests/test_admin_browser*.py)"
+	  PYTEST_ARGS="$(wildcard tests/admin/test_admin_browser*.py)"
 
 # Scale-out at a size that shows the ratio: three qcluster machines (network
 # namespaces, as root) against one; the report goes to test-output/scale-out.json.
 scale-out: install
-	@SCALE_OUT_DOCUMENTS=$${SCALE_OUT_DOCUMENTS:-1200} $(MAKE) --no-print-directory test PYTEST_ARGS="-s tests/test_scale_out.py"
+	@SCALE_OUT_DOCUMENTS=$${SCALE_OUT_DOCUMENTS:-1200} $(MAKE) --no-print-directory test PYTEST_ARGS="-s tests/queue/test_scale_out.py"
 
 # Benchmarks (bench/): their own embedded PostgreSQL in .data/bench-postgres, port 54369, started
 # and stopped by the runner; reports go to bench/results/. BENCH_ARGS="pipeline --size 500" etc.
@@ -98,7 +98,7 @@ bench-quick: install
 
 # Chaos and fault suites at full size (tests/chaos/): their own embedded PostgreSQL in
 # .data/chaos-postgres, port 54379; reports go to tests/chaos/results/. CHAOS_ARGS="kill" etc.
-# `make test` runs the short versions (tests/test_chaos_*.py).
+# `make test` runs the short versions (tests/robustness/test_chaos_*.py).
 CHAOS_ARGS ?=
 
 chaos: install

@@ -2,4 +2,4 @@
 admin (documents, queue, dashboard, search page), the HTTP search API, health and metrics.
 
 It calls the engine (`queue_admin`) and the domain (`documents`); nothing below imports it
-(tests/test_layers.py keeps it so)."""
+(tests/operations/test_layers.py keeps it so)."""

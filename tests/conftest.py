@@ -1,15 +1,14 @@
-"""Shared fixtures. Tests that use the database run against the real embedded PostgreSQL with
-pgvector that `make test` starts in its own data directory and port (see the Makefile); tests
-of HTTP providers run against a fake embedding service on 127.0.0.1 (tests/fault_server.py)."""
-
-import socket
+"""Shared fixtures; the plain helper functions tests share are in tests/helpers.py. Tests that
+use the database run against the real embedded PostgreSQL with pgvector that `make test` starts
+in its own data directory and port (see the Makefile); tests of HTTP providers run against a
+fake embedding service on 127.0.0.1 (tests/fault_server.py)."""
 
 import pytest
 from django.db import connection
 
 from documents.models import SourceDocument
-from queue_admin.models import QueueItem
 from tests.fault_server import FakeEmbedder
+from tests.helpers import free_port
 
 pytest_plugins = ["tests.browser"]
 
@@ -70,10 +69,6 @@ def document(db):
     return SourceDocument.objects.create(title="Doc", content="The quick brown fox jumps over the lazy dog.")
 
 
-def live_items(document_id):
-    return list(QueueItem.objects.filter(document_id=document_id, status__in=QueueItem.LIVE_STATUSES))
-
-
 @pytest.fixture
 def fake_embedder():
     """A fake embedding service on 127.0.0.1 with a fault script (tests/fault_server.py)."""
@@ -84,10 +79,7 @@ def fake_embedder():
 @pytest.fixture
 def refused_url():
     """A loopback URL nothing listens on: connecting is refused at once."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    return f"http://127.0.0.1:{free_port()}"
 
 
 @pytest.fixture
@@ -104,23 +96,6 @@ def seeded_config(db):
     config.forget_cached()
     yield
     config.forget_cached()
-
-
-def set_config(**values):
-    from queue_admin import config
-    from queue_admin.models import QueueConfig
-
-    for key, value in values.items():
-        item = QueueConfig.objects.get(config_key=key)
-        item.config_value = value
-        item.save()
-    config.forget_cached()
-
-
-def database_url():
-    """The URL of the database this test uses (pytest-django's test_sidecar), for subprocesses."""
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 @pytest.fixture

@@ -1,15 +1,16 @@
 """A fake embedder for tests about the queue, not the model (its name says so).
 
-Deterministic vectors from a hash of the text, unit length, so equal texts get equal vectors;
-it counts every text it is sent so tests can prove nothing is embedded twice.
+Deterministic vectors from a hash of the text, unit length, so equal texts get equal vectors:
+the same vectors as the fake embedding service gives (tests/fault_server.py: fake_vector). It
+counts every text it is sent so tests can prove nothing is embedded twice.
 """
 
-import hashlib
 import threading
 
 import numpy as np
 
 from documents.providers.base import EmbeddingError, EmbeddingResult
+from tests.fault_server import fake_vector
 
 
 class FakeEmbedderForQueueTests:
@@ -34,14 +35,10 @@ class FakeEmbedderForQueueTests:
                 if any(marker in text for text in texts):
                     raise error
             self.texts_sent.extend(texts)
-        vectors = np.stack([fake_vector(text) for text in texts]) if texts else np.zeros((0, 384), np.float32)
+        vectors = (
+            np.stack([fake_vector(text, 384) for text in texts]) if texts else np.zeros((0, 384), np.float32)
+        )
         return EmbeddingResult(vectors=vectors, token_counts=[len(text.split()) for text in texts])
 
     def count_tokens(self, texts: list[str]) -> list[int]:
         return [len(text.split()) for text in texts]
-
-
-def fake_vector(text: str) -> np.ndarray:
-    seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little")
-    vector = np.random.default_rng(seed).standard_normal(384).astype(np.float32)
-    return vector / np.linalg.norm(vector)

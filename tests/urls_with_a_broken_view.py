@@ -1,4 +1,4 @@
-"""The site's URLs plus one view that raises, for tests/test_security.py (DEBUG off shows no
+"""The site's URLs plus one view that raises, for tests/robustness/test_security.py (DEBUG off shows no
 traceback). Not used by the site itself."""
 
 from django.urls import path

@@ -13,7 +13,8 @@ import time
 import traceback
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT
+
 SUITES = ("kill", "storm", "shutdown")
 
 

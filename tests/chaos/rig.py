@@ -20,19 +20,13 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.helpers import ROOT, database_url
+
 MODEL = "chaos-fake-model"
 WORDS = (
     "queue lease worker vector chunk model batch retry breaker quota postgres index document "
     "embedding trigger commit crash restart signal shutdown outage storm recovery sidecar"
 ).split()
-
-
-def database_url() -> str:
-    from django.db import connection
-
-    db = connection.settings_dict
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
 
 
 def sql(statement: str, params=None):

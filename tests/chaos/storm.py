@@ -46,8 +46,8 @@ class StormPlan:
 
 LONG = StormPlan()
 # Inside `make test`, about 30 s: a 5 s outage. A run shorter than a minute cannot show a
-# per-minute quota binding (the long run does; tests/test_limits.py and test_pipeline_http.py
-# check the limiter itself), so here the quota only has to hold.
+# per-minute quota binding (the long run does; tests/queue/test_limits.py and
+# tests/providers/test_pipeline_http.py check the limiter itself), so here the quota only has to hold.
 SHORT = StormPlan(documents=400, outage_seconds=5, breaker_recovery_seconds=2, timeout_seconds=120)
 
 
