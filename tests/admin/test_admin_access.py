@@ -1,4 +1,4 @@
-"""Every URL of the site refuses whoever may not see it (CONVENTIONS 10; issue 4 "Permissions").
+"""Every URL of the site refuses whoever may not see it (CONVENTIONS 10).
 
 The tests walk the URL resolver instead of a hand-kept list, so a page added later is checked
 without anyone remembering to add it here: anonymous visitors are sent to the login page,

@@ -1,5 +1,4 @@
-"""Queue items, dead letters, stuck items and workers in the admin (issue 4, "Queue items" and
-"Workers pages"): filters, the retry / cancel / raise-priority / requeue / clear actions and
+"""Queue items, dead letters, stuck items and workers in the admin: filters, the retry / cancel / raise-priority / requeue / clear actions and
 what they say, and counts that stay cheap on big tables."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""The queue settings editor (issue 4, "Config editor"): one page, typed fields, errors next to
+"""The queue settings editor: one page, typed fields, errors next to
 the field with nothing saved, history of every change, and refusal of stale or tampered edits."""
 
 import re

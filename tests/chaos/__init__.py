@@ -1,4 +1,4 @@
-"""Chaos and fault suites (issue 7): kill -9 chaos, a provider fault storm, graceful shutdown.
+"""Chaos and fault suites: kill -9 chaos, a provider fault storm, graceful shutdown.
 
 Each suite is a plain function over a plan (sizes, rates, seed) that returns its figures; the
 short versions run inside `make test` (tests/robustness/test_chaos_*.py), the long ones with `make chaos`

@@ -1,4 +1,4 @@
-"""Importing documents (issue 4, "Importing documents"): the service, the command and the admin.
+"""Importing documents: the service, the command and the admin.
 
 Every row is checked before anything is written; bad rows are listed with their file line
 numbers and nothing is written; good files land in one transaction and the enqueue triggers

@@ -1,4 +1,4 @@
-"""The Dockerfile's steps, run without Docker (issue 5: Docker cannot run on these machines).
+"""The Dockerfile's steps, run without Docker (Docker cannot run on these machines).
 
 A small interpreter reads the Dockerfile and carries out its build steps in folders of a
 temporary directory: each stage's WORKDIR is a folder, COPY copies from the checkout (or from

@@ -351,7 +351,7 @@ def test_a_redirect_is_permanent_and_says_where_to(openai, fake_embedder):
 def test_html_page_with_200_is_transient_and_shows_what_came_back(openai, fake_embedder):
     """A body that is not JSON says nothing about the texts (a proxy's page, an answer cut
     short): retried, and a server that keeps sending it is caught by the queue's retry limit and
-    the circuit breaker, not by dead-lettering healthy documents (issue 7's fault storm)."""
+    the circuit breaker, not by dead-lettering healthy documents (the fault-storm suite)."""
     page = (
         "<html><head><title>Sign in</title></head><body>" + "Please sign in to the proxy. " * 40 + "</body>"
     )

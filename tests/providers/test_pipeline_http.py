@@ -76,7 +76,7 @@ def test_permanent_faults_dead_letter_at_once_and_write_nothing(service, case):
         ("500 three times", [Fault(status=500)] * 3),
         ("timeout three times", [Fault(sleep=2.5)] * 3),
         ("connection closed three times", [Fault(close_connection=True)] * 3),
-        # Not JSON says nothing about the texts (issue 7: 2 % garbled answers in a fault storm).
+        # Not JSON says nothing about the texts (2 % garbled answers in a fault storm).
         ("malformed JSON three times", [Fault(body='{"data": [', content_type="application/json")] * 3),
         (
             "HTML page with 200 three times",

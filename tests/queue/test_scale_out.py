@@ -1,4 +1,4 @@
-"""Scale-out (issue 7, suite 6): three worker machines, each a `qcluster`, against one database.
+"""Scale-out: three worker machines, each a `qcluster`, against one database.
 
 Each machine is a network namespace with its own address and host name (tests/netns.py); it
 reaches PostgreSQL and the embedding service only over its veth link. The backlog is

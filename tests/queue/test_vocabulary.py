@@ -3,12 +3,11 @@ the .sql files, and the domain layer, which cannot import the engine — this ch
 spells only those words, and that every status list it writes is one of the vocabulary's."""
 
 import re
-from pathlib import Path
 
 from documents.providers.base import ERROR_KINDS
 from queue_admin import vocabulary
+from tests.helpers import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 STATUS_WORD = re.compile(r"status\s*(?:=|<>)\s*'(\w+)'|status = CASE WHEN [^']*? THEN '(\w+)' ELSE '(\w+)'")
 STATUS_LIST = re.compile(r"status IN \(((?:'\w+'(?:,\s*)?)+)\)")
 NAMED_LISTS = {frozenset(vocabulary.LIVE), frozenset(vocabulary.CLAIMABLE), frozenset(vocabulary.RETRYABLE)}

@@ -1,4 +1,4 @@
-"""Tampered admin forms (issue 7, suite 5): hidden fields changed, ids that are not ids, values
+"""Tampered admin forms: hidden fields changed, ids that are not ids, values
 no page offers. Each is refused with a message (never a 500) and no table changes.
 
 Already tested elsewhere: a non-numeric hidden initial value on the settings page and a

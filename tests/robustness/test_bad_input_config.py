@@ -1,4 +1,4 @@
-"""Bad queue settings (issue 7, suite 5): every key × every wrong type and every value just
+"""Bad queue settings: every key × every wrong type and every value just
 outside its range is refused by `config.set_value` (the path of the admin page, commands and
 the shell) with a message naming the key, and nothing is stored or recorded. A value written
 around Sidecar (psql) that the schema refuses never reaches the workers.

@@ -1,4 +1,4 @@
-"""Bad document input (issue 7, suite 5): each kind is refused with a clear error and nothing
+"""Bad document input: each kind is refused with a clear error and nothing
 changes, or — for text that is unusual but fine — embedded by the real local model.
 
 Kinds already tested elsewhere are not repeated here; docs/reliability-inputs.md lists every

@@ -1,4 +1,4 @@
-"""Bad answers from an embedding service (issue 7, suite 5), end to end: a worker, a real HTTP
+"""Bad answers from an embedding service, end to end: a worker, a real HTTP
 provider and the fake service on loopback (tests/fault_server.py). Each answer lands the queue
 item in the right state with a message that says what came back, and changes no stored vector.
 

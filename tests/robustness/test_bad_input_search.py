@@ -1,4 +1,4 @@
-"""Bad search queries (issue 7, suite 5): empty, huge and binary queries get their reason from
+"""Bad search queries: empty, huge and binary queries get their reason from
 the API (400 JSON), the admin's page (next to the box) and `manage.py search` (an error line),
 never reach the model, and change nothing.
 

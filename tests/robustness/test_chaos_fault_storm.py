@@ -1,4 +1,4 @@
-"""Suite 2, provider fault storm, short version (issue 7): workers drain 400 documents through
+"""Suite 2, provider fault storm, short version: workers drain 400 documents through
 an OpenAI-compatible server that answers 20 % 5xx, 10 % 429 with Retry-After, 5 % timeouts and
 2 % malformed bodies, then drops every connection for 5 s, then recovers. `make chaos` runs it
 with 2,000 documents and a 30 s outage (tests/chaos/storm.py)."""

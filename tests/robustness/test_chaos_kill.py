@@ -1,4 +1,4 @@
-"""Suite 1, kill -9 chaos, short version (issue 7): `qcluster` and two `process_queue` workers
+"""Suite 1, kill -9 chaos, short version: `qcluster` and two `process_queue` workers
 drain 1,200 documents while one of them is killed with SIGKILL every ~2 s and restarted, and
 10 % of the documents are edited and 2 % deleted meanwhile. `make chaos` runs it with 5,000
 (tests/chaos/kill.py)."""

@@ -1,4 +1,4 @@
-"""Suite 4, graceful shutdown, short version (issue 7): SIGTERM to `qcluster` while both its
+"""Suite 4, graceful shutdown, short version: SIGTERM to `qcluster` while both its
 drains are in the middle of batches — once to the main process (`docker stop`), once to every
 process of the cluster (systemd) — then a last cluster drains the rest. `make chaos` stops it
 ten times over 1,000 documents (tests/chaos/shutdown.py)."""

@@ -1,4 +1,4 @@
-"""PostgreSQL stopped and started in the middle of a backlog (issue 5 "/readyz", issue 7 suite 3).
+"""PostgreSQL stopped and started in the middle of a backlog.
 
 Real parts only: a PostgreSQL of this test's own (the embedded launcher, its own data
 directory and port), the web process under gunicorn with production settings, a worker

@@ -1,4 +1,4 @@
-"""Security (issue 7, suite 7): failed logins are throttled, every form needs its CSRF token,
+"""Security: failed logins are throttled, every form needs its CSRF token,
 API keys appear nowhere people or other programs can read them, the provider's address comes
 from the environment only, and DEBUG off shows no tracebacks.
 
