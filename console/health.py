@@ -37,6 +37,7 @@ from django.db import connection as default_connection
 from django.db.migrations.executor import MigrationExecutor
 
 from embedding_site.logs import scrub
+from queue_admin import config, registry, status
 
 logger = logging.getLogger("sidecar.health")
 
@@ -79,9 +80,7 @@ def _check_pgvector(connection) -> tuple[str, str]:
 
 
 def _check_workers(_connection) -> tuple[str, str]:
-    from queue_admin.registry import worker_counts
-
-    workers = worker_counts()
+    workers = registry.worker_counts()
     if not workers.live:
         detail = "no live worker: queued documents are not being embedded (start manage.py qcluster)"
     else:
@@ -97,9 +96,7 @@ def _check_workers(_connection) -> tuple[str, str]:
 
 
 def _check_breaker(_connection) -> tuple[str, str]:
-    from queue_admin.status import provider_breaker
-
-    breaker = provider_breaker()
+    breaker = status.provider_breaker()
     if not breaker["applicable"]:
         return OK, "not applicable (local model)"
     if breaker["state"] == "closed":
@@ -109,8 +106,6 @@ def _check_breaker(_connection) -> tuple[str, str]:
 
 
 def _check_queue(_connection) -> tuple[str, str]:
-    from queue_admin import config
-
     if config.current().queue_enabled:
         return OK, "enabled"
     return WARN, "paused (queue_enabled is off): workers claim no new work"

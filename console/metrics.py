@@ -27,6 +27,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from embedding_site.logs import scrub
+from queue_admin import status, worker_metrics
+from queue_admin.models import ProviderLimitState, Worker
 
 logger = logging.getLogger("sidecar.metrics")
 
@@ -44,13 +46,11 @@ def _gauge(name: str, documentation: str, value: float | None = None, labels=())
 def queue_families() -> list:
     """Depth by status and priority, oldest pending age, throughput, switch, live workers:
     the figures of ``queue_status()``, which `manage.py queue_status` shows."""
-    from queue_admin.status import queue_status
-
-    status = queue_status()
+    figures = status.queue_status()
     items = _gauge(
         "sidecar_queue_items", "Queue items by status and priority.", labels=["status", "priority"]
     )
-    for state, by_priority in status["counts"]["by_status_and_priority"].items():
+    for state, by_priority in figures["counts"]["by_status_and_priority"].items():
         for priority, n in by_priority.items():
             items.add_metric([state, priority], n)
     return [
@@ -58,26 +58,26 @@ def queue_families() -> list:
         _gauge(
             "sidecar_queue_oldest_pending_age_seconds",
             "Age of the oldest pending item by the database clock; 0 when nothing is pending.",
-            status["oldest_pending_age_seconds"] or 0,
+            figures["oldest_pending_age_seconds"] or 0,
         ),
         _gauge(
             "sidecar_queue_completed_per_second_15m",
             "Documents completed per second over the last 15 minutes; 0 with none.",
-            status["throughput_per_second_15m"] or 0,
+            figures["throughput_per_second_15m"] or 0,
         ),
         _gauge(
-            "sidecar_queue_enabled", "1 when the queue_enabled setting is on.", int(status["queue_enabled"])
+            "sidecar_queue_enabled", "1 when the queue_enabled setting is on.", int(figures["queue_enabled"])
         ),
-        _gauge("sidecar_workers_live", "Workers heartbeating, on time or late.", status["live_workers"]),
+        _gauge("sidecar_workers_live", "Workers heartbeating, on time or late.", figures["live_workers"]),
         _gauge(
             "sidecar_workers_late",
             "Live workers silent for over 1.5 heartbeat intervals.",
-            status["late_workers"],
+            figures["late_workers"],
         ),
         _gauge(
             "sidecar_workers_dead_last_hour",
             "Workers that stopped heartbeating without saying goodbye, last heartbeat in the last hour.",
-            status["dead_workers_last_hour"],
+            figures["dead_workers_last_hour"],
         ),
     ]
 
@@ -86,8 +86,6 @@ def worker_families() -> list:
     """Per worker still registered as running (active or idle; finished ones would pile up as
     series, one per drain), heartbeat age and its registry counters. All-time totals are in
     `worker_metric_families`: sums of registry rows would fall when dead workers are cleared."""
-    from queue_admin.models import Worker
-
     fields = {
         "tasks_processed": ("sidecar_worker_tasks_processed", "Documents completed"),
         "error_count": ("sidecar_worker_errors", "Items that failed or were retried"),
@@ -116,8 +114,6 @@ def worker_families() -> list:
 
 def breaker_families() -> list:
     """One series per provider row in `embedding_provider_state` (every worker shares it)."""
-    from queue_admin.models import ProviderLimitState
-
     state = _gauge(
         "sidecar_provider_breaker_state",
         "Shared circuit breaker: 0 closed, 1 half-open, 2 open.",
@@ -141,8 +137,6 @@ def worker_metric_families() -> list:
     """What the workers did, summed over every worker on every machine: the counters and
     histograms `queue_admin/worker_metrics.py` keeps in the database. A counter nobody has
     touched yet is still shown (at 0, when it has no labels) so that alerts can refer to it."""
-    from queue_admin import worker_metrics
-
     stored = worker_metrics.read_all()
     families = []
     for name, documentation in worker_metrics.COUNTERS.items():

@@ -20,8 +20,7 @@ from queue_admin.document_state import (
     SQL_HELD,
     SQL_LIVE_ITEM,
 )
-from queue_admin.models import QueueItem
-from queue_admin.vocabulary import sql_list
+from queue_admin.vocabulary import LIVE, sql_list
 
 logger = logging.getLogger("sidecar.backfill")
 
@@ -211,9 +210,7 @@ def delete_old_completed(older_than_hours: int, batch_size: int = 5000) -> int:
 def live_items() -> int:
     """Items still to do (pending, processing, rate-limited), from the partial unique index."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT count(*) FROM embedding_queue WHERE status IN ({sql_list(QueueItem.LIVE_STATUSES)})"
-        )
+        cursor.execute(f"SELECT count(*) FROM embedding_queue WHERE status IN ({sql_list(LIVE)})")
         return cursor.fetchone()[0]
 
 

@@ -8,7 +8,7 @@ provider's shared breaker and quota use, the provider in use, documents fresh / 
 that are estimates or snapshots say so (`Count.estimated`, `DocumentFreshness.counted_at`).
 """
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.conf import settings
@@ -187,7 +187,7 @@ def dashboard() -> Dashboard:
     throughput = throughput_per_minute()
     provider = provider_in_use()
     return Dashboard(
-        **{field.name: getattr(queue, field.name) for field in fields(status.QueueFigures)},
+        **vars(queue),
         by_priority=by_priority,
         throughput=throughput,
         completed_last_hour=sum(bucket.documents for bucket in throughput),

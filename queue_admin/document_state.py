@@ -49,7 +49,7 @@ from django.db.models.functions import Coalesce
 
 from documents.models import DocumentEmbedding
 from queue_admin.models import QueueItem
-from queue_admin.vocabulary import sql_list
+from queue_admin.vocabulary import LIVE, sql_list
 
 QUEUED, EMPTY, FRESH, FAILED, CANCELLED, STALE, MISSING = (
     "queued", "empty", "fresh", "failed", "cancelled", "stale", "missing"
@@ -256,7 +256,7 @@ SQL_ANY_CHUNK = (
     "EXISTS (SELECT 1 FROM document_embeddings e WHERE e.document_id = d.id AND e.chunk_index = 0)"
 )
 SQL_LIVE_ITEM = f"""EXISTS (SELECT 1 FROM embedding_queue q
-                             WHERE q.document_id = d.id AND q.status IN ({sql_list(QueueItem.LIVE_STATUSES)}))"""
+                             WHERE q.document_id = d.id AND q.status IN ({sql_list(LIVE)}))"""
 
 
 def sql_newest_item_is(*statuses: str) -> str:

@@ -238,3 +238,40 @@ def all_urls(document):
         object_id = next((v for k, v in ids.items() if k in route), str(uuid.uuid4()))
         urls.append((_concrete(route, object_id), name))
     return urls
+
+
+def make_document(title, content="Some text about foxes.", *, chunks=0, model=None, text_hash=None):
+    """A document whose trigger-made queue item is removed (a settled queue), with `chunks`
+    sidecar rows by `model` (default: the configured one) made from `text_hash` (default: its
+    current text)."""
+    from documents.models import DocumentEmbedding, SourceDocument
+    from documents.providers import factory
+    from queue_admin.models import QueueItem
+
+    doc = SourceDocument.objects.create(title=title, content=content)
+    doc.refresh_from_db()
+    QueueItem.objects.filter(document=doc).delete()
+    for index in range(chunks):
+        DocumentEmbedding.objects.create(
+            document=doc, chunk_index=index, source_text=f"{content} part {index}", source_text_hash="b" * 32,
+            document_text_hash=text_hash or doc.content_hash, embedding=[0.123456] * 384,
+            model=model or factory.get_provider().model_id, token_count=7,
+        )  # fmt: skip
+    return doc
+
+
+def add_item(doc, status, *, error="", minutes_ago=0, priority="medium"):
+    """A queue item; `minutes_ago` backdates it (in one test transaction every row's
+    created_at would otherwise be the same instant)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from queue_admin.models import QueueItem
+
+    item = QueueItem.objects.create(document=doc, status=status, priority=priority, error_message=error)
+    if minutes_ago:
+        QueueItem.objects.filter(pk=item.pk).update(
+            created_at=timezone.now() - timedelta(minutes=minutes_ago)
+        )
+    return item

@@ -5,7 +5,6 @@ Sidecar rows are written directly (as the workers would) so that each state is e
 tests are about the admin, not the model."""
 
 import re
-from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
@@ -13,11 +12,11 @@ from django.db import connection
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 
-from documents.models import DocumentEmbedding, SourceDocument
+from documents.models import SourceDocument
 from documents.providers import factory
 from queue_admin.models import QueueItem
+from tests.helpers import add_item, make_document
 
 pytestmark = pytest.mark.django_db
 
@@ -32,32 +31,6 @@ def configured_provider():
     factory.get_provider.cache_clear()
     yield factory.get_provider().model_id
     factory.get_provider.cache_clear()
-
-
-def make_document(title, content="Some text about foxes.", *, chunks=0, model=None, text_hash=None):
-    """A document whose trigger-made queue item is removed (a settled queue), with `chunks`
-    sidecar rows by `model` made from `text_hash` (default: its current text)."""
-    doc = SourceDocument.objects.create(title=title, content=content)
-    doc.refresh_from_db()
-    QueueItem.objects.filter(document=doc).delete()
-    for index in range(chunks):
-        DocumentEmbedding.objects.create(
-            document=doc, chunk_index=index, source_text=f"{content} part {index}", source_text_hash="b" * 32,
-            document_text_hash=text_hash or doc.content_hash, embedding=[0.123456] * 384,
-            model=model or factory.get_provider().model_id, token_count=7,
-        )  # fmt: skip
-    return doc
-
-
-def add_item(doc, status, *, error="", minutes_ago=0, priority="medium"):
-    """A queue item; `minutes_ago` backdates it (in one test transaction every row's
-    created_at would otherwise be the same instant)."""
-    item = QueueItem.objects.create(document=doc, status=status, priority=priority, error_message=error)
-    if minutes_ago:
-        QueueItem.objects.filter(pk=item.pk).update(
-            created_at=timezone.now() - timedelta(minutes=minutes_ago)
-        )
-    return item
 
 
 @pytest.fixture

@@ -2,13 +2,10 @@
 the change page) and as SQL (backfill, reconciliation, the freshness counts) — so this checks
 that both sort every case alike, the cases where precedence matters included."""
 
-from datetime import timedelta
-
 import pytest
 from django.db import connection
-from django.utils import timezone
 
-from documents.models import DocumentEmbedding, SourceDocument
+from documents.models import SourceDocument
 from queue_admin import backfill, document_state
 from queue_admin.document_state import (
     SQL_ANY_CHUNK,
@@ -18,7 +15,7 @@ from queue_admin.document_state import (
     SQL_NEWEST_CANCELLED,
     SQL_NEWEST_FAILED,
 )
-from queue_admin.models import QueueItem
+from tests.helpers import add_item, make_document
 
 pytestmark = pytest.mark.django_db
 
@@ -35,20 +32,11 @@ SELECT d.title, CASE WHEN {SQL_LIVE_ITEM} THEN 'queued' WHEN {SQL_CURRENT} THEN 
 
 
 def document(title, content="text about foxes", *, chunks=0, model=MODEL, current=True, items=()):
-    """A settled document (the trigger's item removed) with `chunks` sidecar rows by `model`,
-    made from its text (`current`) or another, and queue `items`, oldest first."""
-    doc = SourceDocument.objects.create(title=title, content=content)
-    doc.refresh_from_db()
-    QueueItem.objects.filter(document=doc).delete()
-    for index in range(chunks):
-        DocumentEmbedding.objects.create(
-            document=doc, chunk_index=index, source_text=f"part {index}", source_text_hash="b" * 32,
-            document_text_hash=doc.content_hash if current else "0" * 32, embedding=[0.1] * 384,
-            model=model, token_count=3,
-        )  # fmt: skip
+    """A settled document with `chunks` sidecar rows by `model`, made from its text (`current`)
+    or another, and queue `items`, oldest first."""
+    doc = make_document(title, content, chunks=chunks, model=model, text_hash=None if current else "0" * 32)
     for age, status in zip(range(len(items), 0, -1), items, strict=True):
-        item = QueueItem.objects.create(document=doc, status=status)
-        QueueItem.objects.filter(pk=item.pk).update(created_at=timezone.now() - timedelta(minutes=age))
+        add_item(doc, status, minutes_ago=age)
     return doc
 
 
