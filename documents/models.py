@@ -10,7 +10,60 @@ from django.db.models import Value
 from django.db.models.functions import MD5, Now
 from pgvector.django import HnswIndex, VectorField
 
-from documents.validators import validate_clean_text, validate_json_object
+from documents.priority import Priority
+from documents.validators import validate_clean_text, validate_json_object, validate_source_name
+
+# Sidecar's own documents (written into source_documents directly) belong to this source; the
+# migration that introduced sources created it with this id, and the column defaults to it.
+BUILTIN_SOURCE_ID = 1
+
+
+class Source(models.Model):
+    """Where documents come from. Every document belongs to one; downstream of the document
+    (queue, workers, sidecar, search) all sources share one code path.
+
+    The kind's own details (a table's schema, name, key and template) are in `options`; the
+    domain code of each kind (`documents.sources`) reads and writes them.
+    """
+
+    class Kind(models.TextChoices):
+        BUILTIN = "builtin", "Sidecar's documents"
+        TABLE = "table", "Database table"
+
+    class State(models.TextChoices):
+        ATTACHING = "attaching", "attaching (copying existing rows)"
+        ACTIVE = "active", "active"
+        BROKEN = "broken", "broken"
+        DETACHING = "detaching", "detaching"
+
+    name = models.CharField(max_length=100, unique=True, validators=[validate_source_name])
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    options = models.JSONField(default=dict, blank=True)
+    default_priority = models.CharField(max_length=10, choices=Priority.choices, default=Priority.MEDIUM)
+    # Paused: its documents stay in step with the source, but nothing of it is queued for
+    # embedding until it is resumed.
+    enabled = models.BooleanField(default=True)
+    state = models.CharField(max_length=20, choices=State.choices, default=State.ACTIVE)
+    state_reason = models.TextField(blank=True, default="")
+    # Copying the existing rows (attach, resync): how far it got, for the progress shown.
+    rows_total = models.BigIntegerField(null=True, blank=True)
+    rows_done = models.BigIntegerField(default=0)
+    last_synced_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "document_sources"
+        ordering = ["id"]
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.kind == self.Kind.BUILTIN
 
 
 class SourceDocument(models.Model):
@@ -35,6 +88,16 @@ class SourceDocument(models.Model):
     content_hash = models.GeneratedField(
         expression=MD5("content"), output_field=models.CharField(max_length=32), db_persist=True
     )
+    # Where it came from and its key there, so that a search hit can be joined back to the
+    # row, file or page. Sidecar's own documents have no other key (NULL: their id is it).
+    source = models.ForeignKey(
+        Source,
+        on_delete=models.PROTECT,
+        default=BUILTIN_SOURCE_ID,
+        db_default=BUILTIN_SOURCE_ID,
+        related_name="documents",
+    )
+    source_key = models.TextField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
@@ -45,6 +108,11 @@ class SourceDocument(models.Model):
         # and matters: a bulk load stamps every row with the same time, and without it a page
         # view would sort every document of that load.
         indexes = [models.Index(fields=["-updated_at", "-id"], name="source_documents_newest_idx")]
+        constraints = [
+            # Also the arbiter of the mirror triggers' INSERT ... ON CONFLICT, and the index
+            # every per-source query starts from.
+            models.UniqueConstraint(fields=["source", "source_key"], name="source_documents_source_key_uniq"),
+        ]
         # What the "Queue operators" group may do besides viewing (queue_admin migration 0007).
         permissions = [
             ("reembed_sourcedocument", "Can re-embed documents and run a backfill"),

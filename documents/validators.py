@@ -6,6 +6,7 @@ and nothing is written.
 """
 
 import math
+import re
 
 from django.core.exceptions import ValidationError
 
@@ -86,3 +87,18 @@ def _check_json_string(text, where: str) -> None:
             code=exc.code,
             params={"where": where[:200], "problem": exc.messages[0]},
         ) from None
+
+
+SOURCE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,99}$"
+
+
+def validate_source_name(value) -> None:
+    """A source's name is typed in commands and URLs (`source resync NAME`, `?source=NAME`):
+    lowercase letters, digits, '-' and '_'."""
+    if not isinstance(value, str) or not re.fullmatch(SOURCE_NAME_PATTERN, value):
+        raise ValidationError(
+            "A source name is 1 to 100 lowercase letters, digits, '-' or '_', starting with a letter "
+            "or digit (for example 'blog-posts'); got %(value)r.",
+            code="source_name",
+            params={"value": value},
+        )

@@ -74,8 +74,14 @@ def estimate(selection: Selection) -> Estimate:
     )
 
 
-def _where(kind: str, *, skip_live: bool, include_held: bool) -> str:
-    clauses = [f"NOT {SQL_BLANK}", _CONDITIONS[kind]]
+# A paused source's documents are not queued by machine (reconciliation, backfill) either.
+SQL_SOURCE_ENABLED = "EXISTS (SELECT 1 FROM document_sources s WHERE s.id = d.source_id AND s.enabled)"
+
+
+def _where(kind: str, *, skip_live: bool, include_held: bool, source_id: int | None = None) -> str:
+    clauses = [f"NOT {SQL_BLANK}", _CONDITIONS[kind], SQL_SOURCE_ENABLED]
+    if source_id is not None:
+        clauses.append(f"d.source_id = {int(source_id)}")
     if skip_live:
         clauses.append(f"NOT {SQL_LIVE_ITEM}")
     if not include_held:
@@ -84,7 +90,13 @@ def _where(kind: str, *, skip_live: bool, include_held: bool) -> str:
 
 
 def count(
-    kind: str, model: str, *, limit: int | None = None, skip_live: bool = False, include_held: bool = False
+    kind: str,
+    model: str,
+    *,
+    limit: int | None = None,
+    skip_live: bool = False,
+    include_held: bool = False,
+    source_id: int | None = None,
 ) -> Selection:
     """How many documents match, roughly how many tokens they hold (`sidecar_estimated_tokens`), and how
     many matching ones are left out as held for a person (unless `include_held`)."""
@@ -93,7 +105,7 @@ def count(
         cursor.execute(
             f"""SELECT count(*), coalesce(sum(sidecar_estimated_tokens(content)), 0)
                   FROM (SELECT d.content FROM source_documents d
-                         WHERE {_where(kind, skip_live=skip_live, include_held=include_held)}
+                         WHERE {_where(kind, skip_live=skip_live, include_held=include_held, source_id=source_id)}
                         LIMIT %(limit)s) picked""",
             params,
         )
@@ -102,7 +114,8 @@ def count(
         if not include_held:
             cursor.execute(
                 f"""SELECT count(*) FROM source_documents d
-                     WHERE {_where(kind, skip_live=skip_live, include_held=True)} AND {SQL_HELD}""",
+                     WHERE {_where(kind, skip_live=skip_live, include_held=True, source_id=source_id)}
+                       AND {SQL_HELD}""",
                 params,
             )
             held_back = cursor.fetchone()[0]
@@ -118,6 +131,7 @@ def enqueue(
     skip_live: bool = False,
     include_held: bool = False,
     sessions: int = 1,
+    source_id: int | None = None,
 ) -> int:
     """Queue the matching documents at `priority` (forced for ALL); returns items queued or raised.
     Documents held for a person (newest item failed or cancelled) only with `include_held`.
@@ -130,7 +144,7 @@ def enqueue(
     items queued, and running it again queues only the rest (live items are coalesced).
     With `limit` it is one statement, so that the limit is exact.
     """
-    where = _where(kind, skip_live=skip_live, include_held=include_held)
+    where = _where(kind, skip_live=skip_live, include_held=include_held, source_id=source_id)
     if sessions <= 1 or limit is not None:
         return _enqueue_part(where, kind, model, priority, limit)
     with ThreadPoolExecutor(sessions, thread_name_prefix="backfill") as pool:

@@ -294,16 +294,32 @@ def count_freshness(model: str) -> Freshness:
     too), plus how many of the unfinished ones are held for a person. One pass over the
     documents: slow on big tables, so the dashboard reads it from the snapshot the
     reconciliation schedule keeps (`freshness.py`)."""
+    return total(count_freshness_by_source(model).values())
+
+
+def total(parts) -> Freshness:
+    """The sum of several sources' counts."""
+    parts = list(parts)
+    return (
+        Freshness(*(sum(column) for column in zip(*(vars(part).values() for part in parts), strict=True)))
+        if parts
+        else Freshness(0, 0, 0, 0, 0, 0)
+    )
+
+
+def count_freshness_by_source(model: str) -> dict[int, Freshness]:
+    """`count_freshness` for each source (by id) that has documents with text, in the same pass."""
     not_live = f"NOT {SQL_LIVE_ITEM}"
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT count(*), count(*) FILTER (WHERE state = 'fresh'), count(*) FILTER (WHERE state = 'stale'),
+            f"""SELECT source_id, count(*), count(*) FILTER (WHERE state = 'fresh'), count(*) FILTER (WHERE state = 'stale'),
                        count(*) FILTER (WHERE state = 'missing'),
                        count(*) FILTER (WHERE state <> 'fresh' AND {SQL_NEWEST_FAILED} AND {not_live}),
                        count(*) FILTER (WHERE state <> 'fresh' AND {SQL_NEWEST_CANCELLED} AND {not_live})
-                  FROM (SELECT d.id, CASE WHEN {SQL_CURRENT} THEN 'fresh'
+                  FROM (SELECT d.id, d.source_id, CASE WHEN {SQL_CURRENT} THEN 'fresh'
                                           WHEN {SQL_ANY_CHUNK} THEN 'stale' ELSE 'missing' END AS state
-                          FROM source_documents d WHERE NOT {SQL_BLANK}) d""",
+                          FROM source_documents d WHERE NOT {SQL_BLANK}) d
+                 GROUP BY source_id""",
             {"model": model},
         )
-        return Freshness(*cursor.fetchone())
+        return {source_id: Freshness(*counts) for source_id, *counts in cursor.fetchall()}

@@ -34,7 +34,8 @@ def refresh_snapshot(model: str) -> FreshnessSnapshot:
     """Count every document for `model` now and store it as the model's snapshot."""
     counted_at = queue_counts.database_now()
     started = time.monotonic()
-    counts = document_state.count_freshness(model)
+    by_source = document_state.count_freshness_by_source(model)
+    counts = document_state.total(by_source.values())
     snapshot, _ = FreshnessSnapshot.objects.update_or_create(
         model=model,
         defaults={
@@ -44,6 +45,9 @@ def refresh_snapshot(model: str) -> FreshnessSnapshot:
             "missing": counts.missing,
             "failed": counts.failed,
             "cancelled": counts.cancelled,
+            "by_source": {
+                str(source_id): list(vars(figures).values()) for source_id, figures in by_source.items()
+            },
             "counted_at": counted_at,
             "duration_ms": round((time.monotonic() - started) * 1000),
         },
@@ -51,12 +55,39 @@ def refresh_snapshot(model: str) -> FreshnessSnapshot:
     return snapshot
 
 
+@dataclass(frozen=True)
+class SourceFreshness:
+    by_source: dict[int, document_state.Freshness] | None  # None: too many documents and no snapshot yet
+    counted_at: datetime | None
+
+
+def _small() -> bool:
+    with connection.cursor() as cursor:
+        return (
+            counting.capped_count(cursor, "SELECT 1 FROM source_documents", [], LIVE_COUNT_LIMIT) is not None
+        )
+
+
+def source_freshness(model: str) -> SourceFreshness:
+    """`document_freshness` for each source: live while small, else from the latest snapshot."""
+    if _small():
+        return SourceFreshness(document_state.count_freshness_by_source(model), None)
+    snapshot = FreshnessSnapshot.objects.filter(model=model).first()
+    if snapshot is None:
+        return SourceFreshness(None, None)
+    return SourceFreshness(
+        {
+            int(source_id): document_state.Freshness(*counts)
+            for source_id, counts in snapshot.by_source.items()
+        },
+        snapshot.counted_at,
+    )
+
+
 def document_freshness(model: str) -> DocumentFreshness:
     """Live counts while the documents table is small; else the latest snapshot for `model`
     (another model's snapshot says nothing about this one's embeddings)."""
-    with connection.cursor() as cursor:
-        small = counting.capped_count(cursor, "SELECT 1 FROM source_documents", [], LIVE_COUNT_LIMIT)
-    if small is not None:
+    if _small():
         return DocumentFreshness(document_state.count_freshness(model), None)
     snapshot = FreshnessSnapshot.objects.filter(model=model).first()
     if snapshot is None:

@@ -292,6 +292,8 @@ class FreshnessSnapshot(models.Model):
     cancelled = models.PositiveBigIntegerField(
         default=0, help_text="not fresh, newest item cancelled by a person, not queued again"
     )
+    # The same counts per source: {"<source id>": [documents, fresh, stale, missing, failed, cancelled]}
+    by_source = models.JSONField(default=dict, blank=True)
     counted_at = models.DateTimeField()
     duration_ms = models.PositiveIntegerField(default=0)
 

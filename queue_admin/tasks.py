@@ -13,8 +13,9 @@ import time
 
 from django.conf import settings
 
+from documents.models import Source
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, freshness, registry
+from queue_admin import backfill, config, freshness, registry, sources
 from queue_admin.worker import QueueWorker
 
 logger = logging.getLogger("sidecar.tasks")
@@ -79,8 +80,10 @@ def keep_drains_running() -> int:
 
 
 def reconcile() -> int:
-    """Queue what the triggers missed, then recount the documents for the dashboard (its
-    snapshot of fresh / stale / missing / failed, `freshness.py`)."""
+    """Look at the attached tables (a source whose table changed under it is marked broken),
+    queue what the triggers missed, then recount the documents for the dashboard (its snapshot
+    of fresh / stale / missing / failed, `freshness.py`)."""
+    sources.check_tables()
     model = get_provider().model_id
     queued = backfill.reconcile(model)
     freshness.refresh_snapshot(model)
@@ -95,3 +98,11 @@ def delete_old_completed() -> int:
     workers = registry.delete_finished(hours)
     logger.info("deleted %s completed queue items and %s finished workers", deleted, workers)
     return deleted
+
+
+def copy_source_rows(source_id: int, update: bool) -> int:
+    """Copy an attached table's rows into its documents (attach), or re-render them (edit)."""
+    source = Source.objects.filter(pk=source_id).first()
+    if source is None:  # detached before the task ran
+        return 0
+    return sources.copy_rows(source, update=update)

@@ -5,6 +5,8 @@ that the SQL spells no other status and that the error kinds are the providers' 
 
 from django.db import models
 
+from documents.priority import Priority  # noqa: F401  (the queue's priorities are a source's)
+
 
 class Status(models.TextChoices):
     PENDING = "pending"
@@ -13,12 +15,6 @@ class Status(models.TextChoices):
     FAILED = "failed"
     RATE_LIMITED = "rate_limited"
     CANCELLED = "cancelled"
-
-
-class Priority(models.TextChoices):
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
 
 
 class ErrorKind(models.TextChoices):

@@ -7,25 +7,34 @@
 -- service), which is the point: correctness never depends on Django signals. Logical
 -- replication applies rows with triggers off by default; the reconciliation job catches what
 -- that (or a disabled trigger) misses. The functions they call are in enqueue.sql.
+--
+-- Each document is queued at its source's priority, and not at all while its source is paused
+-- (document_sources.enabled). The functions carry Sidecar's search_path: they also run inside
+-- the application's sessions (a write to an attached table, mirrored here), whose search_path
+-- may not reach Sidecar's schema.
 
 CREATE OR REPLACE FUNCTION sidecar_documents_inserted() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 BEGIN
-  PERFORM sidecar_enqueue(ARRAY(SELECT id FROM new_rows WHERE NOT sidecar_is_blank(content)), 'medium');
+  PERFORM sidecar_enqueue(g.ids, g.priority)
+     FROM (SELECT s.default_priority AS priority, array_agg(n.id) AS ids
+             FROM new_rows n JOIN document_sources s ON s.id = n.source_id
+            WHERE s.enabled AND NOT sidecar_is_blank(n.content)
+            GROUP BY s.default_priority) g;
   RETURN NULL;
 END
 $$;
 
 CREATE OR REPLACE FUNCTION sidecar_documents_updated() RETURNS trigger
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
 DECLARE
   queued bigint;
 BEGIN
   -- One statement with data-modifying CTEs (no temp table: creating one per UPDATE would
   -- churn the system catalogs on a busy table).
   WITH changed AS MATERIALIZED (
-    SELECT n.id, sidecar_is_blank(n.content) AS blank
-      FROM new_rows n JOIN old_rows o ON o.id = n.id
+    SELECT n.id, sidecar_is_blank(n.content) AS blank, s.default_priority AS priority, s.enabled
+      FROM new_rows n JOIN old_rows o ON o.id = n.id JOIN document_sources s ON s.id = n.source_id
      WHERE n.content IS DISTINCT FROM o.content
        -- the text went back to what the sidecar already holds: nothing to do
        AND NOT EXISTS (SELECT 1 FROM document_embeddings e
@@ -43,7 +52,8 @@ BEGIN
       FROM changed c
      WHERE q.document_id = c.id AND c.blank AND q.status IN ('pending', 'processing', 'rate_limited')
   )
-  SELECT sidecar_enqueue(ARRAY(SELECT id FROM changed WHERE NOT blank), 'medium') INTO queued;
+  SELECT sum(sidecar_enqueue(g.ids, g.priority)) INTO queued
+    FROM (SELECT priority, array_agg(id) AS ids FROM changed WHERE NOT blank AND enabled GROUP BY priority) g;
   RETURN NULL;
 END
 $$;

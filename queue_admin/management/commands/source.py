@@ -1,0 +1,146 @@
+import json as jsonlib
+
+from django.core.exceptions import PermissionDenied
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from documents.models import Source
+from documents.priority import Priority
+from documents.providers.factory import get_provider
+from documents.sources import tables
+from documents.sources.tables import TableSourceError
+from queue_admin import source_figures, sources
+
+
+class Command(BaseCommand):
+    help = "Sources of documents: attach a table of the application, list, resync, pause, resume, detach."
+
+    def add_arguments(self, parser):
+        commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+        attach = commands.add_parser(
+            "attach", help="attach SCHEMA.TABLE: its rows become documents, kept in step"
+        )
+        attach.add_argument(
+            "table", metavar="SCHEMA.TABLE", help='e.g. public.blog_post or public."Blog Posts"'
+        )
+        attach.add_argument("--name", required=True, help="the source's name (lowercase, digits, - and _)")
+        attach.add_argument("--template", required=True, help=r"what to embed, e.g. '{title}\n\n{body}'")
+        attach.add_argument("--title-column", default="", metavar="COL")
+        attach.add_argument(
+            "--metadata", default="", metavar="COL,COL", help="columns copied into the metadata"
+        )
+        attach.add_argument("--where", default="", metavar="SQL", help="only rows where this is true")
+        attach.add_argument("--priority", choices=Priority.values, default=Priority.MEDIUM)
+        attach.add_argument("--dry-run", action="store_true", help="check and preview; attach nothing")
+        attach.add_argument(
+            "--background", action="store_true", help="copy the existing rows in a worker task, not now"
+        )
+        listing = commands.add_parser("list", help="every source with its figures")
+        listing.add_argument("--json", action="store_true")
+        for action, text in [
+            ("resync", "re-render every row (after a template change or a fix); re-embeds only changed text"),
+            ("pause", "queue nothing of the source until it is resumed"),
+            ("resume", "queue what the source missed while paused"),
+        ]:
+            commands.add_parser(action, help=text).add_argument("name")
+        detach = commands.add_parser("detach", help="remove the triggers, documents and embeddings")
+        detach.add_argument("name")
+        detach.add_argument("--yes", action="store_true", help="do it (without: say what would be removed)")
+
+    def handle(self, *args, action, **options):
+        try:
+            getattr(self, action)(**options)
+        except (sources.SourceError, TableSourceError, PermissionDenied) as exc:
+            raise CommandError(str(exc)) from None
+
+    def attach(
+        self, table, name, template, title_column, metadata, where, priority, dry_run, background, **_
+    ):
+        request = sources.TableRequest(
+            table=table,
+            template=template.replace("\\n", "\n"),
+            title_column=title_column,
+            metadata_columns=tuple(column.strip() for column in metadata.split(",") if column.strip()),
+            where=where,
+        )
+        if dry_run:
+            self._preview(sources.plan_table(request))
+            return
+        bar = None
+
+        def progress(done, total):
+            nonlocal bar
+            bar = bar or tqdm(total=total, unit="rows", desc="copying rows")
+            bar.update(done - bar.n)
+
+        source = sources.attach_table(
+            request, name=name, priority=priority, copy_now=not background, progress=progress
+        )
+        if bar:
+            bar.close()
+        mapping_name = source.options["schema"] + "." + source.options["table"]
+        if background:
+            self.stdout.write(f"Attached {mapping_name} as source {source.name}; a worker copies its rows.")
+        else:
+            self.stdout.write(
+                f"Attached {mapping_name} as source {source.name}: {source.rows_done:,} rows copied; "
+                "the workers embed them now."
+            )
+
+    def _preview(self, mapping):
+        figures = tables.measure(mapping)
+        self.stdout.write(
+            f"{mapping.qualified_name}: {figures.rows:,} rows to embed, about {figures.estimated_tokens:,} tokens."
+        )
+        for row in tables.preview(mapping):
+            self.stdout.write(f"--- {row['key']}  {row['title']}")
+            self.stdout.write(row["content"][:500])
+
+    def list(self, json: bool = False, **_):
+        rows = source_figures.for_all(get_provider().model_id)
+        if json:
+            self.stdout.write(jsonlib.dumps([row.as_dict() for row in rows], indent=2, default=str))
+            return
+        for row in rows:
+            self.stdout.write(
+                f"{row.name:<20} {row.kind:<8} {row.state:<10} rows {row.rows:>9,}  fresh {row.fresh:,} "
+                f"stale {row.stale:,} missing {row.missing:,} failed {row.failed:,} queued {row.queued:,}"
+                + (f"\n    {row.reason}" if row.reason else "")
+            )
+
+    def resync(self, name, **_):
+        source = sources.by_name(name)
+        bar = tqdm(unit="rows", desc="re-rendering")
+
+        def progress(done, total):
+            bar.total = total
+            bar.update(done - bar.n)
+
+        sources.resync(source, progress=progress)
+        bar.close()
+        source.refresh_from_db()
+        self.stdout.write(f"Resynced {source.name}: {source.rows_done:,} rows; changed texts are queued.")
+
+    def pause(self, name, **_):
+        taken = sources.pause(sources.by_name(name))
+        self.stdout.write(f"Paused {name}: {taken} queued items taken off the queue; nothing more is queued.")
+
+    def resume(self, name, **_):
+        queued = sources.resume(sources.by_name(name), get_provider().model_id)
+        self.stdout.write(f"Resumed {name}: {queued} documents queued.")
+
+    def detach(self, name, yes, **_):
+        source = sources.by_name(name)
+        counts = sources.detach_counts(source)
+        summary = (
+            f"{counts.documents:,} documents, {counts.embeddings:,} embeddings and {counts.live_items:,} queued "
+            f"items of source {source.name}"
+        )
+        if not yes:
+            raise CommandError(
+                f"Detaching removes {summary}; the table itself is not touched. Add --yes to do it."
+            )
+        if source.kind == Source.Kind.BUILTIN:
+            raise CommandError("Sidecar's own documents are not an attached source.")
+        sources.detach(source)
+        self.stdout.write(f"Detached: removed {summary}. The table is as it was.")
