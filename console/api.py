@@ -47,7 +47,9 @@ def search_api(request):
     except ValueError:
         return _error(400, f"k must be a whole number between 1 and {MAX_RESULTS}, not {raw_k[:20]!r}.")
     try:
-        result = semantic_search(request.GET.get("q", ""), k)
+        result = semantic_search(
+            request.GET.get("q", ""), k, source=request.GET.get("source", "").strip() or None
+        )
     except SearchError as exc:
         return _error(400, str(exc))
     except EmbeddingError as exc:

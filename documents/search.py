@@ -43,6 +43,10 @@ class Hit:
     score: float  # cosine similarity of the best-matching chunk, 1 is identical
     snippet: str
     model: str
+    source: str  # the source's name
+    # Its key in the source (a table row's primary key, as text; a JSON array for a composite
+    # key), to join it back; for Sidecar's own documents, the document id.
+    source_key: str
 
 
 @dataclass(frozen=True)
@@ -139,22 +143,32 @@ def check_k(k: int) -> None:
         raise SearchError(f"k must be between 1 and {MAX_RESULTS}, not {k}.")
 
 
-def nearest_documents(model: str, vector: np.ndarray, k: int) -> list[Hit]:
-    """The `k` documents whose best chunk of `model` is closest to `vector`."""
+def nearest_documents(model: str, vector: np.ndarray, k: int, source_id: int | None = None) -> list[Hit]:
+    """The `k` documents whose best chunk of `model` is closest to `vector`, of one source
+    when `source_id` is given (filtered inside the index scan, which pgvector 0.8's iterative
+    scan keeps going until enough rows pass)."""
     # Several chunks of one document may rank high: fetch extra, keep each document's best.
     wanted = k * 4
     with transaction.atomic():
         _widen_index_scan(max(settings.SEARCH_EF_SEARCH, wanted))
+        chunks = DocumentEmbedding.objects.filter(model=model)
+        if source_id is not None:
+            chunks = chunks.filter(document__source_id=source_id)
         rows = list(
-            DocumentEmbedding.objects.filter(model=model)
-            .annotate(
+            chunks.annotate(
                 distance=CosineDistance("embedding", vector), snippet=Left("source_text", SNIPPET_CHARACTERS)
             )
             .order_by("distance")
-            .values_list("document_id", "document__title", "distance", "snippet")[:wanted]
-        )
+            .values_list(
+                "document_id", "document__title", "distance", "snippet", "document__source__name",
+                "document__source_key",
+            )[:wanted]
+        )  # fmt: skip
     hits: dict = {}
-    for document_id, title, distance, snippet in rows:
+    for document_id, title, distance, snippet, source, source_key in rows:
         if document_id not in hits:
-            hits[document_id] = Hit(str(document_id), title, round(1 - float(distance), 4), snippet, model)
+            score = round(1 - float(distance), 4)
+            hits[document_id] = Hit(
+                str(document_id), title, score, snippet, model, source, source_key or str(document_id)
+            )
     return list(hits.values())[:k]

@@ -11,9 +11,10 @@ documents it cannot see yet.
 
 import time
 
+from documents.models import Source
 from documents.providers.base import EmbeddingError
 from documents.providers.factory import get_previous_provider, get_provider
-from documents.search import SearchResult, check_k, check_query, embed_query, nearest_documents
+from documents.search import SearchError, SearchResult, check_k, check_query, embed_query, nearest_documents
 from queue_admin import backfill, config, limits
 
 # Coverage needs an anti-join over every document: compute it at most this often.
@@ -21,14 +22,25 @@ COVERAGE_CACHE_SECONDS = 30.0
 _coverage: dict[str, tuple[float, int]] = {}
 
 
-def semantic_search(query: str, k: int = 10) -> SearchResult:
-    """The `k` documents whose best chunk is closest to `query`, with one model's vectors."""
+def semantic_search(query: str, k: int = 10, source: str | None = None) -> SearchResult:
+    """The `k` documents whose best chunk is closest to `query`, with one model's vectors;
+    only documents of the source named `source`, if given."""
     check_query(query)
     check_k(k)
+    source_id = source_id_of(source) if source else None
     provider = choose_provider()
     vector = embed_query(provider, query, before_embedding=refuse_while_breaker_open)
-    hits = nearest_documents(provider.model_id, vector, k)
+    hits = nearest_documents(provider.model_id, vector, k, source_id)
     return SearchResult(hits, provider.model_id, documents_not_covered(provider.model_id))
+
+
+def source_id_of(name: str) -> int:
+    """The id of the source called `name`, or a SearchError that lists the sources."""
+    found = Source.objects.filter(name=name).values_list("pk", flat=True).first()
+    if found is None:
+        names = ", ".join(Source.objects.values_list("name", flat=True))
+        raise SearchError(f"There is no source named {name!r}; the sources are: {names}.")
+    return found
 
 
 def documents_not_covered(model: str) -> int:

@@ -12,11 +12,12 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("query")
         parser.add_argument("-k", type=int, default=5, help="how many documents (default 5, at most 100)")
+        parser.add_argument("--source", metavar="NAME", help="only documents of this source (`source list`)")
         parser.add_argument("--json", action="store_true", help="print JSON for scripts")
 
-    def handle(self, *args, query, k, json: bool, **options):
+    def handle(self, *args, query, k, json: bool, source=None, **options):
         try:
-            result = semantic_search(query, k)
+            result = semantic_search(query, k, source=source)
         except SearchError as exc:
             raise CommandError(str(exc)) from None
         if json:
@@ -26,5 +27,7 @@ class Command(BaseCommand):
             f" ({result.documents_not_covered} documents not embedded yet)" if result.documents_not_covered else ""
         ))  # fmt: skip
         for rank, hit in enumerate(result.hits, 1):
-            self.stdout.write(f"{rank:>3}. {hit.score:.3f}  {hit.title or hit.document_id}")
+            self.stdout.write(
+                f"{rank:>3}. {hit.score:.3f}  {hit.title or hit.document_id}  [{hit.source} {hit.source_key}]"
+            )
             self.stdout.write(f"       {' '.join(hit.snippet.split())[:160]}")
