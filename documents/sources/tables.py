@@ -116,7 +116,8 @@ def parse_table_name(text: str) -> tuple[str, str]:
     """'SCHEMA.TABLE' as PostgreSQL reads it (parse_ident: unquoted names fold to lower case,
     "Quoted Names" keep theirs); a bare TABLE is in schema public."""
     try:
-        parts = _fetch("SELECT parse_ident(%s)", [text])[0][0]
+        with transaction.atomic():  # a savepoint: the caller's transaction survives the error
+            parts = _fetch("SELECT parse_ident(%s)", [text])[0][0]
     except Exception as exc:  # psycopg raises a DataError subclass for a malformed name
         raise TableSourceError(
             f"{text!r} is not a table name: write SCHEMA.TABLE, with double quotes around names that "

@@ -26,9 +26,12 @@ def create_group(apps, schema_editor):
     # this group needs exist now, on a fresh database too.
     for label in ("documents", "queue_admin"):
         app_config = apps.get_app_config(label)
+        # Restored after: called with the project's own registry (a test fixture), None would
+        # hide the app from every later post_migrate signal.
+        previous = getattr(app_config, "models_module", None)
         app_config.models_module = True
         create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        app_config.models_module = previous
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     group, _ = Group.objects.get_or_create(name=GROUP)
