@@ -98,10 +98,12 @@ def test_an_update_of_an_unrelated_column_writes_and_queues_nothing(blog):
 
 def test_a_row_leaving_the_filter_loses_its_document(blog):
     source = attach(where="published")
+    run("INSERT INTO public.blog_post (title, body, published) VALUES ('Hidden', 'draft', false)")
+    assert set(documents_of(source)) == {"1", "3"}
     run("UPDATE public.blog_post SET published = false WHERE id = 1")
     assert set(documents_of(source)) == {"3"}
     run("UPDATE public.blog_post SET published = true")
-    assert set(documents_of(source)) == {"1", "2", "3"}
+    assert set(documents_of(source)) == {"1", "2", "3", "4"}
 
 
 def test_a_changed_primary_key_moves_the_document(blog):
