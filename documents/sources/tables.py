@@ -408,7 +408,10 @@ END
 $sidecar$"""
     ).format(
         function=sql.Identifier(_own_schema(), function_name(source_id)),
-        insert=_upsert(source_id, sql.SQL("SELECT k, t, c, m FROM (SELECT {} FROM sidecar_new) r WHERE keep").format(rendered)),
+        insert=_upsert(
+            source_id,
+            sql.SQL("SELECT k, t, c, m FROM (SELECT {} FROM sidecar_new) r WHERE keep").format(rendered),
+        ),
         rendered=rendered,
         documents=documents,
         source=source_id,

@@ -156,3 +156,13 @@ def test_source_command_attach_list_detach(blog, capsys):
     assert '"name": "blog"' in out and '"rows": 3' in out
     call_command("source", "detach", "blog", "--yes")
     assert not Source.objects.filter(name="blog").exists()
+
+
+def test_backfill_of_one_source(blog, capsys):
+    source = attach()
+    QueueItem.objects.all().delete()
+    SourceDocument.objects.create(title="own", content="Sidecar's own document")
+    QueueItem.objects.all().delete()
+    call_command("backfill", "--source", "blog", "--parallel", "1")
+    assert "3 documents to embed" in capsys.readouterr().out
+    assert set(QueueItem.objects.values_list("document__source", flat=True)) == {source.pk}

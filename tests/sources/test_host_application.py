@@ -3,10 +3,10 @@ the documents end in step with the rows and embedded, and the table holds exactl
 application wrote. Real worker processes with the fake embedder (this is about the mirror and
 the queue, not the model)."""
 
+import os
 import random
 import subprocess
 import sys
-import os
 import time
 
 import psycopg
@@ -63,9 +63,13 @@ def test_writes_of_every_kind_while_workers_run_end_in_step(tmp_path):
         conn.execute(SCHEMA)
         with conn.cursor().copy("COPY public.blog_post (author_id, title, body, status) FROM STDIN") as copy:
             for n in range(300):
-                copy.write_row((1 + n % 2, f"Post {n}", f"Body of post {n} about topic {n % 7}.", "published"))
+                copy.write_row(
+                    (1 + n % 2, f"Post {n}", f"Body of post {n} about topic {n % 7}.", "published")
+                )
     source = sources.attach_table(
-        sources.TableRequest("public.blog_post", "{title}\n\n{body}", title_column="title", where="status = 'published'"),
+        sources.TableRequest(
+            "public.blog_post", "{title}\n\n{body}", title_column="title", where="status = 'published'"
+        ),
         name="blog",
     )
     assert source.rows_done == 300
@@ -91,13 +95,20 @@ def test_writes_of_every_kind_while_workers_run_end_in_step(tmp_path):
                     [2, "New post", f"Fresh text {rng.random()}", rng.choice(["draft", "published"])],
                 ).fetchone()
             elif choice < 0.8:  # unpublish / publish
-                conn.execute("UPDATE public.blog_post SET status = %s WHERE id = %s", [rng.choice(["draft", "published"]), post])
+                conn.execute(
+                    "UPDATE public.blog_post SET status = %s WHERE id = %s",
+                    [rng.choice(["draft", "published"]), post],
+                )
             elif choice < 0.9:
                 conn.execute("DELETE FROM public.blog_post WHERE id = %s", [post])
             elif choice < 0.95:  # psql: one statement over many rows
-                conn.execute("UPDATE public.blog_post SET body = body || ' (tagged)' WHERE id %% 13 = %s", [post % 13])
+                conn.execute(
+                    "UPDATE public.blog_post SET body = body || ' (tagged)' WHERE id %% 13 = %s", [post % 13]
+                )
             else:  # a bulk load
-                with conn.cursor().copy("COPY public.blog_post (author_id, title, body, status) FROM STDIN") as copy:
+                with conn.cursor().copy(
+                    "COPY public.blog_post (author_id, title, body, status) FROM STDIN"
+                ) as copy:
                     for n in range(50):
                         copy.write_row((1, f"Imported {n}", f"Imported text {rng.random()}", "published"))
         for worker in workers:
@@ -129,7 +140,9 @@ def test_detaching_while_workers_hold_its_items(tmp_path):
     other = SourceDocument.objects.create(title="Own", content="Sidecar's own document")
     log = tmp_path / "sent.txt"
     worker = start_worker(log, "--slow", "1", "--seconds", "8")
-    wait_until(lambda: QueueItem.objects.filter(status="processing").exists(), 30, lambda: "no item was claimed")
+    wait_until(
+        lambda: QueueItem.objects.filter(status="processing").exists(), 30, lambda: "no item was claimed"
+    )
     counts = sources.detach_counts(source)
     assert counts.held_by_workers > 0 and counts.documents == 40
     sources.detach(source)

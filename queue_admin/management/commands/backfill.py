@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from documents.providers.factory import get_provider
-from queue_admin import backfill
+from queue_admin import backfill, sources
 
 # Two sessions halve the time on a 2-core database server (1,000,000 documents: `python -m
 # bench backfill`); more help only where the server has the cores.
@@ -27,6 +27,7 @@ class Command(BaseCommand):
         which.add_argument("--all", action="store_true", help="every document, re-embedded even if unchanged")
         parser.add_argument("--priority", choices=["high", "medium", "low"], default="low")
         parser.add_argument("--limit", type=int, help="queue at most this many documents")
+        parser.add_argument("--source", metavar="NAME", help="only documents of this source (`source list`)")
         parser.add_argument(
             "--dry-run", action="store_true", help="print counts and estimates; change nothing"
         )
@@ -54,7 +55,13 @@ class Command(BaseCommand):
         )  # fmt: skip
         model = get_provider().model_id
         include_held = options["include_failed"]
-        selection = backfill.count(kind, model, limit=options["limit"], include_held=include_held)
+        try:
+            source_id = sources.by_name(options["source"]).pk if options["source"] else None
+        except sources.SourceError as exc:
+            raise CommandError(str(exc)) from None
+        selection = backfill.count(
+            kind, model, limit=options["limit"], include_held=include_held, source_id=source_id
+        )
         self.stdout.write(
             f"{selection.documents} documents to embed ({kind.replace('_', ' ')}, model {model}), "
             f"about {selection.estimated_tokens:,} tokens."
@@ -75,6 +82,7 @@ class Command(BaseCommand):
                 limit=options["limit"],
                 include_held=include_held,
                 sessions=options["parallel"],
+                source_id=source_id,
             )
         except backfill.PartlyQueued as error:
             raise CommandError(str(error)) from error
