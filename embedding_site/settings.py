@@ -7,6 +7,7 @@ message, at start-up rather than at first use.
 
 import ipaddress
 import math
+import re
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -56,6 +57,24 @@ def _optional_int_in_range(name: str, low: int, high: int) -> int | None:
     if not env.str(name, default="").strip():
         return None
     return _required_int_in_range(name, 0, low, high)
+
+
+def _schema_name(name: str) -> str:
+    """A plain lowercase identifier, or "" for the server's own search path (`public` says the same)."""
+    value = env.str(name, default="").strip()
+    if value in ("", "public"):
+        return ""
+    if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not a plain schema name: use lowercase letters, digits and underscores, "
+            f"not starting with a digit, at most 63 characters; e.g. {name}=sidecar."
+        )
+    if value.startswith("pg_") or value == "information_schema":
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is a name PostgreSQL reserves for its own schemas; choose another, "
+            f"e.g. {name}=sidecar."
+        )
+    return value
 
 
 def _http_base_url(name: str) -> str:
@@ -201,6 +220,10 @@ _db["ENGINE"] = "embedding_site.db"
 _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
 _db["CONN_HEALTH_CHECKS"] = True
 DATABASES = {"default": _db}
+# Sidecar's tables, history and functions in a schema of their own, for a database shared with
+# another application: our backend creates the schema and puts it first on each connection's
+# search path, and Django's introspection then sees only that schema (embedding_site/db/).
+DATABASE_SCHEMA = _schema_name("DATABASE_SCHEMA")
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -26,12 +26,13 @@ ROOT = Path(__file__).resolve().parent.parent
 # --- The test database and the queue settings ------------------------------------------------
 
 
-def database_url():
-    """The URL of the database this test uses (pytest-django's test_sidecar), for subprocesses."""
+def database_url(name: str | None = None):
+    """The URL of the database this test uses (pytest-django's test_sidecar), or of database
+    `name` on the same server, for subprocesses."""
     from django.db import connection
 
     db = connection.settings_dict
-    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+    return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{name or db['NAME']}"
 
 
 def set_config(**values):

@@ -14,7 +14,7 @@ def tables() -> list[str]:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT table_name FROM information_schema.tables "
-            "WHERE table_schema = 'public' AND table_type = 'BASE TABLE' ORDER BY table_name"
+            "WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name"
         )
         return [name for (name,) in cursor.fetchall()]
 
@@ -43,7 +43,7 @@ def text_columns() -> list[tuple[str, str]]:
         cursor.execute(
             "SELECT c.table_name, c.column_name FROM information_schema.columns c "
             "JOIN information_schema.tables t USING (table_schema, table_name) "
-            "WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' "
+            "WHERE c.table_schema = current_schema() AND t.table_type = 'BASE TABLE' "
             "AND c.data_type IN ('text', 'character varying', 'character', 'json', 'jsonb', 'bytea') "
             "ORDER BY 1, 2"
         )
