@@ -114,7 +114,7 @@ def _fetch(query, params=None) -> list[tuple]:
 
 def parse_table_name(text: str) -> tuple[str, str]:
     """'SCHEMA.TABLE' as PostgreSQL reads it (parse_ident: unquoted names fold to lower case,
-    "Quoted Names" keep theirs); a bare TABLE is in schema public."""
+    "Quoted Names" keep theirs); a bare TABLE is the one the search path finds."""
     try:
         with transaction.atomic():  # a savepoint: the caller's transaction survives the error
             parts = _fetch("SELECT parse_ident(%s)", [text])[0][0]
@@ -123,8 +123,13 @@ def parse_table_name(text: str) -> tuple[str, str]:
             f"{text!r} is not a table name: write SCHEMA.TABLE, with double quotes around names that "
             f'have spaces, capitals or dots (e.g. public."Blog Posts"). PostgreSQL said: {exc}'
         ) from None
-    if len(parts) == 1:
-        return "public", parts[0]
+    if len(parts) == 1:  # as PostgreSQL would find it: the first schema on the search path that has it
+        found = _fetch(
+            "SELECT n.nspname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.oid = to_regclass(quote_ident(%s))",
+            [parts[0]],
+        )
+        return (found[0][0] if found else "public"), parts[0]
     if len(parts) == 2:
         return parts[0], parts[1]
     raise TableSourceError(f"{text!r} has {len(parts)} parts; write SCHEMA.TABLE.")

@@ -176,6 +176,7 @@ def test_results_carry_id_title_score_snippet_and_model(client, service, token):
     assert best == {
         "document_id": str(docs[1].id), "title": "Doc 1", "score": pytest.approx(1.0, abs=1e-3),
         "snippet": "document number 1", "model": "fake-model",
+        "source": "documents", "source_key": str(docs[1].id),
     }  # fmt: skip
 
 

@@ -309,3 +309,36 @@ def test_a_catalog_query_that_cannot_be_confined_is_refused():
     assert cursor.sql == f"SELECT relname FROM pg_class c WHERE c.relnamespace = '{SCHEMA}'::regnamespace"
     with pytest.raises(RuntimeError, match="without pg_table_is_visible"):
         cursor.execute("SELECT relname FROM pg_class c WHERE c.relkind = 'r'")
+
+
+@pytest.mark.slow
+def test_the_host_applications_own_table_attached_and_detached_from_its_sessions(migrated):
+    """The host's sessions know nothing of Sidecar's schema (search_path public): their writes
+    to an attached table still reach Sidecar's documents and queue, and detaching leaves the
+    host's schema as it was."""
+    url, _ = migrated
+    before = public_schema_dump(url)
+    attach = manage(
+        "source", "attach", "public.blog_post", "--name", "blog", "--template", "{title}",
+        env_overrides=sidecar_env(url),
+    )  # fmt: skip
+    assert attach.returncode == 0, attach.stdout + attach.stderr
+    with psycopg.connect(url, autocommit=True) as host:
+        assert host.execute("SHOW search_path").fetchone() == ('"$user", public',)
+        host.execute("INSERT INTO blog_post (title, author_id) VALUES ('Written by the host app', 1)")
+    documents = rows(
+        url,
+        f"""SELECT d.source_key, d.content, q.status FROM {SCHEMA}.source_documents d
+              JOIN {SCHEMA}.document_sources s ON s.id = d.source_id
+              JOIN {SCHEMA}.embedding_queue q ON q.document_id = d.id WHERE s.name = 'blog' ORDER BY 1""",
+    )
+    assert documents == [("1", "Hello", "pending"), ("2", "Written by the host app", "pending")]
+    detach = manage("source", "detach", "blog", "--yes", env_overrides=sidecar_env(url))
+    assert detach.returncode == 0, detach.stdout + detach.stderr
+    with psycopg.connect(url, autocommit=True) as host:
+        host.execute("DELETE FROM blog_post WHERE id = 2")  # the host's own row, by the host
+
+    def without_sequence_positions(dump):  # the host's insert moved its id sequence on
+        return [line for line in dump.splitlines() if not line.startswith("SELECT pg_catalog.setval")]
+
+    assert without_sequence_positions(public_schema_dump(url)) == without_sequence_positions(before)

@@ -40,7 +40,7 @@ def definitions():
         cursor.execute(
             """SELECT 'function ' || p.oid::regprocedure, pg_get_functiondef(p.oid)
                  FROM pg_proc p
-                WHERE p.pronamespace = 'public'::regnamespace AND p.prokind IN ('f', 'p')
+                WHERE p.pronamespace = current_schema()::regnamespace AND p.prokind IN ('f', 'p')
                   AND NOT EXISTS (SELECT 1 FROM pg_depend d
                                    WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
                                      AND d.deptype = 'e')
@@ -48,7 +48,7 @@ def definitions():
                SELECT 'trigger ' || t.tgname || ' on ' || t.tgrelid::regclass,
                       pg_get_triggerdef(t.oid) || ' enabled=' || t.tgenabled::text
                  FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
-                WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal"""
+                WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal"""
         )
         return dict(cursor.fetchall())
 
@@ -92,7 +92,7 @@ def test_nothing_is_defined_only_in_a_migration():
         cursor.execute(
             """SELECT format('DROP TRIGGER %I ON %s', tgname, tgrelid::regclass) FROM pg_trigger t
                  JOIN pg_class c ON c.oid = t.tgrelid
-                WHERE c.relnamespace = 'public'::regnamespace AND NOT t.tgisinternal"""
+                WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal"""
         )
         drops = [row[0] for row in cursor.fetchall()]
         drops += [

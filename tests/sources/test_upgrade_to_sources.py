@@ -36,7 +36,9 @@ def test_documents_join_the_built_in_source_and_nothing_is_queued(old_database):
     migrate(old_database, "queue_admin", "0015")  # the release before sources
     with psycopg.connect(old_database, autocommit=True) as conn:
         conn.execute(TRIGGERS_BEFORE_SOURCES.read_text())
-        conn.execute("INSERT INTO source_documents (title, content) SELECT 'Doc ' || n, 'Text ' || n FROM generate_series(1, 50) n")
+        conn.execute(
+            "INSERT INTO source_documents (title, content) SELECT 'Doc ' || n, 'Text ' || n FROM generate_series(1, 50) n"
+        )
         conn.execute(
             """INSERT INTO document_embeddings (document_id, chunk_index, source_text, source_text_hash,
                                                 document_text_hash, embedding, model, token_count, created_at, updated_at)
@@ -44,17 +46,25 @@ def test_documents_join_the_built_in_source_and_nothing_is_queued(old_database):
                  FROM source_documents"""
         )
         conn.execute("UPDATE embedding_queue SET status = 'completed'")
-        before = conn.execute(
-            "SELECT count(*), max(updated_at) FROM embedding_queue"
-        ).fetchone(), conn.execute("SELECT id, content_hash, updated_at FROM source_documents ORDER BY id").fetchall()
+        before = (
+            conn.execute("SELECT count(*), max(updated_at) FROM embedding_queue").fetchone(),
+            conn.execute("SELECT id, content_hash, updated_at FROM source_documents ORDER BY id").fetchall(),
+        )
     migrate(old_database)
     with psycopg.connect(old_database, autocommit=True) as conn:
-        after = conn.execute(
-            "SELECT count(*), max(updated_at) FROM embedding_queue"
-        ).fetchone(), conn.execute("SELECT id, content_hash, updated_at FROM source_documents ORDER BY id").fetchall()
+        after = (
+            conn.execute("SELECT count(*), max(updated_at) FROM embedding_queue").fetchone(),
+            conn.execute("SELECT id, content_hash, updated_at FROM source_documents ORDER BY id").fetchall(),
+        )
         assert after == before  # no row rewritten, nothing queued
-        assert conn.execute("SELECT DISTINCT source_id, source_key FROM source_documents").fetchall() == [(1, None)]
-        assert conn.execute("SELECT id, name, kind FROM document_sources").fetchall() == [(1, "documents", "builtin")]
+        assert conn.execute("SELECT DISTINCT source_id, source_key FROM source_documents").fetchall() == [
+            (1, None)
+        ]
+        assert conn.execute("SELECT id, name, kind FROM document_sources").fetchall() == [
+            (1, "documents", "builtin")
+        ]
         # and a new document still goes to the queue, at the built-in source's priority
         conn.execute("INSERT INTO source_documents (title, content) VALUES ('new', 'after the upgrade')")
-        assert conn.execute("SELECT priority FROM embedding_queue WHERE status = 'pending'").fetchall() == [("medium",)]
+        assert conn.execute("SELECT priority FROM embedding_queue WHERE status = 'pending'").fetchall() == [
+            ("medium",)
+        ]
