@@ -276,3 +276,20 @@ def add_item(doc, status, *, error="", minutes_ago=0, priority="medium"):
             created_at=timezone.now() - timedelta(minutes=minutes_ago)
         )
     return item
+
+
+# --- Host applications' tables (tests/sources/) -------------------------------------------------
+
+
+def drop_host_tables(*tables: str) -> None:
+    """Drop tables a transactional test made as the host application's, and the mirror
+    functions of sources attached to them: the flush after such a test empties Sidecar's
+    tables, not these."""
+    import psycopg
+
+    with psycopg.connect(database_url(), autocommit=True) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {', '.join(tables)}")
+        for (function,) in conn.execute(
+            "SELECT oid::regprocedure::text FROM pg_proc WHERE proname LIKE 'sidecar_source_%_mirror'"
+        ).fetchall():
+            conn.execute(f"DROP FUNCTION {function} CASCADE")  # with triggers on tables left elsewhere

@@ -16,7 +16,7 @@ from documents.models import DocumentEmbedding, Source, SourceDocument
 from queue_admin import sources
 from queue_admin.models import QueueItem
 from tests.fakes import FakeEmbedderForQueueTests
-from tests.helpers import ROOT, database_url, wait_until
+from tests.helpers import ROOT, database_url, drop_host_tables, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
 
@@ -44,11 +44,10 @@ def start_worker(log, *args):
 
 
 @pytest.fixture(autouse=True)
-def drop_host_tables():
+def host_tables_dropped():
     """A transactional test's flush empties Django's tables only; the application's go here."""
     yield
-    with host() as conn:
-        conn.execute("DROP TABLE IF EXISTS public.blog_post, public.blog_author")
+    drop_host_tables("public.blog_post", "public.blog_author")
 
 
 def expected_documents(conn):
@@ -155,3 +154,20 @@ def test_detaching_while_workers_hold_its_items(tmp_path):
         assert conn.execute(
             "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.blog_post'::regclass AND NOT tgisinternal"
         ).fetchone() == (0,)
+
+
+def test_an_over_long_text_is_written_by_the_host_and_dead_lettered_by_the_worker(settings):
+    from queue_admin.worker import QueueWorker
+
+    with host() as conn:
+        conn.execute(SCHEMA)
+    source = sources.attach_table(sources.TableRequest("public.blog_post", "{body}"), name="blog")
+    settings.EMBEDDING_MAX_DOCUMENT_CHARACTERS = 1000
+    with host() as conn:
+        conn.execute("INSERT INTO public.blog_post (title, body) VALUES ('Huge', %s)", ["word " * 1000])
+    with QueueWorker(FakeEmbedderForQueueTests(), name="test") as worker:
+        worker.run()
+    item = QueueItem.objects.get(document__source=source)
+    assert item.status == "failed" and "characters" in item.error_message
+    source.refresh_from_db()
+    assert source.state == Source.State.ACTIVE

@@ -12,7 +12,7 @@ from documents.models import SourceDocument
 from documents.providers.local import LocalEmbeddingProvider
 from queue_admin import searching, sources
 from queue_admin.worker import QueueWorker
-from tests.helpers import database_url
+from tests.helpers import database_url, drop_host_tables
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -37,8 +37,7 @@ def kitchen_and_garage():
     with QueueWorker(LocalEmbeddingProvider(), name="test") as worker:
         worker.run()
     yield
-    with psycopg.connect(database_url(), autocommit=True) as conn:
-        conn.execute("DROP TABLE public.recipe, public.repair")
+    drop_host_tables("public.recipe", "public.repair")
 
 
 def test_hits_carry_source_and_key_and_a_source_filter_keeps_to_it(kitchen_and_garage):
