@@ -106,6 +106,19 @@ class Migration(migrations.Migration):
                 to="documents.source",
             ),
         ),
+        # Checked at each statement's end, not at commit (Django makes every foreign key
+        # deferred): a writer that loads documents and then alters or disables triggers in the
+        # same transaction must not find the table busy with pending checks.
+        migrations.RunSQL(
+            """DO $$
+            DECLARE fk text;
+            BEGIN
+              SELECT conname INTO STRICT fk FROM pg_constraint
+               WHERE conrelid = 'source_documents'::regclass AND confrelid = 'document_sources'::regclass;
+              EXECUTE format('ALTER TABLE source_documents ALTER CONSTRAINT %I NOT DEFERRABLE', fk);
+            END $$""",
+            reverse_sql=migrations.RunSQL.noop,
+        ),
         migrations.AddConstraint(
             model_name="sourcedocument",
             constraint=models.UniqueConstraint(
