@@ -1,7 +1,8 @@
 """The admin's Sources page: the list with each source's figures and state, attaching a table
 through its form (preview first, writing nothing; every refusal of the services as a form
 error), editing a table source, the actions (pause, resume, resync, backfill, detach with its
-confirmation)."""
+confirmation), the filter by source on the documents list and the search page, the dashboard's
+per-source table, and /readyz's warning for a broken source."""
 
 import re
 
@@ -13,8 +14,10 @@ from django.urls import reverse
 from django_q.models import OrmQ
 
 from documents.models import BUILTIN_SOURCE_ID, Source, SourceDocument
+from documents.providers.tei import TEIEmbeddingProvider
 from queue_admin import sources, tasks
 from queue_admin.models import QueueItem
+from queue_admin.worker import QueueWorker
 from tests import state
 
 pytestmark = pytest.mark.django_db
@@ -22,6 +25,7 @@ pytestmark = pytest.mark.django_db
 LIST = reverse("admin:documents_source_changelist")
 ATTACH = reverse("admin:documents_source_add")
 DOCUMENTS = reverse("admin:documents_sourcedocument_changelist")
+SEARCH = reverse("admin:search")
 TABLE = '"public"."blog_post"'
 
 
@@ -412,3 +416,82 @@ def test_who_may_do_what(attached):
     assert operator.get(ATTACH).status_code == 403
     act(operator, "detach_sources", attached, confirm_detach="yes")
     assert Source.objects.filter(pk=attached.pk).exists()
+
+
+# --- Sources elsewhere: the documents list, search, the dashboard, /readyz --------------------
+
+
+def test_the_documents_list_filters_by_source(admin_client, attached):
+    own = SourceDocument.objects.create(title="Own", content="Sidecar's own document.")
+    response = admin_client.get(DOCUMENTS, {"source": attached.pk})
+    assert sorted(doc.source_key for doc in response.context["cl"].result_list) == ["1", "2", "3"]
+    response = admin_client.get(DOCUMENTS, {"source": BUILTIN_SOURCE_ID})
+    assert [doc.pk for doc in response.context["cl"].result_list] == [own.pk]
+    page = text(admin_client.get(DOCUMENTS))
+    assert "By source" in page and f'?source={attached.pk}"' in page
+    assert list(admin_client.get(DOCUMENTS, {"source": "x"}).context["cl"].result_list) == []
+
+
+def test_the_documents_list_has_no_source_filter_with_only_sidecar_s_documents(admin_client):
+    assert "By source" not in text(admin_client.get(DOCUMENTS))
+
+
+def test_the_dashboard_lists_the_sources_broken_ones_with_the_reason(admin_client, attached):
+    run("ALTER TABLE public.blog_post DROP COLUMN body")
+    sources.check_tables()
+    page = text(admin_client.get("/admin/"))
+    assert 'id="sources"' in page
+    assert '<tr data-source="blog" class="sidecar-source-broken">' in page
+    assert "Column(s) body of public.blog_post no longer exist" in page
+
+
+def test_the_dashboard_has_no_sources_table_with_only_sidecar_s_documents(admin_client):
+    assert 'id="sources"' not in text(admin_client.get("/admin/"))
+
+
+def test_readyz_warns_of_a_broken_source_with_its_name_and_reason(client, attached, seeded_config):
+    body = client.get("/readyz").json()
+    assert body["components"]["sources"] == {"status": "ok", "detail": "no source broken"}
+    run("ALTER TABLE public.blog_post DROP COLUMN body")
+    sources.check_tables()
+    response = client.get("/readyz")
+    assert response.status_code == 200  # a warning, not a failure
+    component = response.json()["components"]["sources"]
+    assert component["status"] == "warn"
+    assert component["detail"].startswith("source blog is broken: Column(s) body of public.blog_post")
+    assert client.get("/readyz", {"strict": "1"}).status_code == 503
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("seeded_config", "fresh_search_caches", "blog_posts")
+def test_the_search_page_searches_one_source_and_names_each_hit_s_source_and_key(
+    admin_client, tei_search_service
+):
+    text_of_row_1 = "Proxies\n\nSet HTTPS_PROXY before you start."
+    own = SourceDocument.objects.create(title="Own copy", content=text_of_row_1)
+    sources.attach_table(
+        sources.TableRequest(TABLE, template="{title}\n\n{body}", title_column="title"), name="blog"
+    )
+    with QueueWorker(TEIEmbeddingProvider(tei_search_service.url, "fake-model", 384), name="test") as worker:
+        worker.run()
+
+    page = text(admin_client.get(SEARCH))
+    assert '<select name="source" id="id_source">' in page and '<option value="blog">blog</option>' in page
+
+    # The fake's vectors are a hash of the text: the same text is the closest.
+    response = admin_client.post(SEARCH, {"q": text_of_row_1, "k": "5", "source": "blog"})
+    hits = [row["hit"] for row in response.context["hits"]]
+    assert {hit.source for hit in hits} == {"blog"} and (hits[0].source_key, hits[0].title) == (
+        "1",
+        "Proxies",
+    )
+    page = text(response)
+    assert "among the documents of source <strong>blog</strong>" in page
+    assert '<td class="source" data-source="blog">blog <code class="sidecar-key">1</code></td>' in page
+
+    response = admin_client.post(SEARCH, {"q": text_of_row_1, "k": "5"})
+    found = {(row["hit"].source, row["hit"].source_key) for row in response.context["hits"]}
+    assert {("documents", str(own.pk)), ("blog", "1")} <= found
+
+    response = admin_client.get(SEARCH, {"q": "proxies", "source": "nope"})
+    assert "There is no source named nope" in text(response) and "hits" not in response.context
