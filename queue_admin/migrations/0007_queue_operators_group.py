@@ -26,9 +26,11 @@ def create_group(apps, schema_editor):
     # this group needs exist now, on a fresh database too.
     for label in ("documents", "queue_admin"):
         app_config = apps.get_app_config(label)
-        app_config.models_module = True
+        # Put back what was there: called with the real app registry (a test fixture), None
+        # would hide the app from every later post_migrate (flush's included).
+        previous, app_config.models_module = getattr(app_config, "models_module", None), True
         create_permissions(app_config, apps=apps, verbosity=0)
-        app_config.models_module = None
+        app_config.models_module = previous
     Group = apps.get_model("auth", "Group")
     Permission = apps.get_model("auth", "Permission")
     group, _ = Group.objects.get_or_create(name=GROUP)

@@ -13,9 +13,10 @@ CODENAMES = ["view_source", "change_source"]
 
 def _permissions(apps):
     app_config = apps.get_app_config("documents")
-    app_config.models_module = True  # as in 0007: the permissions exist on a fresh database too
+    # As in 0007: the permissions exist on a fresh database too; what was there is put back.
+    previous, app_config.models_module = getattr(app_config, "models_module", None), True
     create_permissions(app_config, apps=apps, verbosity=0)
-    app_config.models_module = None
+    app_config.models_module = previous
     Permission = apps.get_model("auth", "Permission")
     return Permission.objects.filter(content_type__app_label="documents", codename__in=CODENAMES)
 
