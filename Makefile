@@ -79,7 +79,7 @@ docs-serve: install
 # they show each page (tests/browser.py: docs_screenshot). Commit the PNGs.
 docs-screenshots: install
 	@SIDECAR_DOCS_SCREENSHOTS=1 SIDECAR_REQUIRE_BROWSER=1 $(MAKE) --no-print-directory test \
-	  PYTEST_ARGS="$(wildcard tests/admin/test_admin_browser*.py)"
+	  PYTEST_ARGS="$(wildcard tests/admin/test_admin_browser*.py) tests/admin/test_sources_browser.py"
 
 # Scale-out at a size that shows the ratio: three qcluster machines (network
 # namespaces, as root) against one; the report goes to test-output/scale-out.json.

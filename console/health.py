@@ -11,15 +11,16 @@ component               checks                                                  
 ``workers``             a worker heartbeats; none late or dead in the last hour    warn
 ``breaker``             the remote provider's shared circuit breaker is closed     warn
 ``queue``               the queue is enabled (``queue_enabled``)                   warn
+``sources``             no attached source is broken (its table changed under it)  warn
 ======================  =========================================================  ==========
 
 Why only the first three make the answer 503: readiness tells a load balancer or orchestrator
 whether *this web process* can serve requests. Without its database, its schema or pgvector it
 cannot (every page and search would fail), so it should get no traffic. No live worker, an open
-breaker or a paused queue leave the web process fully able to serve the admin — which is where
-operators go to see and fix exactly those problems (start workers, watch the breaker, resume
-the queue); taking the admin out of rotation, or having an orchestrator restart web containers
-in a loop, would fix none of them. They are reported as "warn", for monitoring to alert on.
+breaker, a paused queue or a broken source leave the web process fully able to serve the admin
+— which is where operators go to see and fix exactly those problems (start workers, watch the
+breaker, resume the queue, fix or detach the source); taking the admin out of rotation, or
+having an orchestrator restart web containers in a loop, would fix none of them. They are reported as "warn", for monitoring to alert on.
 A monitor that wants a non-200 for them asks ``/readyz?strict=1``: there a "warn" also gives 503.
 
 Every check runs inside its own ``try``: a check that raises becomes that component's "fail"
@@ -27,7 +28,9 @@ Every check runs inside its own ``try``: a check that raises becomes that compon
 500. When the database is unreachable the other checks are not attempted (each would only
 wait for the same connection timeout); they say so. Cost: ``SELECT 1``, the migration graph
 against ``django_migrations``, one row of ``pg_extension``, an indexed count of the small
-workers table, one row of the breaker table, the cached queue settings.
+workers table, one row of the breaker table, the cached queue settings, the broken rows of
+the small sources table (marked by the triggers and by the reconciliation schedule's and the
+Sources page's look at the tables; readiness only reads them).
 """
 
 import logging
@@ -36,6 +39,7 @@ from collections.abc import Callable
 from django.db import connection as default_connection
 from django.db.migrations.executor import MigrationExecutor
 
+from documents.models import Source
 from embedding_site.logs import scrub
 from queue_admin import config, registry, status
 
@@ -111,6 +115,13 @@ def _check_queue(_connection) -> tuple[str, str]:
     return WARN, "paused (queue_enabled is off): workers claim no new work"
 
 
+def _check_sources(_connection) -> tuple[str, str]:
+    broken = list(Source.objects.filter(state=Source.State.BROKEN).values_list("name", "state_reason"))
+    if not broken:
+        return OK, "no source broken"
+    return WARN, "; ".join(f"source {name} is broken: {reason}" for name, reason in broken)
+
+
 CHECKS: dict[str, Callable] = {
     "database": _check_database,
     "migrations": _check_migrations,
@@ -118,6 +129,7 @@ CHECKS: dict[str, Callable] = {
     "workers": _check_workers,
     "breaker": _check_breaker,
     "queue": _check_queue,
+    "sources": _check_sources,
 }
 
 

@@ -91,13 +91,14 @@ def docs_screenshot(page, name: str) -> None:
 
 @pytest.fixture
 def operators_group(transactional_db):
-    """The "Queue operators" group exactly as its migration makes it (a transactional test's
-    flush empties the table the migration filled)."""
+    """The "Queue operators" group exactly as its migrations make it (a transactional test's
+    flush empties the table the migrations filled)."""
     from django.apps import apps
     from django.contrib.auth.models import Group
 
     migration = importlib.import_module("queue_admin.migrations.0007_queue_operators_group")
     migration.create_group(apps, None)
+    importlib.import_module("queue_admin.migrations.0018_queue_operators_run_sources").grant(apps, None)
     return Group.objects.get(name=migration.GROUP)
 
 

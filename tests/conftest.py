@@ -64,6 +64,34 @@ def sql():
     return run
 
 
+# A table of "the host application", for attaching as a source.
+BLOG_POSTS = """
+CREATE TABLE public.blog_post (
+  id bigserial PRIMARY KEY, title text NOT NULL, body text, published boolean NOT NULL DEFAULT true,
+  lang text DEFAULT 'en', cover bytea);
+INSERT INTO public.blog_post (title, body, published) VALUES
+  ('Proxies', 'Set HTTPS_PROXY before you start.', true),
+  ('Draft', 'Not ready yet.', false),
+  ('Backups', 'Copy the data directory nightly.', true);
+"""
+
+
+@pytest.fixture
+def blog_posts(db, sql):
+    """public.blog_post with three rows (one unpublished); returns its rows. A transactional
+    test's flush empties only Sidecar's tables: there the sources are detached and the table
+    dropped afterwards."""
+    sql(BLOG_POSTS)
+    yield sql("SELECT * FROM public.blog_post ORDER BY id")
+    if not connection.in_atomic_block:  # else the test's rollback takes it all away
+        from documents.models import Source
+        from queue_admin import sources
+
+        for source in Source.objects.filter(kind=Source.Kind.TABLE):
+            sources.detach(source)
+        sql("DROP TABLE IF EXISTS public.blog_post")
+
+
 @pytest.fixture
 def document(db):
     return SourceDocument.objects.create(title="Doc", content="The quick brown fox jumps over the lazy dog.")

@@ -2,7 +2,8 @@
 
 `SidecarAdminSite.index` renders `INDEX_TEMPLATE` with `context(request)`; this page module adds
 the fragment the page's script fetches every few seconds to refresh itself, and the POST of
-the "Pause queue" / "Resume queue" button. The figures come from `queue_admin.dashboard`.
+the "Pause queue" / "Resume queue" button. The figures come from `queue_admin.dashboard`, and
+once a table is attached each source's from `queue_admin.source_figures`.
 """
 
 from django.contrib import messages
@@ -13,7 +14,8 @@ from django.template.response import TemplateResponse
 from django.urls import path
 
 from console import charts
-from queue_admin import config
+from documents.models import Source
+from queue_admin import config, source_figures
 from queue_admin.dashboard import dashboard
 from queue_admin.models import QueueItem
 
@@ -42,6 +44,13 @@ def _quota_rows(figures) -> list[dict]:
     return rows
 
 
+def _sources(model: str) -> list:
+    """Each source's figures; none while Sidecar's own documents are the only source."""
+    if Source.objects.count() < 2:
+        return []
+    return source_figures.for_all(model)
+
+
 def context(request) -> dict:
     """The figures and what the template needs to lay them out (rows in display order)."""
     figures = dashboard()
@@ -62,6 +71,7 @@ def context(request) -> dict:
         "priorities": QueueItem.Priority.values,
         "chart": charts.throughput_chart(figures.throughput),
         "quota_rows": _quota_rows(figures),
+        "sources": _sources(figures.provider.model_id),
         "may_switch_queue": request.user.has_perm(SWITCH_PERMISSION),
         "refresh_seconds": REFRESH_SECONDS,
         "config_cache_seconds": round(config.CACHE_SECONDS),

@@ -1,8 +1,10 @@
-"""The documents list's embedding columns and status filter (queue_admin/document_state.py)."""
+"""The documents list's embedding columns and status filter (queue_admin/document_state.py),
+and its filter by source."""
 
 from django.contrib import admin
 from django.contrib.admin.views.main import ChangeList
 
+from documents.models import Source
 from queue_admin import document_state
 
 
@@ -36,3 +38,22 @@ class EmbeddingStatusFilter(admin.SimpleListFilter):
         if status not in document_state.LABELS:
             return queryset.none()  # a hand-edited URL: an empty list, like Django's own filters
         return document_state.filter_status(queryset, status, self.model_admin.embedding_model())
+
+
+class SourceFilter(admin.SimpleListFilter):
+    """By source, once there is more than Sidecar's own; the (source_id, source_key) index
+    serves it."""
+
+    title = "source"
+    parameter_name = "source"
+
+    def lookups(self, request, model_admin):
+        choices = [(str(pk), name) for pk, name in Source.objects.order_by("name").values_list("pk", "name")]
+        return choices if len(choices) > 1 else []
+
+    def queryset(self, request, queryset):
+        if self.value() is None:
+            return queryset
+        if not self.value().isdigit():
+            return queryset.none()  # a hand-edited URL, as EmbeddingStatusFilter answers it
+        return queryset.filter(source_id=int(self.value()))

@@ -6,7 +6,7 @@ from django.utils.html import format_html
 from django.utils.timezone import localtime
 
 from console.admin import backfill_page, reembed_action
-from console.admin.document_list import DocumentChangeList, EmbeddingStatusFilter
+from console.admin.document_list import DocumentChangeList, EmbeddingStatusFilter, SourceFilter
 from console.admin.importing import DocumentImportMixin
 from console.document_forms import MetadataJSONField
 from documents.models import DocumentEmbedding, SourceDocument
@@ -51,7 +51,7 @@ class DocumentEmbeddingInline(admin.TabularInline):
 @admin.register(SourceDocument)
 class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
     list_display = ("__str__", "status_badge", "chunk_count", "embedded_model", "updated_at")
-    list_filter = (EmbeddingStatusFilter,)
+    list_filter = (EmbeddingStatusFilter, SourceFilter)
     search_fields = ("title", "=id")
     readonly_fields = ("id", "created_at", "updated_at", *EMBEDDING_FIELDS)
     inlines = [DocumentEmbeddingInline]

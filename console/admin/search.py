@@ -1,8 +1,9 @@
 """The admin's semantic search page (/admin/search/), a site-wide page (PAGE_MODULES).
 
-A query box and a number of results; answers with rank, score, title (linking to the
-document), a snippet of the best chunk, the model that answered and how many documents it
-does not cover yet. It runs `queue_admin.searching.semantic_search` (the HNSW index), as the API
+A query box, a number of results and, once there is more than Sidecar's own documents, a
+source; answers with rank, score, title (linking to the document), its source and its key
+there, a snippet of the best chunk, the model that answered and how many documents it does not
+cover yet. It runs `queue_admin.searching.semantic_search` (the HNSW index), as the API
 and `manage.py search` do. Every bad input and outage becomes a message on the page.
 
 The form posts (a pasted paragraph would overflow a GET line: gunicorn refuses request
@@ -16,7 +17,7 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from documents.models import DocumentEmbedding
+from documents.models import DocumentEmbedding, Source
 from documents.providers.base import EmbeddingError
 from documents.search import MAX_QUERY_CHARACTERS, SearchError, check_query
 from queue_admin.searching import choose_provider, documents_not_covered, semantic_search
@@ -43,6 +44,17 @@ class SearchForm(forms.Form):
         empty_value=10,
         required=False,
     )
+    source = forms.ChoiceField(
+        label="Source",
+        required=False,
+        error_messages={"invalid_choice": "There is no source named %(value)s: choose one from the list."},
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        names = list(Source.objects.order_by("name").values_list("name", flat=True))
+        self.fields["source"].choices = [("", "All sources"), *((name, name) for name in names)]
+        self.several_sources = len(names) > 1
 
     def clean_q(self):
         query = self.cleaned_data["q"]
@@ -95,18 +107,19 @@ def search_page(site, request):
         "can_backfill": request.user.has_perm("documents.reembed_sourcedocument"),
     }
     if form.is_bound and form.is_valid():
-        context.update(_search(form.cleaned_data["q"], form.cleaned_data["k"], form))
+        data = form.cleaned_data
+        context.update(_search(data["q"], data["k"], form, source=data["source"] or None))
     return TemplateResponse(request, "admin/documents/search.html", context)
 
 
-def _search(query: str, k: int, form) -> dict:
+def _search(query: str, k: int, form, source: str | None = None) -> dict:
     """The page's answer: `hits`, or `empty_index`, or `outage` (the provider's error)."""
     model = choose_provider().model_id
     if not DocumentEmbedding.objects.filter(model=model).exists():
         # Nothing to find: say so without embedding the query (or loading the model).
         return {"empty_index": True, "model": model, "not_covered": documents_not_covered(model)}
     try:
-        result = semantic_search(query, k)
+        result = semantic_search(query, k, source=source)
     except SearchError as exc:  # the form checks the same things; kept as a safety net
         form.add_error("q", str(exc))
         return {}
@@ -127,4 +140,5 @@ def _search(query: str, k: int, form) -> dict:
         "model": result.model,
         "not_covered": result.documents_not_covered,
         "searched": True,
+        "source": source,
     }

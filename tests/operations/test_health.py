@@ -11,7 +11,7 @@ from embedding_site.db.base import DatabaseWrapper
 from queue_admin.models import Worker
 from tests.helpers import set_config
 
-COMPONENTS = {"database", "migrations", "pgvector", "workers", "breaker", "queue"}
+COMPONENTS = {"database", "migrations", "pgvector", "workers", "breaker", "queue", "sources"}
 
 
 @pytest.fixture
