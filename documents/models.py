@@ -48,6 +48,9 @@ class Source(models.Model):
     # Copying the existing rows (attach, resync): how far it got, for the progress shown.
     rows_total = models.BigIntegerField(null=True, blank=True)
     rows_done = models.BigIntegerField(default=0)
+    # Where an unfinished copy goes on ({"after": [key text, ...], "update": bool, "pass": n}):
+    # a long copy runs as a chain of worker tasks, each within the task time limit.
+    copy_position = models.JSONField(null=True, blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

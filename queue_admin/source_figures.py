@@ -46,10 +46,21 @@ class SourceFigures:
 
 
 def for_all(model: str) -> list[SourceFigures]:
+    """Every source's figures. On a large table the counts come from the reconciliation
+    schedule's snapshot (`counted_at` says when) and the last change is not looked up: the
+    Sources page and the dashboard must not scan every document on each load."""
     counts = freshness.source_freshness(model)
     with connection.cursor() as cursor:
-        cursor.execute("SELECT source_id, count(*), max(updated_at) FROM source_documents GROUP BY source_id")
-        documents = {source_id: (rows, changed) for source_id, rows, changed in cursor.fetchall()}
+        if counts.counted_at is None:
+            cursor.execute(
+                "SELECT source_id, count(*), max(updated_at) FROM source_documents GROUP BY source_id"
+            )
+            documents = {source_id: (rows, changed) for source_id, rows, changed in cursor.fetchall()}
+        else:
+            documents = {
+                source_id: (figures.documents, None)
+                for source_id, figures in (counts.by_source or {}).items()
+            }
         cursor.execute(
             f"""SELECT d.source_id, count(*) FROM embedding_queue q JOIN source_documents d ON d.id = q.document_id
                  WHERE q.status IN ({sql_list(LIVE)}) GROUP BY d.source_id"""

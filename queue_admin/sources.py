@@ -4,6 +4,7 @@ source` and the schedules call these; the SQL of a table source is in documents.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -109,35 +110,71 @@ def schedule_copy(source: Source, *, update: bool = False) -> None:
 
 
 def copy_rows(
-    source: Source, *, update: bool = False, progress: Callable[[int, int | None], None] | None = None
-) -> int:
+    source: Source,
+    *,
+    update: bool = False,
+    progress: Callable[[int, int | None], None] | None = None,
+    seconds: float | None = None,
+) -> bool:
     """Copy (or, with `update`, re-render) every row of the source's table into its documents;
-    the source shows the progress, and ends active, or broken with the reason."""
-    mapping = tables.Mapping.from_options(source.options)
-    total = tables.count_rows(mapping)
-    Source.objects.filter(pk=source.pk).update(state=Source.State.ATTACHING, rows_total=total, rows_done=0)
+    the source shows the progress, and ends active, or broken with the reason.
 
-    def advanced(done: int) -> None:
-        Source.objects.filter(pk=source.pk).update(rows_done=done)
+    With `seconds`, stops after the batch that passes that time and keeps its place
+    (`copy_position`), so that a worker task stays within its time limit; calling it again goes
+    on from there. Returns True when the copy is complete."""
+    mapping = tables.Mapping.from_options(source.options)
+    position = source.copy_position
+    if position is None or position.get("update") != update:
+        position = {"after": None, "update": update, "pass": 1}
+        Source.objects.filter(pk=source.pk).update(
+            state=Source.State.ATTACHING,
+            rows_total=tables.count_rows(mapping),
+            rows_done=0,
+            copy_position=position,
+        )
+        source.refresh_from_db()
+    deadline = None if seconds is None else time.monotonic() + seconds
+    done_before = source.rows_done if position["after"] is not None else 0
+
+    def batch_done(read: int, last_key: list[str]) -> bool:
+        position["after"] = last_key
+        Source.objects.filter(pk=source.pk).update(rows_done=done_before + read, copy_position=position)
         if progress:
-            progress(done, total)
+            progress(done_before + read, source.rows_total)
+        return deadline is not None and time.monotonic() > deadline
 
     try:
-        read = tables.copy_rows(source.pk, mapping, update=update, progress=advanced)
-        if update:
-            # A row changed while its batch was being rendered may have had its newer text
-            # overwritten by the older one: a second pass writes only what still differs.
-            tables.copy_rows(source.pk, mapping, update=True)
+        while True:
+            read, after = tables.copy_rows(
+                source.pk, mapping, update=update, after=position["after"], batch_done=batch_done
+            )
+            if after is not None:
+                return False  # out of time: the next call goes on after `after`
+            total_read = done_before + read
+            # Re-rendering: a row changed while its batch was being rendered may have had its
+            # newer text overwritten by the older one; a second pass writes only what still differs.
+            if update and position["pass"] == 1:
+                position.update(after=None, **{"pass": 2})
+                done_before = 0
+                Source.objects.filter(pk=source.pk).update(copy_position=position)
+                continue
+            break
         gone = tables.delete_vanished(source.pk, mapping)
     except Exception as exc:
         mark_broken(source, f"Copying the rows of {mapping.qualified_name} failed: {exc}")
         raise
     Source.objects.filter(pk=source.pk).update(
-        state=Source.State.ACTIVE, state_reason="", rows_done=read, last_synced_at=timezone.now()
+        state=Source.State.ACTIVE,
+        state_reason="",
+        rows_done=total_read,
+        copy_position=None,
+        last_synced_at=timezone.now(),
     )
     source.refresh_from_db()
-    logger.info("source %s: %s rows copied, %s vanished documents deleted", source.name, read, gone)
-    return read
+    if progress:
+        progress(total_read, source.rows_total)
+    logger.info("source %s: %s rows copied, %s vanished documents deleted", source.name, total_read, gone)
+    return True
 
 
 def mark_broken(source: Source, reason: str) -> None:
@@ -154,7 +191,7 @@ def resync(source: Source, *, progress=None, copy_now: bool = True) -> None:
         raise SourceError(f"The table {mapping.qualified_name} was dropped; detach the source.")
     schema, name = tables.names_of(mapping.oid)
     request = TableRequest(
-        table=_quoted(schema, name),
+        table=tables.quoted_name(schema, name),
         template=mapping.template,
         title_column=mapping.title_column,
         metadata_columns=tuple(mapping.metadata_columns),
@@ -163,15 +200,17 @@ def resync(source: Source, *, progress=None, copy_now: bool = True) -> None:
     edit_table(source, request, progress=progress, copy_now=copy_now)
 
 
-def _quoted(schema: str, name: str) -> str:
-    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
-
-
 def edit_table(
-    source: Source, request: TableRequest, *, user=None, progress=None, copy_now: bool = True
+    source: Source,
+    request: TableRequest,
+    *,
+    user=None,
+    priority: str | None = None,
+    progress=None,
+    copy_now: bool = True,
 ) -> None:
-    """Change what a table source embeds (template, title, metadata, filter): check it,
-    reinstall the triggers and re-render every row in a set-based pass."""
+    """Change what a table source embeds (template, title, metadata, filter) and its priority:
+    check it, reinstall the triggers and re-render every row in a set-based pass."""
     _require_table(source)
     previous = tables.Mapping.from_options(source.options)
     if request.where != previous.where and user is not None and not user.is_superuser:
@@ -189,8 +228,11 @@ def edit_table(
         metadata_columns=request.metadata_columns,
         where=request.where,
     )
+    changes = {"options": mapping.as_options(), "state": Source.State.ATTACHING, "copy_position": None}
+    if priority is not None:
+        changes["default_priority"] = priority
     with transaction.atomic():
-        Source.objects.filter(pk=source.pk).update(options=mapping.as_options(), state=Source.State.ATTACHING)
+        Source.objects.filter(pk=source.pk).update(**changes)
         tables.install(source.pk, mapping)
     source.refresh_from_db()
     if copy_now:
@@ -228,15 +270,31 @@ def detach_counts(source: Source) -> DetachCounts:
         return DetachCounts(*cursor.fetchone())
 
 
-def detach(source: Source) -> int:
-    """Remove the triggers, then the source's documents (their embeddings and queue items go
-    with them: a worker holding one finds it gone and drops the work), then the source. The
-    table is left exactly as it was. Returns the documents removed."""
+# Up to this many documents the admin detaches at once; more are removed by a worker task.
+DETACH_NOW_LIMIT = 10_000
+
+
+def detach(source: Source, *, now: bool = True) -> int:
+    """Remove the triggers (the table is left exactly as it was), then the source's documents
+    — their embeddings and queue items go with them: a worker holding one finds it gone and
+    drops the work — then the source. With `now` off the documents are removed by a worker
+    task. Returns the documents removed (0 when left to the task)."""
     if source.is_builtin:
         raise SourceError("Sidecar's own documents are not an attached source; delete documents instead.")
-    Source.objects.filter(pk=source.pk).update(state=Source.State.DETACHING)
     if source.kind == Source.Kind.TABLE:
+        # First, and alone: if the table is too busy to drop the triggers, nothing changed.
         tables.remove(source.pk, tables.Mapping.from_options(source.options))
+    Source.objects.filter(pk=source.pk).update(state=Source.State.DETACHING, state_reason="")
+    if not now:
+        from django_q.tasks import async_task
+
+        async_task("queue_admin.tasks.finish_detach", source.pk, group="sidecar-sources")
+        return 0
+    return finish_detach(source)
+
+
+def finish_detach(source: Source) -> int:
+    """Delete a detaching source's documents in batches, then the source."""
     removed = 0
     while True:
         with transaction.atomic(), connection.cursor() as cursor:

@@ -100,9 +100,25 @@ def delete_old_completed() -> int:
     return deleted
 
 
-def copy_source_rows(source_id: int, update: bool) -> int:
-    """Copy an attached table's rows into its documents (attach), or re-render them (edit)."""
+# A copy task hands over to a successor after this long: django-q2 kills a task that outlives
+# Q_CLUSTER["timeout"].
+COPY_TASK_SECONDS = 60
+assert COPY_TASK_SECONDS + 60 < settings.Q_CLUSTER["timeout"]
+
+
+def copy_source_rows(source_id: int, update: bool) -> bool:
+    """Copy an attached table's rows into its documents (attach), or re-render them (edit), for
+    up to COPY_TASK_SECONDS; then queue a successor that goes on from there."""
     source = Source.objects.filter(pk=source_id).first()
-    if source is None:  # detached before the task ran
-        return 0
-    return sources.copy_rows(source, update=update)
+    if source is None or source.state == Source.State.DETACHING:
+        return True
+    complete = sources.copy_rows(source, update=update, seconds=COPY_TASK_SECONDS)
+    if not complete:
+        sources.schedule_copy(source, update=update)
+    return complete
+
+
+def finish_detach(source_id: int) -> int:
+    """Remove a detached source's documents (its triggers are gone already)."""
+    source = Source.objects.filter(pk=source_id).first()
+    return sources.finish_detach(source) if source is not None else 0

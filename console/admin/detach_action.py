@@ -51,10 +51,20 @@ def _detach(model_admin, request, queryset) -> None:
             )
             continue
         what = source.options.get("schema", "") + "." + source.options.get("table", "")
+        documents = sources.detach_counts(source).documents
+        now = documents <= sources.DETACH_NOW_LIMIT
         try:
-            removed = sources.detach(source)
+            removed = sources.detach(source, now=now)
         except (sources.SourceError, TableSourceError) as exc:
             model_admin.message_user(request, f"Could not detach {source.name}: {exc}", messages.ERROR)
+            continue
+        if not now:
+            model_admin.message_user(
+                request,
+                f"Detaching {source.name}: its triggers are removed and the table {what} is as it was; a worker "
+                f"removes its {documents:,} documents with their embeddings now (the source shows 'detaching').",
+                messages.SUCCESS,
+            )
             continue
         model_admin.message_user(
             request,

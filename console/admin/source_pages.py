@@ -16,7 +16,6 @@ import re
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 
@@ -121,11 +120,6 @@ class TableSourceForm(forms.Form):
         self.add_error("where" if isinstance(exc, PermissionDenied) else None, message)
 
 
-def qualified(schema: str, name: str) -> str:
-    """SCHEMA.TABLE as `parse_table_name` reads it back, whatever the names hold."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
-
-
 def suggested_name(table: str) -> str:
     """A valid source name made from the table's, or "" (the person types one)."""
     name = re.sub(r"[^a-z0-9_-]+", "-", table.lower()).strip("-_")[:100]
@@ -140,7 +134,9 @@ def attach(model_admin, request):
         raise PermissionDenied
     posted = request.method == "POST"
     chosen = (request.POST if posted else request.GET).get("table", "")
-    choices = [(qualified(schema, name), f"{schema}.{name}") for schema, name in tables.list_tables()]
+    choices = [
+        (tables.quoted_name(schema, name), f"{schema}.{name}") for schema, name in tables.list_tables()
+    ]
     table, table_error = _describe(chosen) if chosen else (None, None)
     form = preview = None
     if table is not None:
@@ -249,8 +245,8 @@ def _current_name(source: Source) -> str:
     """The table's name now (it may have been renamed since it was attached)."""
     oid = source.options.get("oid")
     if oid and tables.table_exists(oid):
-        return qualified(*tables.names_of(oid))
-    return qualified(source.options.get("schema", ""), source.options.get("table", ""))
+        return tables.quoted_name(*tables.names_of(oid))
+    return tables.quoted_name(source.options.get("schema", ""), source.options.get("table", ""))
 
 
 def _preview(mapping: tables.Mapping) -> dict:
@@ -266,10 +262,7 @@ def _rows(mapping: tables.Mapping) -> list[dict]:
     """The preview's rows, each with its metadata as an object and as JSON text to show."""
     rows = []
     for row in tables.preview(mapping):
-        metadata = row["metadata"]
-        if isinstance(metadata, str):  # a raw cursor hands jsonb over as its text (Django's loader)
-            metadata = json.loads(metadata)
-        rows.append({**row, "metadata": metadata, "metadata_text": json.dumps(metadata, ensure_ascii=False)})
+        rows.append({**row, "metadata_text": json.dumps(row["metadata"], ensure_ascii=False)})
     return rows
 
 
@@ -288,15 +281,15 @@ def _mapping_changed(source: Source, data: dict) -> bool:
 
 
 def _save(source: Source, form: TableSourceForm, user) -> str:
-    """Re-render only when the mapping changed; a new priority applies to what is queued next.
-    One transaction: a refused mapping leaves the priority as it was too. Returns the message."""
+    """Re-render only when the mapping changed; a new priority applies to what is queued next
+    (with a changed mapping it is saved with it: a refused mapping leaves it as it was).
+    Returns the message."""
     data = form.cleaned_data
     changed = _mapping_changed(source, data)
-    with transaction.atomic():
-        if data["priority"] != source.default_priority:
-            Source.objects.filter(pk=source.pk).update(default_priority=data["priority"])
-        if changed:
-            sources.edit_table(source, form.table_request(), user=user, copy_now=False)
+    if changed:
+        sources.edit_table(source, form.table_request(), user=user, priority=data["priority"], copy_now=False)
+    elif data["priority"] != source.default_priority:
+        Source.objects.filter(pk=source.pk).update(default_priority=data["priority"])
     if changed:
         return (
             f"Saved {source.name}. A worker re-renders every row in the background; only documents whose "

@@ -17,6 +17,7 @@ person writes, the row filter, is only accepted from superusers and is checked b
 (EXPLAIN) before it is installed.
 """
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -290,6 +291,11 @@ def check_where(mapping: Mapping) -> None:
 # --- The SQL of a mapping -------------------------------------------------------------------------
 
 
+def quoted_name(schema: str, name: str) -> str:
+    """SCHEMA.TABLE quoted so that `parse_table_name` reads it back, whatever the names hold."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in (schema, name))
+
+
 def _text(query: sql.Composable) -> str:
     connection.ensure_connection()
     return query.as_string(connection.connection)
@@ -500,13 +506,13 @@ def _run_ddl(statements: list[sql.Composable], mapping: Mapping, doing: str) -> 
 
 def preview(mapping: Mapping, rows: int = PREVIEW_ROWS) -> list[dict]:
     """A few rows as their documents would be (rendered by the same SQL as the triggers)."""
-    query = sql.SQL("SELECT k, t, c, m FROM (SELECT {} FROM {} LIMIT {}) r WHERE keep").format(
-        _rendered(mapping), _table(mapping), rows * 20
+    query = sql.SQL("SELECT k, t, c, m FROM (SELECT {} FROM {}) r WHERE keep LIMIT {}").format(
+        _rendered(mapping), _table(mapping), rows
     )
-    found = _fetch(_text(query))[:rows]
+    # A raw cursor hands jsonb over as text (Django parses JSON in its fields, not its cursor).
     return [
-        {"key": key, "title": title, "content": content, "metadata": metadata}
-        for key, title, content, metadata in found
+        {"key": key, "title": title, "content": content, "metadata": json.loads(metadata)}
+        for key, title, content, metadata in _fetch(_text(query))
     ]
 
 
@@ -530,14 +536,22 @@ def count_rows(mapping: Mapping) -> int:
 
 
 def copy_rows(
-    source_id: int, mapping: Mapping, *, update: bool, progress: Callable[[int], None] | None = None
-) -> int:
-    """Render every row of the table into the source's documents, COPY_BATCH_ROWS at a time in
-    key order, each batch its own short transaction (flat memory; the application's writes never
+    source_id: int,
+    mapping: Mapping,
+    *,
+    update: bool,
+    after: list[str] | None = None,
+    batch_done: Callable[[int, list[str]], bool] | None = None,
+) -> tuple[int, list[str] | None]:
+    """Render the table's rows into the source's documents, COPY_BATCH_ROWS at a time in key
+    order, each batch its own short transaction (flat memory; the application's writes never
     wait for it). Rows that no longer pass the filter lose their documents.
 
     With `update` off (attaching) an existing document is left alone: the triggers, installed
-    before, wrote it from a newer version of the row. Returns the rows read."""
+    before, wrote it from a newer version of the row. Starts after the key `after` (the text
+    of each key column) when given. `batch_done(rows_read, last_key)` runs after each batch;
+    when it returns True the copy stops there. Returns the rows read and the key to go on
+    after, or None when the table is done."""
     key = sql.SQL(", ").join(sql.Identifier(name) for name in mapping.key)
     key_copies = sql.SQL(", ").join(
         sql.SQL("{0} AS {1}, {0}::text AS {2}").format(
@@ -548,7 +562,6 @@ def copy_rows(
     last_key = sql.SQL(", ").join(sql.Identifier(f"sidecar_key_{i}") for i in range(len(mapping.key)))
     documents = _own("source_documents")
     seen = 0
-    after: list[str] | None = None
     while True:
         bound = sql.SQL("")
         if after is not None:
@@ -584,12 +597,13 @@ def copy_rows(
             ),
         )
         with transaction.atomic():
-            read, after, _, _ = _fetch(_text(query))[0]
+            read, last, _, _ = _fetch(_text(query))[0]
         seen += read
-        if progress:
-            progress(seen)
         if read < COPY_BATCH_ROWS:
-            return seen
+            return seen, None
+        after = last
+        if batch_done and batch_done(seen, after):
+            return seen, after
 
 
 def delete_vanished(source_id: int, mapping: Mapping) -> int:

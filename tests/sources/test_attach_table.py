@@ -166,3 +166,53 @@ def test_backfill_of_one_source(blog, capsys):
     call_command("backfill", "--source", "blog", "--parallel", "1")
     assert "3 documents to embed" in capsys.readouterr().out
     assert set(QueueItem.objects.values_list("document__source", flat=True)) == {source.pk}
+
+
+def test_a_long_copy_goes_on_where_it_stopped(blog, monkeypatch):
+    """A copy task keeps within its time: it stops after a batch past its budget, keeps its
+    place, and queues a successor that goes on from there."""
+    from documents.sources import tables
+    from queue_admin import tasks
+
+    monkeypatch.setattr(tables, "COPY_BATCH_ROWS", 2)
+    monkeypatch.setattr(tasks, "COPY_TASK_SECONDS", 0)  # every batch overruns: one batch per task
+    successors = []
+    monkeypatch.setattr(sources, "schedule_copy", lambda source, update=False: successors.append(source.pk))
+    run(
+        "INSERT INTO public.blog_post (title, body) SELECT 'Post ' || n, 'Body ' || n FROM generate_series(4, 9) n"
+    )
+    source = sources.attach_table(
+        sources.TableRequest("public.blog_post", "{title}: {body}"), name="blog", copy_now=False
+    )
+    assert successors == [source.pk]  # attaching queued the first task
+    while successors:
+        successors.pop()
+        done = tasks.copy_source_rows(source.pk, False)
+        position = Source.objects.get(pk=source.pk)
+        assert done == (not successors)
+        if not done:
+            assert position.state == "attaching" and position.copy_position["after"] == [
+                str(position.rows_done)
+            ]
+    source.refresh_from_db()
+    assert (source.state, source.rows_done, source.copy_position) == ("active", 9, None)
+    assert len(documents_of(source)) == 9
+
+
+def test_detaching_a_large_source_leaves_its_documents_to_a_worker_task(blog, monkeypatch):
+    import django_q.tasks
+
+    from queue_admin import tasks
+
+    queued = []
+    monkeypatch.setattr(
+        django_q.tasks, "async_task", lambda name, *args, **kwargs: queued.append((name, args))
+    )
+    source = attach()
+    assert sources.detach(source, now=False) == 0
+    source.refresh_from_db()
+    assert source.state == "detaching" and queued == [("queue_admin.tasks.finish_detach", (source.pk,))]
+    run("INSERT INTO public.blog_post (title, body) VALUES ('After', 'the triggers went')")
+    assert SourceDocument.objects.filter(source=source).count() == 3  # not mirrored any more
+    assert tasks.finish_detach(source.pk) == 3
+    assert not Source.objects.filter(pk=source.pk).exists()
