@@ -130,10 +130,13 @@ def test_composite_keys_and_awkward_names(db):
            CREATE TABLE "Shop Data"."Order Lines" ("Order" int, "línea" text, "Ünit ""Name""" text,
                                                    PRIMARY KEY ("Order", "línea"));
            INSERT INTO "Shop Data"."Order Lines" VALUES (1, 'a', 'Chair'), (1, 'b', 'Desk')''')
-    source = attach(table='"Shop Data"."Order Lines"', template='{Ünit "Name"} {{x}}', title_column="")
-    assert documents_of(source) == {'[1, "a"]': ("", "Chair {x}", {}), '[1, "b"]': ("", "Desk {x}", {})}
+    source = attach(table='"Shop Data"."Order Lines"', template='{Ünit "Name"} {{x}} 100%s', title_column="")
+    assert documents_of(source) == {
+        '[1, "a"]': ("", "Chair {x} 100%s", {}),
+        '[1, "b"]': ("", "Desk {x} 100%s", {}),
+    }
     run('''UPDATE "Shop Data"."Order Lines" SET "Ünit ""Name""" = 'Table' WHERE "línea" = 'b' ''')
-    assert documents_of(source)['[1, "b"]'][1] == "Table {x}"
+    assert documents_of(source)['[1, "b"]'][1] == "Table {x} 100%s"
 
 
 def test_detach_removes_everything_and_leaves_the_table(blog):
@@ -154,6 +157,9 @@ def test_source_command_attach_list_detach(blog, capsys):
     call_command("source", "list", "--json")
     out = capsys.readouterr().out
     assert '"name": "blog"' in out and '"rows": 3' in out
+    run("UPDATE public.blog_post SET body = 'changed' WHERE id = 2")
+    call_command("source", "resync", "blog")
+    assert "Resynced blog: 3 rows" in capsys.readouterr().out
     call_command("source", "detach", "blog", "--yes")
     assert not Source.objects.filter(name="blog").exists()
 
