@@ -15,7 +15,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ("pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard")
+SCENARIOS = (
+    "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard", "sources",
+)  # fmt: skip
 DEFAULT_DB_DIR = ROOT / ".data" / "bench-postgres"
 DEFAULT_DB_PORT = 54369
 # The bench's own server holds its working set in memory, as a production server is sized to:
@@ -185,6 +187,7 @@ def run_scenarios(args) -> int:
         pipeline,
         report,
         search_at_scale,
+        sources,
     )
 
     modules = {
@@ -196,6 +199,7 @@ def run_scenarios(args) -> int:
         "search": search_at_scale,
         "memory": memory_over_time,
         "dashboard": dashboard,
+        "sources": sources,
     }
     env = report.environment()
     print(f"Sidecar benchmarks on {env['cores']} cores ({env['cpu_model']}), PostgreSQL {env['postgresql']}, "

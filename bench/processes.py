@@ -194,12 +194,18 @@ class CommandRun:
     output: str
 
 
-def run_command(args: list[str], env: dict[str, str] | None = None, every: float = 0.05) -> CommandRun:
+def run_command(
+    args: list[str],
+    env: dict[str, str] | None = None,
+    every: float = 0.05,
+    sample: Callable[[int, float], None] | None = None,
+) -> CommandRun:
     """Run `python <args>` in the repository to the end; its wall time, peak RSS and output.
 
     The peak is /proc's VmHWM of the running program, read every `every` seconds (the last
     read before it exits): not wait4's ru_maxrss, which also counts the parent's memory at
     fork time, so every child of a big benchmark process would seem as big as it.
+    `sample(pid, seconds since start)` is called at each of those reads.
     """
     started = time.perf_counter()
     child = subprocess.Popen(
@@ -209,6 +215,8 @@ def run_command(args: list[str], env: dict[str, str] | None = None, every: float
     peak = 0
     while True:
         peak = max(peak, _high_water_mark(child.pid))
+        if sample:
+            sample(child.pid, time.perf_counter() - started)
         try:
             output, _ = child.communicate(timeout=every)
             break

@@ -41,7 +41,7 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
     assert report["environment"]["cores"] >= 1 and report["environment"]["pgvector"]
     scenarios = report["scenarios"]
     assert set(scenarios) == {
-        "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard",
+        "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard", "sources",
     }  # fmt: skip
     expected = {
         "pipeline": [
@@ -98,6 +98,22 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "list_dead_letters_p95_ms",
             "list_documents_p95_ms",
         ],
+        "sources": [
+            "copy_without_s",
+            "copy_with_s",
+            "copy_ratio",
+            "update_body_ratio",
+            "update_views_without_us",
+            "update_views_with_us",
+            "update_views_ratio",
+            "bulk_body_ratio",
+            "bulk_body_fresh_ratio",
+            "bulk_views_ratio",
+            "mirror_s",
+            "mirror_copy_s",
+            "mirror_python_peak_mib",
+            "mirror_backend_peak_mib",
+        ],
     }
     # Elsewhere a note means something went wrong (documents not embedded, a wrong count).
     informational = {"machinery", "http", "search"}
@@ -110,6 +126,9 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
         assert not [note for note in scenarios[name]["notes"] if "embedded of" in note], name
     assert len(scenarios["machinery"]["metrics"]["profile_top10_tottime"]) == 10
     assert scenarios["dashboard"]["metrics"]["documents_counted"] == "live"  # a tiny table
+    # The three targets of the sources scenario are judged (met or not, never left blank).
+    judged = {row["measure"]: row["met"] for row in scenarios["sources"]["rows"] if row["target"]}
+    assert len(judged) >= 3 and all(isinstance(met, bool) for met in judged.values()), judged
 
 
 def test_unknown_scenario_exits_2_with_a_message():
