@@ -160,6 +160,7 @@ def copy_rows(
                 continue
             break
         gone = tables.delete_vanished(source.pk, mapping)
+        tables.analyze_documents()
     except Exception as exc:
         mark_broken(source, f"Copying the rows of {mapping.qualified_name} failed: {exc}")
         raise
