@@ -380,6 +380,41 @@ def trigger_name(source_id: int, event: str) -> str:
     return f"sidecar_source_{source_id}_{event}"
 
 
+def filter_columns(mapping: Mapping) -> list[str] | None:
+    """The columns the row filter reads, as PostgreSQL resolves them (the dependencies of a
+    throwaway view); None when it reads the whole row, or no column at all."""
+    if not mapping.where:
+        return []
+    view = sql.SQL("CREATE TEMP VIEW sidecar_filter_probe AS SELECT 1 FROM {} WHERE {}").format(
+        _table(mapping), _filter(mapping)
+    )
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(_text(view))
+        cursor.execute(
+            """SELECT a.attname FROM pg_depend d
+                 JOIN pg_rewrite r ON d.classid = 'pg_rewrite'::regclass AND d.objid = r.oid
+                 LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0
+                WHERE r.ev_class = 'pg_temp.sidecar_filter_probe'::regclass
+                  AND d.refclassid = 'pg_class'::regclass AND d.refobjid = %s""",
+            [mapping.oid],
+        )
+        names = [name for (name,) in cursor.fetchall()]
+        transaction.set_rollback(True)
+    return None if not names or None in names else list(dict.fromkeys(names))
+
+
+def _unchanged(mapping: Mapping) -> sql.Composable:
+    """True when an update left every column the document and the filter read as it was (in
+    their text form, so types without an equality operator compare too); false when unknown."""
+    read = filter_columns(mapping)
+    if read is None:
+        return sql.SQL("false")
+    columns = [sql.Identifier(name) for name in dict.fromkeys([*mapping.columns_read(), *read])]
+    return sql.SQL("ROW({}) IS NOT DISTINCT FROM ROW({})").format(
+        *(sql.SQL(", ").join(sql.SQL(row + ".{}::text").format(c) for c in columns) for row in ("OLD", "NEW"))
+    )
+
+
 def mirror_function(source_id: int, mapping: Mapping) -> sql.Composable:
     """The trigger function that keeps the source's documents in step with the table."""
     rendered = _rendered(mapping)
@@ -392,13 +427,18 @@ BEGIN
     IF TG_OP = 'INSERT' THEN
       {insert};
     ELSIF TG_OP = 'UPDATE' THEN
-      -- Rendered before and after: an update that changes nothing the document is made of
-      -- (another column) writes nothing and queues nothing.
-      WITH o AS (SELECT {rendered} FROM sidecar_old),
-           n AS (SELECT {rendered} FROM sidecar_new),
+      -- Row by row (a statement-level trigger would run for every update of the table): an
+      -- update of columns the document does not read returns here, having run no statement.
+      IF {unchanged} THEN
+        RETURN NULL;
+      END IF;
+      WITH o AS (SELECT {rendered} FROM (SELECT OLD.*) AS sidecar_old),
+           n AS (SELECT {rendered} FROM (SELECT NEW.*) AS sidecar_new),
            gone AS (DELETE FROM {documents} d USING o
                      WHERE d.source_id = {source} AND d.source_key = o.k
-                       AND NOT EXISTS (SELECT 1 FROM n WHERE n.k = o.k AND n.keep))
+                       AND NOT EXISTS (SELECT 1 FROM n WHERE n.k = o.k AND n.keep)
+                       -- another row of the same statement may have taken the key (keys swapped)
+                       AND NOT EXISTS (SELECT 1 FROM {table} WHERE ({key_columns}) = ({old_key}) AND {keep}))
       {update};
     ELSIF TG_OP = 'DELETE' THEN
       DELETE FROM {documents} d USING (SELECT {key} AS k FROM sidecar_old) o
@@ -436,23 +476,31 @@ $sidecar$"""
         key=_key(mapping),
         sources=_own("document_sources"),
         table_name=sql.Literal(mapping.qualified_name),
+        unchanged=_unchanged(mapping),
+        table=_table(mapping),
+        key_columns=sql.SQL(", ").join(sql.Identifier(name) for name in mapping.key),
+        old_key=sql.SQL(", ").join(sql.SQL("OLD.{}").format(sql.Identifier(name)) for name in mapping.key),
+        keep=_filter(mapping),
     )
 
 
 def install(source_id: int, mapping: Mapping) -> None:
     """Create the source's trigger function and its four triggers, in one transaction."""
     table, function = _table(mapping), sql.Identifier(_own_schema(), function_name(source_id))
+    # Updates row by row: a statement-level trigger (and its transition tables) would cost
+    # every update of the table, including the many that touch no column the document reads.
+    # No WHEN clause or column list: either would stop the application dropping a column.
     transitions = {
-        "insert": "REFERENCING NEW TABLE AS sidecar_new",
-        "update": "REFERENCING OLD TABLE AS sidecar_old NEW TABLE AS sidecar_new",
-        "delete": "REFERENCING OLD TABLE AS sidecar_old",
-        "truncate": "",
+        "insert": "REFERENCING NEW TABLE AS sidecar_new FOR EACH STATEMENT",
+        "update": "FOR EACH ROW",
+        "delete": "REFERENCING OLD TABLE AS sidecar_old FOR EACH STATEMENT",
+        "truncate": "FOR EACH STATEMENT",
     }
     statements = [mirror_function(source_id, mapping)]
     for event in EVENTS:
         statements.append(
             sql.SQL("CREATE OR REPLACE TRIGGER {name} AFTER {event} ON {table} {transition} "
-                    "FOR EACH STATEMENT EXECUTE FUNCTION {function}()").format(
+                    "EXECUTE FUNCTION {function}()").format(
                 name=sql.Identifier(trigger_name(source_id, event)),
                 event=sql.SQL(event.upper()),
                 table=table,

@@ -1,0 +1,66 @@
+"""Updates of an attached table are mirrored row by row, and only when a column the document or
+the row filter reads has changed."""
+
+import pytest
+
+from documents.models import Source, SourceDocument
+from documents.sources import tables
+from queue_admin import sources
+from queue_admin.models import QueueItem
+
+pytestmark = pytest.mark.django_db
+
+
+def attach(table="public.blog_post", template="{title}: {body}", **request):
+    return sources.attach_table(sources.TableRequest(table, template, **request), name="blog")
+
+
+def contents(source):
+    return dict(SourceDocument.objects.filter(source=source).values_list("source_key", "content"))
+
+
+def test_saving_every_column_unchanged_writes_and_queues_nothing(blog_posts, sql):
+    source = attach(title_column="title")
+    before = dict(SourceDocument.objects.filter(source=source).values_list("source_key", "updated_at"))
+    items = QueueItem.objects.count()
+    # What Django's save() sends: every column, most of them as they were.
+    sql("UPDATE public.blog_post SET title = title, body = body, published = published, lang = 'fr'")
+    assert (
+        dict(SourceDocument.objects.filter(source=source).values_list("source_key", "updated_at")) == before
+    )
+    assert QueueItem.objects.count() == items
+
+
+def test_a_column_only_the_filter_reads_moves_rows_out_and_back(blog_posts, sql):
+    source = attach(where="lang = 'en' AND published")
+    assert set(contents(source)) == {"1", "3"}
+    sql("UPDATE public.blog_post SET lang = 'de' WHERE id = 1")
+    assert set(contents(source)) == {"3"}
+    sql("UPDATE public.blog_post SET lang = 'en', published = true")
+    assert set(contents(source)) == {"1", "2", "3"}
+
+
+def test_postgresql_names_the_columns_a_filter_reads(blog_posts):
+    def read_by(where):
+        table = tables.describe("public", "blog_post")
+        return tables.filter_columns(tables.build_mapping(table, template="{title}", where=where))
+
+    assert read_by("") == []
+    assert sorted(read_by("published AND lang <> 'fr'")) == ["lang", "published"]
+    assert read_by("blog_post IS NOT NULL") is None  # the whole row: every update is mirrored
+
+
+def test_keys_swapped_in_one_statement_keep_both_documents(sql):
+    sql("""CREATE TABLE public.shelf (id int PRIMARY KEY DEFERRABLE, name text);
+           INSERT INTO public.shelf VALUES (1, 'one'), (2, 'two')""")
+    source = attach("public.shelf", "{name}")
+    sql("UPDATE public.shelf SET id = 3 - id")
+    assert contents(source) == {"1": "two", "2": "one"}
+
+
+def test_an_update_after_a_template_column_is_dropped_succeeds_and_breaks_the_source(blog_posts, sql):
+    source = attach()
+    sql("ALTER TABLE public.blog_post DROP COLUMN body")
+    assert sql("UPDATE public.blog_post SET lang = 'fr' WHERE id = 1") == 1
+    source.refresh_from_db()
+    assert source.state == Source.State.BROKEN and "body" in source.state_reason
