@@ -275,8 +275,10 @@ def check_where(mapping: Mapping) -> None:
     """PostgreSQL checks the row filter: a boolean expression over the table's columns."""
     if not mapping.where:
         return
-    query = sql.SQL("EXPLAIN SELECT 1 FROM {table} WHERE {keep}").format(
-        table=_table(mapping), keep=_filter(mapping)
+    # The row is named as the triggers name it: `blog_post.published` passes, and
+    # `public.blog_post.published`, which the triggers could not resolve, is refused here.
+    query = sql.SQL("EXPLAIN SELECT 1 FROM {table} AS {name} WHERE {keep}").format(
+        table=_table(mapping), name=sql.Identifier(mapping.table), keep=_filter(mapping)
     )
     try:
         with transaction.atomic(), connection.cursor() as cursor:
@@ -422,6 +424,8 @@ def mirror_function(source_id: int, mapping: Mapping) -> sql.Composable:
     return sql.SQL(
         """CREATE OR REPLACE FUNCTION {function}() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $sidecar$
+#variable_conflict use_column
+-- A column may be called like one of PL/pgSQL's own variables: found, new, old, tg_op.
 BEGIN
   BEGIN
     IF TG_OP = 'INSERT' THEN
@@ -432,8 +436,8 @@ BEGIN
       IF {unchanged} THEN
         RETURN NULL;
       END IF;
-      WITH o AS (SELECT {rendered} FROM (SELECT OLD.*) AS sidecar_old),
-           n AS (SELECT {rendered} FROM (SELECT NEW.*) AS sidecar_new),
+      WITH o AS (SELECT {rendered} FROM (SELECT OLD.*) AS {name}),
+           n AS (SELECT {rendered} FROM (SELECT NEW.*) AS {name}),
            gone AS (DELETE FROM {documents} d USING o
                      WHERE d.source_id = {source} AND d.source_key = o.k
                        AND NOT EXISTS (SELECT 1 FROM n WHERE n.k = o.k AND n.keep)
@@ -461,7 +465,9 @@ $sidecar$"""
         function=sql.Identifier(_own_schema(), function_name(source_id)),
         insert=_upsert(
             source_id,
-            sql.SQL("SELECT k, t, c, m FROM (SELECT {} FROM sidecar_new) r WHERE keep").format(rendered),
+            sql.SQL("SELECT k, t, c, m FROM (SELECT {} FROM sidecar_new AS {}) r WHERE keep").format(
+                rendered, sql.Identifier(mapping.table)
+            ),
         ),
         rendered=rendered,
         documents=documents,
@@ -481,6 +487,7 @@ $sidecar$"""
         key_columns=sql.SQL(", ").join(sql.Identifier(name) for name in mapping.key),
         old_key=sql.SQL(", ").join(sql.SQL("OLD.{}").format(sql.Identifier(name)) for name in mapping.key),
         keep=_filter(mapping),
+        name=sql.Identifier(mapping.table),
     )
 
 
