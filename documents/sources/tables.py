@@ -430,7 +430,7 @@ BEGIN
   BEGIN
     IF TG_OP = 'INSERT' THEN
       {insert};
-    ELSIF TG_OP = 'UPDATE' THEN
+    ELSIF TG_OP = 'UPDATE' AND TG_LEVEL = 'ROW' THEN
       -- Row by row (a statement-level trigger would run for every update of the table): an
       -- update of columns the document does not read returns here, having run no statement.
       IF {unchanged} THEN
@@ -443,6 +443,15 @@ BEGIN
                        AND NOT EXISTS (SELECT 1 FROM n WHERE n.k = o.k AND n.keep)
                        -- another row of the same statement may have taken the key (keys swapped)
                        AND NOT EXISTS (SELECT 1 FROM {table} WHERE ({key_columns}) = ({old_key}) AND {keep}))
+      {update};
+    ELSIF TG_OP = 'UPDATE' THEN
+      -- A partitioned table's: a row moved to another partition fires no row-level update
+      -- trigger, but it is in the statement's transition tables.
+      WITH o AS (SELECT {rendered} FROM sidecar_old AS {name}),
+           n AS (SELECT {rendered} FROM sidecar_new AS {name}),
+           gone AS (DELETE FROM {documents} d USING o
+                     WHERE d.source_id = {source} AND d.source_key = o.k
+                       AND NOT EXISTS (SELECT 1 FROM n WHERE n.k = o.k AND n.keep))
       {update};
     ELSIF TG_OP = 'DELETE' THEN
       DELETE FROM {documents} d USING (SELECT {key} AS k FROM sidecar_old) o
@@ -497,9 +506,13 @@ def install(source_id: int, mapping: Mapping) -> None:
     # Updates row by row: a statement-level trigger (and its transition tables) would cost
     # every update of the table, including the many that touch no column the document reads.
     # No WHEN clause or column list: either would stop the application dropping a column.
+    # A partitioned table keeps a statement-level one: see the function's UPDATE branches.
+    partitioned = _fetch("SELECT relkind = 'p' FROM pg_class WHERE oid = %s", [mapping.oid])[0][0]
     transitions = {
         "insert": "REFERENCING NEW TABLE AS sidecar_new FOR EACH STATEMENT",
-        "update": "FOR EACH ROW",
+        "update": "REFERENCING OLD TABLE AS sidecar_old NEW TABLE AS sidecar_new FOR EACH STATEMENT"
+        if partitioned
+        else "FOR EACH ROW",
         "delete": "REFERENCING OLD TABLE AS sidecar_old FOR EACH STATEMENT",
         "truncate": "FOR EACH STATEMENT",
     }

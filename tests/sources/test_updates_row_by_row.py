@@ -64,3 +64,15 @@ def test_an_update_after_a_template_column_is_dropped_succeeds_and_breaks_the_so
     assert sql("UPDATE public.blog_post SET lang = 'fr' WHERE id = 1") == 1
     source.refresh_from_db()
     assert source.state == Source.State.BROKEN and "body" in source.state_reason
+
+
+def test_a_row_moved_to_another_partition_moves_its_document(sql):
+    sql("""CREATE TABLE public.ticket (region text, id int, body text, PRIMARY KEY (region, id)) PARTITION BY LIST (region);
+           CREATE TABLE public.ticket_eu PARTITION OF public.ticket FOR VALUES IN ('eu');
+           CREATE TABLE public.ticket_us PARTITION OF public.ticket FOR VALUES IN ('us');
+           INSERT INTO public.ticket VALUES ('eu', 1, 'one'), ('us', 2, 'two')""")
+    source = attach("public.ticket", "{body}")
+    sql("UPDATE public.ticket SET body = 'uno' WHERE id = 1")
+    assert contents(source) == {'["eu", 1]': "uno", '["us", 2]': "two"}
+    sql("UPDATE public.ticket SET region = 'us', body = 'moved' WHERE id = 1")
+    assert contents(source) == {'["us", 1]': "moved", '["us", 2]': "two"}
