@@ -1,8 +1,9 @@
 """A table of the host application, mirrored into source_documents.
 
-Sidecar never writes to the table. Triggers on it (statement-level, with transition tables,
-so a COPY of a million rows is one pass) call one generated function per source that renders
-the changed rows and upserts or deletes their documents; everything downstream (the enqueue
+Sidecar never writes to the table. Triggers on it (statement-level with transition tables for
+inserts, deletes and truncates, so a COPY of a million rows is one pass; row by row for updates,
+returning at once when no column read changed) call one generated function per source that
+renders the changed rows and upserts or deletes their documents; everything downstream (the enqueue
 triggers on source_documents, hash skipping, workers, search) is the same as for any document.
 
 The trigger function can never make the host's write fail: everything that can fail is
@@ -21,7 +22,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from psycopg import errors, sql
 
 from documents.sources import templates
@@ -390,6 +391,14 @@ def filter_columns(mapping: Mapping) -> list[str] | None:
     view = sql.SQL("CREATE TEMP VIEW sidecar_filter_probe AS SELECT 1 FROM {} WHERE {}").format(
         _table(mapping), _filter(mapping)
     )
+    try:
+        names = _probe_filter(view, mapping.oid)
+    except DatabaseError:  # no TEMP right on the database, say: then every update is mirrored
+        return None
+    return None if not names or None in names else list(dict.fromkeys(names))
+
+
+def _probe_filter(view: sql.Composable, oid: int) -> list[str | None]:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute(_text(view))
         cursor.execute(
@@ -398,11 +407,11 @@ def filter_columns(mapping: Mapping) -> list[str] | None:
                  LEFT JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid AND d.refobjsubid > 0
                 WHERE r.ev_class = 'pg_temp.sidecar_filter_probe'::regclass
                   AND d.refclassid = 'pg_class'::regclass AND d.refobjid = %s""",
-            [mapping.oid],
+            [oid],
         )
         names = [name for (name,) in cursor.fetchall()]
         transaction.set_rollback(True)
-    return None if not names or None in names else list(dict.fromkeys(names))
+    return names
 
 
 def _unchanged(mapping: Mapping) -> sql.Composable:

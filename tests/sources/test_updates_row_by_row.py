@@ -76,3 +76,12 @@ def test_a_row_moved_to_another_partition_moves_its_document(sql):
     assert contents(source) == {'["eu", 1]': "uno", '["us", 2]': "two"}
     sql("UPDATE public.ticket SET region = 'us', body = 'moved' WHERE id = 1")
     assert contents(source) == {'["us", 1]': "moved", '["us", 2]': "two"}
+
+
+def test_without_the_right_to_make_a_temporary_view_every_update_is_mirrored(blog_posts, sql):
+    table = tables.describe("public", "blog_post")
+    mapping = tables.build_mapping(table, template="{title}", where="published")
+    database = sql("SELECT current_database()")[0][0]
+    sql(f'REVOKE TEMP ON DATABASE "{database}" FROM PUBLIC; CREATE ROLE sidecar_no_temp')
+    sql("GRANT SELECT ON public.blog_post TO sidecar_no_temp; SET LOCAL ROLE sidecar_no_temp")
+    assert tables.filter_columns(mapping) is None
