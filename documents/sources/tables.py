@@ -565,14 +565,21 @@ def _run_ddl(statements: list[sql.Composable], mapping: Mapping, doing: str) -> 
             cursor.execute("SELECT set_config('lock_timeout', %s, true)", [DDL_LOCK_TIMEOUT])
             for statement in statements:
                 cursor.execute(_text(statement))
-    except errors.LockNotAvailable:
+    except DatabaseError as exc:  # Django's wrapper; psycopg's own error is its cause
+        _ddl_refused(exc.__cause__, mapping, doing)
+        raise
+
+
+def _ddl_refused(cause: Exception | None, mapping: Mapping, doing: str) -> None:
+    """Raise the TableSourceError that says what to do about a refused trigger change, if known."""
+    if isinstance(cause, errors.LockNotAvailable):
         raise TableSourceError(
             f"Could not {doing} {mapping.qualified_name} within {DDL_LOCK_TIMEOUT}: a long transaction is "
             "using the table. Nothing was changed; try again when it has finished."
         ) from None
-    except errors.InsufficientPrivilege as exc:
+    if isinstance(cause, errors.InsufficientPrivilege):
         raise TableSourceError(
-            f"Sidecar's database user may not {doing} {mapping.qualified_name} ({exc}). The table's owner "
+            f"Sidecar's database user may not {doing} {mapping.qualified_name} ({cause}). The table's owner "
             f"can allow it: GRANT TRIGGER ON {mapping.qualified_name} TO "
             f"{connection.settings_dict['USER'] or 'the Sidecar user'}."
         ) from None
