@@ -435,7 +435,11 @@ def mirror_function(source_id: int, mapping: Mapping) -> sql.Composable:
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $sidecar$
 #variable_conflict use_column
 -- A column may be called like one of PL/pgSQL's own variables: found, new, old, tg_op.
+DECLARE
+  sidecar_attempt integer := 0;
 BEGIN
+  LOOP
+  sidecar_attempt := sidecar_attempt + 1;
   BEGIN
     IF TG_OP = 'INSERT' THEN
       {insert};
@@ -468,14 +472,28 @@ BEGIN
     ELSE
       DELETE FROM {documents} WHERE source_id = {source};
     END IF;
-  EXCEPTION WHEN OTHERS THEN
-    -- Never fail the application's write: the source is marked broken, with the reason, and
-    -- `source resync` catches its documents up once the cause is fixed.
-    UPDATE {sources} SET state = 'broken',
-           state_reason = format('A change to %s could not be mirrored (%s: %s). Fix the cause, then resync.',
-                                 {table_name}, SQLSTATE, SQLERRM)
-     WHERE id = {source} AND state <> 'broken';
+    EXIT;
+  EXCEPTION
+    -- A deadlock with a worker writing the same documents (or a lock wait cut short): the
+    -- block's changes and locks are rolled back, so trying again usually goes through.
+    WHEN deadlock_detected OR serialization_failure OR lock_not_available THEN
+      IF sidecar_attempt >= 3 THEN
+        UPDATE {sources} SET state = 'broken',
+               state_reason = format('A change to %s could not be mirrored (%s: %s, 3 tries). Resync the source.',
+                                     {table_name}, SQLSTATE, SQLERRM)
+         WHERE id = {source} AND state <> 'broken';
+        EXIT;
+      END IF;
+    WHEN OTHERS THEN
+      -- Never fail the application's write: the source is marked broken, with the reason, and
+      -- `source resync` catches its documents up once the cause is fixed.
+      UPDATE {sources} SET state = 'broken',
+             state_reason = format('A change to %s could not be mirrored (%s: %s). Fix the cause, then resync.',
+                                   {table_name}, SQLSTATE, SQLERRM)
+       WHERE id = {source} AND state <> 'broken';
+      EXIT;
   END;
+  END LOOP;
   RETURN NULL;
 END
 $sidecar$"""

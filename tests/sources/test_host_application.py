@@ -120,7 +120,7 @@ def test_writes_of_every_kind_while_workers_run_end_in_step(tmp_path):
         mirrored = {d.source_key: (d.title, d.content) for d in SourceDocument.objects.filter(source=source)}
         assert mirrored == expected_documents(conn)
         source.refresh_from_db()
-        assert source.state == Source.State.ACTIVE
+        assert source.state == Source.State.ACTIVE, source.state_reason
     model = FakeEmbedderForQueueTests.model_id
     for document in SourceDocument.objects.filter(source=source):
         chunk = DocumentEmbedding.objects.get(document=document, model=model, chunk_index=0)
