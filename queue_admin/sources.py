@@ -47,15 +47,8 @@ def plan_table(request: TableRequest, *, user=None) -> tables.Mapping:
         raise PermissionDenied(
             "Only a superuser may set a row filter: it is an SQL expression run inside the application's writes."
         )
-    schema, name = tables.parse_table_name(request.table)
-    table = tables.describe(schema, name)
-    mapping = tables.build_mapping(
-        table,
-        template=request.template,
-        title_column=request.title_column,
-        metadata_columns=request.metadata_columns,
-        where=request.where,
-    )
+    table = tables.describe(*tables.parse_table_name(request.table))
+    mapping = _mapping(table, request)
     other = Source.objects.filter(kind=Source.Kind.TABLE, options__oid=table.oid).first()
     if other is not None:
         raise SourceError(
@@ -63,6 +56,16 @@ def plan_table(request: TableRequest, *, user=None) -> tables.Mapping:
             "edit that source's template instead."
         )
     return mapping
+
+
+def _mapping(table: tables.TableInfo, request: TableRequest) -> tables.Mapping:
+    return tables.build_mapping(
+        table,
+        template=request.template,
+        title_column=request.title_column,
+        metadata_columns=request.metadata_columns,
+        where=request.where,
+    )
 
 
 def attach_table(
@@ -216,19 +219,12 @@ def edit_table(
     previous = tables.Mapping.from_options(source.options)
     if request.where != previous.where and user is not None and not user.is_superuser:
         raise PermissionDenied("Only a superuser may change a row filter.")
-    schema, name = tables.parse_table_name(request.table)
-    table = tables.describe(schema, name)
+    table = tables.describe(*tables.parse_table_name(request.table))
     if table.oid != previous.oid:
         raise SourceError(
             "A source stays on its table: detach it and attach the other table as a new source."
         )
-    mapping = tables.build_mapping(
-        table,
-        template=request.template,
-        title_column=request.title_column,
-        metadata_columns=request.metadata_columns,
-        where=request.where,
-    )
+    mapping = _mapping(table, request)
     changes = {"options": mapping.as_options(), "state": Source.State.ATTACHING, "copy_position": None}
     if priority is not None:
         changes["default_priority"] = priority

@@ -8,7 +8,7 @@ from django.db import connection
 
 from documents.models import SourceDocument
 from tests.fault_server import FakeEmbedder
-from tests.helpers import free_port
+from tests.helpers import free_port, run_sql
 
 pytest_plugins = ["tests.browser"]
 
@@ -55,13 +55,7 @@ def pytest_sessionfinish(session, exitstatus):
 @pytest.fixture
 def sql():
     """Run raw SQL as a non-Django writer would (psql, another service); returns rows if any."""
-
-    def run(statement, params=None):
-        with connection.cursor() as cursor:
-            cursor.execute(statement, params)
-            return cursor.fetchall() if cursor.description else cursor.rowcount
-
-    return run
+    return run_sql
 
 
 # A table of "the host application", for attaching as a source.

@@ -35,6 +35,16 @@ def database_url(name: str | None = None):
     return f"postgres://{db['USER']}:{db['PASSWORD']}@{db['HOST']}:{db['PORT']}/{name or db['NAME']}"
 
 
+def run_sql(statement, params=None):
+    """Run raw SQL on the test's connection as a non-Django writer would (psql, another
+    service); returns the rows if any, else the row count."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.fetchall() if cursor.description else cursor.rowcount
+
+
 def set_config(**values):
     from queue_admin import config
     from queue_admin.models import QueueConfig

@@ -661,8 +661,21 @@ def copy_rows(
         )
         for i, name in enumerate(mapping.key)
     )
-    last_key = sql.SQL(", ").join(sql.Identifier(f"sidecar_key_{i}") for i in range(len(mapping.key)))
-    documents = _own("source_documents")
+    # Everything but the lower bound is the same for every batch: composed once.
+    parts = {
+        "rendered": _rendered(mapping),
+        "key_copies": key_copies,
+        "table": _table(mapping),
+        "key": key,
+        "limit": sql.Literal(COPY_BATCH_ROWS),
+        "upsert": _upsert(source_id, sql.SQL("SELECT k, t, c, m FROM batch WHERE keep"), update=update),
+        "documents": _own("source_documents"),
+        "source": sql.Literal(source_id),
+        "last_key": sql.SQL(", ").join(sql.Identifier(f"sidecar_key_{i}") for i in range(len(mapping.key))),
+        "last_order": sql.SQL(", ").join(
+            sql.SQL("{} DESC").format(sql.Identifier(f"sidecar_raw_{i}")) for i in range(len(mapping.key))
+        ),
+    }
     seen = 0
     while True:
         bound = sql.SQL("")
@@ -674,32 +687,18 @@ def copy_rows(
                     for value, type_name in zip(after, mapping.key_types, strict=True)
                 ),
             )
+        # The data-modifying CTEs run to completion whether or not the SELECT reads them.
         query = sql.SQL(
             """WITH batch AS MATERIALIZED (
                    SELECT {rendered}, {key_copies} FROM {table} {bound} ORDER BY {key} LIMIT {limit}),
-                 written AS ({upsert} RETURNING 1),
+                 written AS ({upsert}),
                  dropped AS (DELETE FROM {documents} d USING batch b
-                              WHERE d.source_id = {source} AND d.source_key = b.k AND NOT b.keep RETURNING 1)
+                              WHERE d.source_id = {source} AND d.source_key = b.k AND NOT b.keep)
                SELECT (SELECT count(*) FROM batch),
-                      (SELECT ARRAY[{last_key}] FROM batch ORDER BY {last_order} LIMIT 1),
-                      (SELECT count(*) FROM written), (SELECT count(*) FROM dropped)"""
-        ).format(
-            rendered=_rendered(mapping),
-            key_copies=key_copies,
-            table=_table(mapping),
-            bound=bound,
-            key=key,
-            limit=COPY_BATCH_ROWS,
-            upsert=_upsert(source_id, sql.SQL("SELECT k, t, c, m FROM batch WHERE keep"), update=update),
-            documents=documents,
-            source=source_id,
-            last_key=last_key,
-            last_order=sql.SQL(", ").join(
-                sql.SQL("{} DESC").format(sql.Identifier(f"sidecar_raw_{i}")) for i in range(len(mapping.key))
-            ),
-        )
+                      (SELECT ARRAY[{last_key}] FROM batch ORDER BY {last_order} LIMIT 1)"""
+        ).format(bound=bound, **parts)
         with transaction.atomic():
-            read, last, _, _ = _fetch(_text(query))[0]
+            read, last = _fetch(_text(query))[0]
         seen += read
         if read < COPY_BATCH_ROWS:
             return seen, None

@@ -8,7 +8,6 @@ import re
 
 import pytest
 from django.contrib.auth.models import Group, Permission, User
-from django.db import connection
 from django.test import Client
 from django.urls import reverse
 from django_q.models import OrmQ
@@ -19,6 +18,7 @@ from queue_admin import sources, tasks
 from queue_admin.models import QueueItem
 from queue_admin.worker import QueueWorker
 from tests import state
+from tests.helpers import run_sql as run
 
 pytestmark = pytest.mark.django_db
 
@@ -27,12 +27,6 @@ ATTACH = reverse("admin:documents_source_add")
 DOCUMENTS = reverse("admin:documents_sourcedocument_changelist")
 SEARCH = reverse("admin:search")
 TABLE = '"public"."blog_post"'
-
-
-def run(statement, params=None):
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else cursor.rowcount
 
 
 def table_dump():

@@ -8,6 +8,7 @@ from django.db import connection
 from documents.models import Source, SourceDocument
 from queue_admin import sources
 from queue_admin.models import QueueItem
+from tests.helpers import run_sql as run
 
 pytestmark = pytest.mark.django_db
 
@@ -20,12 +21,6 @@ INSERT INTO public.blog_post (title, body, published) VALUES
   ('Draft', 'Not ready yet.', false),
   ('Backups', NULL, true);
 """
-
-
-def run(statement, params=None):
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else cursor.rowcount
 
 
 def table_dump():

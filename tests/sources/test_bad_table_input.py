@@ -3,19 +3,13 @@
 import pytest
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
-from django.db import connection
 
 from documents.models import Source, SourceDocument
 from documents.sources.tables import TableSourceError
 from queue_admin import sources
+from tests.helpers import run_sql as run
 
 pytestmark = pytest.mark.django_db
-
-
-def run(statement, params=None):
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else cursor.rowcount
 
 
 @pytest.fixture

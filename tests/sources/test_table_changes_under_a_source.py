@@ -2,18 +2,12 @@
 the source is marked broken with the reason, the other sources keep running."""
 
 import pytest
-from django.db import connection
 
 from documents.models import Source, SourceDocument
 from queue_admin import sources
+from tests.helpers import run_sql as run
 
 pytestmark = pytest.mark.django_db
-
-
-def run(statement, params=None):
-    with connection.cursor() as cursor:
-        cursor.execute(statement, params)
-        return cursor.fetchall() if cursor.description else cursor.rowcount
 
 
 @pytest.fixture
