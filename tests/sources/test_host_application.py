@@ -124,7 +124,16 @@ def test_writes_of_every_kind_while_workers_run_end_in_step(tmp_path):
     model = FakeEmbedderForQueueTests.model_id
     for document in SourceDocument.objects.filter(source=source):
         chunk = DocumentEmbedding.objects.get(document=document, model=model, chunk_index=0)
-        assert chunk.document_text_hash == document.content_hash
+        items = list(
+            QueueItem.objects.filter(document=document)
+            .order_by("created_at")
+            .values_list("status", "updated_at")
+        )
+        assert chunk.document_text_hash == document.content_hash, (
+            document.source_key,
+            chunk.updated_at,
+            items,
+        )
     assert not QueueItem.objects.filter(status="failed").exists()
 
 
