@@ -49,3 +49,47 @@ def split_into_chunks(
         if start + budget >= len(spans):
             break
     return chunks
+
+
+# A part shorter than this (a heading alone, a nearly empty page) is chunked together with the
+# part after it: a chunk of three words would cost a model call and match nothing well.
+MIN_SECTION_CHARACTERS = 80
+
+
+def split_sections_into_chunks(
+    text: str,
+    sections: list[dict] | None,
+    *,
+    max_tokens: int,
+    overlap_tokens: int,
+    token_spans: Callable[[str], Spans] | None = None,
+) -> list[tuple[str, int | None, str]]:
+    """Chunks of `text` as (chunk text, page, heading path). Without `sections` it is
+    split_into_chunks with no place; with them each part (a page, the text under a heading)
+    is chunked apart, so that no chunk straddles two places and each can be cited.
+
+    `sections` are source_documents.sections: [{"start": offset, "page": n or None,
+    "heading": "A › B"}, ...], sorted by start. A part too short to stand alone joins the next
+    one, and the joined chunk cites where it begins (its page) and its deepest heading.
+    """
+    kwargs = {"max_tokens": max_tokens, "overlap_tokens": overlap_tokens, "token_spans": token_spans}
+    if not sections:
+        return [(chunk, None, "") for chunk in split_into_chunks(text, **kwargs)]
+    starts = [min(max(int(section.get("start") or 0), 0), len(text)) for section in sections]
+    starts[0] = 0  # text before the first section belongs to it
+    chunks: list[tuple[str, int | None, str]] = []
+    part_start, page = 0, None
+    for number, section in enumerate(sections):
+        end = starts[number + 1] if number + 1 < len(sections) else len(text)
+        if end < starts[number]:
+            continue  # out of order: this part is read with the one before
+        if page is None:
+            page = section.get("page")
+        is_last = number + 1 == len(sections)
+        if len(text[part_start:end].strip()) < MIN_SECTION_CHARACTERS and not is_last:
+            continue  # joins the next part
+        heading = section.get("heading") or ""
+        for chunk in split_into_chunks(text[part_start:end], **kwargs):
+            chunks.append((chunk, page, heading))
+        part_start, page = end, None
+    return chunks

@@ -29,6 +29,13 @@ class Source(models.Model):
     class Kind(models.TextChoices):
         BUILTIN = "builtin", "Sidecar's documents"
         TABLE = "table", "Database table"
+        UPLOADS = "uploads", "Uploaded files"
+        FOLDER = "folder", "Folder"
+        S3 = "s3", "S3-compatible bucket"
+        URLS = "urls", "Web pages"
+
+    # Kinds whose documents are files (or pages) parsed into text by a sync.
+    FILE_KINDS = (Kind.UPLOADS, Kind.FOLDER, Kind.S3, Kind.URLS)
 
     class State(models.TextChoices):
         ATTACHING = "attaching", "attaching (copying existing rows)"
@@ -52,6 +59,9 @@ class Source(models.Model):
     # a long copy runs as a chain of worker tasks, each within the task time limit.
     copy_position = models.JSONField(null=True, blank=True, editable=False)
     last_synced_at = models.DateTimeField(null=True, blank=True)
+    # The last (or the running) sync of a file source: its figures and each failed file with
+    # the reason; the shape is documents.sources.file_sync.SyncReport.as_dict().
+    last_sync = models.JSONField(null=True, blank=True, editable=False)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -67,6 +77,10 @@ class Source(models.Model):
     @property
     def is_builtin(self) -> bool:
         return self.kind == self.Kind.BUILTIN
+
+    @property
+    def is_files(self) -> bool:
+        return self.kind in self.FILE_KINDS
 
 
 class SourceDocument(models.Model):
@@ -101,6 +115,10 @@ class SourceDocument(models.Model):
         related_name="documents",
     )
     source_key = models.TextField(null=True, blank=True, editable=False)
+    # Where each part of a parsed file's text begins, and its page and heading path there
+    # ([{"start": 0, "page": 1, "heading": "Installation › Proxies"}, ...]); the workers chunk
+    # each part apart so that every chunk can cite its page and heading. NULL: plain text.
+    sections = models.JSONField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True, db_default=Now())
     updated_at = models.DateTimeField(auto_now=True, db_default=Now())
 
@@ -173,6 +191,11 @@ class DocumentEmbedding(models.Model):
     embedding = VectorField(dimensions=settings.EMBEDDING_DIMENSIONS)
     model = models.CharField(max_length=200, help_text="Model name and version that produced the vector")
     token_count = models.PositiveIntegerField(default=0)
+    # Where in a file the chunk is: its PDF page and heading path ("Installation › Proxies"),
+    # for a search hit's citation. NULL and "" for text without that structure. (Not a
+    # PositiveIntegerField: its CHECK would scan the whole table when the column is added.)
+    page = models.IntegerField(null=True, blank=True)
+    heading = models.TextField(blank=True, default="", db_default="")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -47,6 +47,15 @@ class Hit:
     # Its key in the source (a table row's primary key, as text; a JSON array for a composite
     # key), to join it back; for Sidecar's own documents, the document id.
     source_key: str
+    # Where the best chunk is in a parsed file: its PDF page and heading path, when known.
+    page: int | None = None
+    heading: str = ""
+
+    @property
+    def citation(self) -> str:
+        """'manual.pdf, page 12 — Installation › Proxies', as much of it as is known."""
+        where = self.title + (f", page {self.page}" if self.page is not None else "")
+        return where + (f" — {self.heading}" if self.heading else "")
 
 
 @dataclass(frozen=True)
@@ -161,14 +170,15 @@ def nearest_documents(model: str, vector: np.ndarray, k: int, source_id: int | N
             .order_by("distance")
             .values_list(
                 "document_id", "document__title", "distance", "snippet", "document__source__name",
-                "document__source_key",
+                "document__source_key", "page", "heading",
             )[:wanted]
         )  # fmt: skip
     hits: dict = {}
-    for document_id, title, distance, snippet, source, source_key in rows:
+    for document_id, title, distance, snippet, source, source_key, page, heading in rows:
         if document_id not in hits:
             score = round(1 - float(distance), 4)
             hits[document_id] = Hit(
-                str(document_id), title, score, snippet, model, source, source_key or str(document_id)
-            )
+                str(document_id), title, score, snippet, model, source, source_key or str(document_id), page,
+                heading,
+            )  # fmt: skip
     return list(hits.values())[:k]

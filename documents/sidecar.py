@@ -14,7 +14,7 @@ from django.db import connection
 from pgvector.psycopg.vector import VectorBinaryDumper, VectorBinaryLoader, VectorDumper, VectorLoader
 from psycopg.types import TypeInfo
 
-from documents.models import DocumentEmbedding
+from documents.models import DocumentEmbedding, SourceDocument
 
 
 @dataclass(frozen=True)
@@ -24,15 +24,17 @@ class Chunk:
     text_hash: str
     vector: object  # a float32 numpy row, or a vector read back from the sidecar
     token_count: int
+    page: int | None = None  # where in a parsed file it is, for citations
+    heading: str = ""
 
 
-def current_texts(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str]]:
-    """{document_id: (content, md5 of content)} for the documents that still exist."""
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, content, md5(content) FROM source_documents WHERE id = ANY(%s)", [list(document_ids)]
-        )
-        return {doc_id: (content, digest) for doc_id, content, digest in cursor.fetchall()}
+def current_texts(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, tuple[str, str, list | None]]:
+    """{document_id: (content, md5 of content, sections)} for the documents that still exist;
+    sections are where a parsed file's pages and headings begin (None for plain text)."""
+    rows = SourceDocument.objects.filter(id__in=document_ids).values_list(
+        "id", "content", "content_hash", "sections"
+    )
+    return {doc_id: (content, digest, sections) for doc_id, content, digest, sections in rows}
 
 
 def embedded_hashes(document_ids: list[uuid.UUID], model: str) -> dict[uuid.UUID, tuple[set[str], set[str]]]:
@@ -88,12 +90,13 @@ def replace_chunks(documents: dict[uuid.UUID, tuple[str, list[Chunk]]], model: s
             psycopg_cursor = cursor.cursor
             _register_vector(psycopg_cursor)
             with psycopg_cursor.copy(f"COPY {_STAGING} FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["uuid", "int4", "text", "text", "text", "vector", "int4"])
+                copy.set_types(["uuid", "int4", "text", "text", "text", "vector", "int4", "int4", "text"])
                 for document_id, (document_hash, chunks) in documents.items():
                     for chunk in chunks:
                         copy.write_row(
                             (document_id, chunk.index, chunk.text, chunk.text_hash, document_hash,
-                             np.asarray(chunk.vector, dtype=np.float32), chunk.token_count)
+                             np.asarray(chunk.vector, dtype=np.float32), chunk.token_count, chunk.page,
+                             chunk.heading)
                         )  # fmt: skip
             cursor.execute(_UPSERT_FROM_STAGING, [model])
         cursor.execute(
@@ -109,19 +112,20 @@ _STAGING = "pg_temp.sidecar_incoming_chunks"
 _STAGING_TABLE = f"""
 CREATE TEMP TABLE IF NOT EXISTS {_STAGING.removeprefix("pg_temp.")} (
     document_id uuid, chunk_index integer, source_text text, source_text_hash text,
-    document_text_hash text, embedding vector, token_count integer
+    document_text_hash text, embedding vector, token_count integer, page integer, heading text
 ) ON COMMIT DELETE ROWS"""
 _UPSERT_FROM_STAGING = f"""
 INSERT INTO document_embeddings AS e (
     document_id, chunk_index, source_text, source_text_hash, document_text_hash, embedding, model,
-    token_count, created_at, updated_at)
+    token_count, page, heading, created_at, updated_at)
 SELECT document_id, chunk_index, source_text, source_text_hash, document_text_hash, embedding, %s,
-       token_count, statement_timestamp(), statement_timestamp()
+       token_count, page, heading, statement_timestamp(), statement_timestamp()
   FROM {_STAGING}
 ON CONFLICT (document_id, chunk_index, model) DO UPDATE
    SET source_text = EXCLUDED.source_text, source_text_hash = EXCLUDED.source_text_hash,
        document_text_hash = EXCLUDED.document_text_hash, embedding = EXCLUDED.embedding,
-       token_count = EXCLUDED.token_count, updated_at = EXCLUDED.updated_at"""
+       token_count = EXCLUDED.token_count, page = EXCLUDED.page, heading = EXCLUDED.heading,
+       updated_at = EXCLUDED.updated_at"""
 
 # The `vector` type's OID, looked up once per database connection.
 _vector_types: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()

@@ -351,6 +351,22 @@ SEARCH_QUERY_CACHE_SECONDS = _required_int_in_range("SEARCH_QUERY_CACHE_SECONDS"
 # more finds more of the true nearest documents and takes longer (`python -m bench search`).
 SEARCH_EF_SEARCH = _required_int_in_range("SEARCH_EF_SEARCH", 100, 10, 1000)
 
+# --- File sources (uploads, folders, buckets, web pages) ---------------------------------
+# The largest file (or page, or upload) a sync reads; bigger ones fail with the reason.
+SOURCE_MAX_FILE_MB = _required_int_in_range("SOURCE_MAX_FILE_MB", 200, 1, 10_240)
+# One web page's whole fetch, connecting to the last byte: a server that trickles is cut off.
+SOURCE_FETCH_TIMEOUT_SECONDS = _required_int_in_range("SOURCE_FETCH_TIMEOUT_SECONDS", 30, 1, 600)
+# URL sources refuse loopback, private and link-local addresses (server-side request
+# forgery); intranet sites are allowed by host name here, e.g. wiki.internal,docs.corp.
+SOURCE_URL_ALLOWED_HOSTS = [
+    host.strip().lower() for host in env.list("SOURCE_URL_ALLOWED_HOSTS", default=[]) if host.strip()
+]
+# Folders a folder source may read, for people attaching one in the admin (the shell may
+# attach any folder it can read). Empty: only a superuser may attach a folder, anywhere.
+SOURCE_FOLDER_ROOTS = [
+    str(Path(folder).resolve()) for folder in env.list("SOURCE_FOLDER_ROOTS", default=[]) if folder.strip()
+]
+
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     # Per process on purpose: a 384-float vector is cheaper to recompute than to fetch over

@@ -22,6 +22,8 @@ from queue_admin.vocabulary import LIVE, sql_list
 logger = logging.getLogger("sidecar.sources")
 
 DELETE_BATCH = 5000
+# The django-q2 schedule that syncs a file source is named this and the source's name.
+SYNC_SCHEDULE_PREFIX = "sidecar-sync-"
 
 __all__ = ["TableSourceError", "SourceError"]
 
@@ -302,6 +304,9 @@ def finish_detach(source: Source) -> int:
             removed += cursor.rowcount
             if cursor.rowcount < DELETE_BATCH:
                 break
+    from django_q.models import Schedule
+
+    Schedule.objects.filter(name=SYNC_SCHEDULE_PREFIX + source.name).delete()
     Source.objects.filter(pk=source.pk).delete()
     logger.info("detached source %s: %s documents removed", source.name, removed)
     return removed

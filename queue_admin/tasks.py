@@ -15,7 +15,7 @@ from django.conf import settings
 
 from documents.models import Source
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, freshness, registry, sources
+from queue_admin import backfill, config, file_sources, freshness, registry, sources
 from queue_admin.worker import QueueWorker
 
 logger = logging.getLogger("sidecar.tasks")
@@ -122,3 +122,16 @@ def finish_detach(source_id: int) -> int:
     """Remove a detached source's documents (its triggers are gone already)."""
     source = Source.objects.filter(pk=source_id).first()
     return sources.finish_detach(source) if source is not None else 0
+
+
+def sync_source(source_id: int, continues: str = "") -> dict:
+    """Sync a file source for up to SYNC_TASK_SECONDS; a successor goes on from there."""
+    source = Source.objects.filter(pk=source_id).first()
+    if source is None or source.state == Source.State.DETACHING:
+        return {"synced": False, "reason": "no such source"}
+    report = file_sources.run_sync(source, seconds=file_sources.SYNC_TASK_SECONDS, continues=continues)
+    if report is None:
+        return {"synced": False, "reason": "another sync of this source is running"}
+    if report.running:
+        file_sources.schedule_sync(source, continues=report.started_at)
+    return {"synced": not report.running, **{k: v for k, v in report.as_dict().items() if k != "failures"}}

@@ -23,7 +23,7 @@ from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
 from documents import sidecar
-from documents.chunking import split_into_chunks
+from documents.chunking import split_sections_into_chunks
 from documents.providers.base import EmbeddingError
 from queue_admin import config, limits, queue_sql, registry, worker_metrics
 from queue_admin.config_schema import QueueSettings
@@ -75,6 +75,7 @@ class _Plan:
     item: queue_sql.ClaimedItem
     document_hash: str = ""
     chunks: list[str] = field(default_factory=list)
+    places: list[tuple[int | None, str]] = field(default_factory=list)  # each chunk's (page, heading)
     reusable: dict[int, tuple] = field(default_factory=dict)  # chunk index → (vector, tokens)
     vectors: dict[int, object] = field(default_factory=dict)
     tokens: dict[int, int] = field(default_factory=dict)
@@ -366,7 +367,7 @@ class QueueWorker:
         for item in items:
             plan = _Plan(item)
             plans.append(plan)
-            content, plan.document_hash = texts.get(item.document_id, ("", ""))
+            content, plan.document_hash, sections = texts.get(item.document_id, ("", "", None))
             doc_hashes, _ = held.get(item.document_id, (set(), set()))
             if doc_hashes == {plan.document_hash} and not item.force:
                 plan.skip = True
@@ -376,12 +377,15 @@ class QueueWorker:
                 plan.length = len(content)
                 continue
             plan.blank = not content.strip()
-            plan.chunks = split_into_chunks(
+            placed = split_sections_into_chunks(
                 content,
+                sections,
                 max_tokens=self.provider.max_input_tokens,
                 overlap_tokens=CHUNK_OVERLAP_TOKENS,
                 token_spans=self.provider.token_spans,
             )
+            plan.chunks = [text for text, _, _ in placed]
+            plan.places = [(page, heading) for _, page, heading in placed]
         # An edited long document keeps the vectors of chunks whose text did not change;
         # a forced re-embed recomputes everything.
         reusable_hashes = {
@@ -595,6 +599,8 @@ class QueueWorker:
     @staticmethod
     def _chunks(plan: _Plan) -> list[sidecar.Chunk]:
         return [
-            sidecar.Chunk(index, text, md5_hex(text), plan.vectors[index], plan.tokens[index])
+            sidecar.Chunk(
+                index, text, md5_hex(text), plan.vectors[index], plan.tokens[index], *plan.places[index]
+            )
             for index, text in enumerate(plan.chunks)
         ]

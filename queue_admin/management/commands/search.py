@@ -27,6 +27,6 @@ class Command(BaseCommand):
             f" ({result.documents_not_covered} documents not embedded yet)" if result.documents_not_covered else ""
         ))  # fmt: skip
         for rank, hit in enumerate(result.hits, 1):
-            self.stdout.write(f"{rank:>3}. {hit.score:.3f}  {hit.title or hit.document_id}")
+            self.stdout.write(f"{rank:>3}. {hit.score:.3f}  {hit.citation if hit.title else hit.document_id}")
             where = "" if hit.source_key == hit.document_id else f"{hit.source} {hit.source_key} · "
             self.stdout.write(f"       {where}{' '.join(hit.snippet.split())[:160]}")

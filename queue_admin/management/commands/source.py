@@ -8,8 +8,9 @@ from documents.models import Source
 from documents.priority import Priority
 from documents.providers.factory import get_provider
 from documents.sources import tables
+from documents.sources.stores import StoreError
 from documents.sources.tables import TableSourceError
-from queue_admin import source_figures, sources
+from queue_admin import file_sources, source_figures, sources
 
 
 class Command(BaseCommand):
@@ -18,13 +19,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         attach = commands.add_parser(
-            "attach", help="attach SCHEMA.TABLE: its rows become documents, kept in step"
+            "attach",
+            help="attach a table (SCHEMA.TABLE), a folder (PATH), a bucket (s3://BUCKET/PREFIX) or web pages (URL ...)",
         )
         attach.add_argument(
-            "table", metavar="SCHEMA.TABLE", help='e.g. public.blog_post or public."Blog Posts"'
+            "--kind",
+            choices=["table", *Source.FILE_KINDS],
+            default="table",
+            help="what to attach (default table)",
+        )
+        attach.add_argument(
+            "target",
+            nargs="*",
+            metavar="WHERE",
+            help='the table (public.blog_post, public."Blog Posts"), folder path, s3://bucket/prefix, or URLs',
         )
         attach.add_argument("--name", required=True, help="the source's name (lowercase, digits, - and _)")
-        attach.add_argument("--template", required=True, help=r"what to embed, e.g. '{title}\n\n{body}'")
+        attach.add_argument(
+            "--template", default="", help=r"table: what to embed, e.g. '{title}\n\n{body}' (required)"
+        )
         attach.add_argument("--title-column", default="", metavar="COL")
         attach.add_argument(
             "--metadata", default="", metavar="COL,COL", help="columns copied into the metadata"
@@ -33,7 +46,30 @@ class Command(BaseCommand):
         attach.add_argument("--priority", choices=Priority.values, default=Priority.MEDIUM)
         attach.add_argument("--dry-run", action="store_true", help="check and preview; attach nothing")
         attach.add_argument(
-            "--background", action="store_true", help="copy the existing rows in a worker task, not now"
+            "--background",
+            action="store_true",
+            help="copy the rows, or sync the files, in a worker task, not now",
+        )
+        files = attach.add_argument_group("files (folder, s3, urls, uploads)")
+        files.add_argument(
+            "--include", action="append", default=[], metavar="GLOB", help="folder: only these files"
+        )
+        files.add_argument(
+            "--exclude", action="append", default=[], metavar="GLOB", help="folder: not these files"
+        )
+        files.add_argument("--endpoint-url", default="", metavar="URL", help="s3: MinIO, R2, GCS interop...")
+        files.add_argument("--region", default="", help="s3: the bucket's region")
+        files.add_argument("--sitemap", default="", metavar="URL", help="urls: every page of this sitemap")
+        files.add_argument(
+            "--keep-removed", action="store_true", help="keep the documents of files removed from the source"
+        )
+        files.add_argument("--every", type=int, default=0, metavar="MINUTES", help="sync on this schedule")
+        sync = commands.add_parser(
+            "sync", help="sync a file source; prints seen / new / changed / removed / failed"
+        )
+        sync.add_argument("name")
+        sync.add_argument(
+            "--wait", action="store_true", help="sync here and now, with progress (else a worker does)"
         )
         listing = commands.add_parser("list", help="every source with its figures")
         listing.add_argument("--json", action="store_true")
@@ -50,14 +86,32 @@ class Command(BaseCommand):
     def handle(self, *args, action, **options):
         try:
             getattr(self, action)(**options)
-        except (sources.SourceError, TableSourceError, PermissionDenied) as exc:
+        except (sources.SourceError, TableSourceError, StoreError, PermissionDenied) as exc:
             raise CommandError(str(exc)) from None
 
     def attach(
-        self, table, name, template, title_column, metadata, where, priority, dry_run, background, **_
+        self,
+        kind,
+        target,
+        name,
+        template,
+        title_column,
+        metadata,
+        where,
+        priority,
+        dry_run,
+        background,
+        **opts,
     ):
+        if kind != "table":
+            self._attach_files(kind, target, name, priority, dry_run, background, **opts)
+            return
+        if len(target) != 1 or not template:
+            raise CommandError(
+                "Attach a table as: source attach SCHEMA.TABLE --name NAME --template TEMPLATE"
+            )
         request = sources.TableRequest(
-            table=table,
+            table=target[0],
             template=template.replace("\\n", "\n"),
             title_column=title_column,
             metadata_columns=tuple(column.strip() for column in metadata.split(",") if column.strip()),
@@ -86,6 +140,64 @@ class Command(BaseCommand):
                 f"Attached {mapping_name} as source {source.name}: {source.rows_done:,} rows copied; "
                 "the workers embed them now."
             )
+
+    def _attach_files(self, kind, target, name, priority, dry_run, background, **opts):
+        source = file_sources.attach(
+            kind,
+            target,
+            name=name,
+            priority=priority,
+            include=opts["include"],
+            exclude=opts["exclude"],
+            endpoint_url=opts["endpoint_url"],
+            region=opts["region"],
+            sitemap=opts["sitemap"],
+            remove_missing=not opts["keep_removed"],
+            dry_run=dry_run,
+        )
+        if dry_run:
+            self.stdout.write(
+                f"Checked: {kind} source {name} can be attached ({file_sources.describe(source)})."
+            )
+            return
+        if opts["every"]:
+            file_sources.set_sync_interval(source, opts["every"])
+        self.stdout.write(f"Attached {file_sources.describe(source)} as source {source.name}.")
+        if background or kind == Source.Kind.UPLOADS:
+            if kind != Source.Kind.UPLOADS:
+                file_sources.schedule_sync(source)
+                self.stdout.write("A worker syncs its files now; `source list` shows how it went.")
+            return
+        self._sync_here(source)
+
+    def sync(self, name, wait, **_):
+        source = sources.by_name(name)
+        if not wait:
+            file_sources.schedule_sync(source)
+            self.stdout.write(
+                f"A worker syncs {name} now; `source sync {name} --wait` syncs here and shows it."
+            )
+            return
+        self._sync_here(source)
+
+    def _sync_here(self, source):
+        bar = tqdm(unit="files", desc=f"syncing {source.name}")
+
+        def progress(report):
+            bar.update(report.seen - bar.n)
+            bar.set_postfix(new=report.new, changed=report.changed, failed=report.failed, refresh=False)
+
+        report = file_sources.run_sync(source, progress=progress)
+        bar.close()
+        if report is None:
+            raise CommandError(f"Another sync of {source.name} is running; try again when it ends.")
+        self.stdout.write(f"Synced {source.name}: {report.summary()}.")
+        for failure in report.failures:
+            self.stdout.write(f"  failed: {failure['key']}: {failure['reason']}")
+        if report.failed > len(report.failures):
+            self.stdout.write(f"  ... and {report.failed - len(report.failures):,} more")
+        if report.error:
+            raise CommandError(f"The sync of {source.name} stopped: {report.error}. Nothing was removed.")
 
     def _preview(self, mapping):
         figures = tables.measure(mapping)
