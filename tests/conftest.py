@@ -10,7 +10,7 @@ from documents.models import SourceDocument
 from tests.fault_server import FakeEmbedder
 from tests.helpers import free_port, run_sql
 
-pytest_plugins = ["tests.browser"]
+pytest_plugins = ["tests.browser", "tests.s3_server"]
 
 
 # --- No secret in any log line ------------------------------------------------------------
