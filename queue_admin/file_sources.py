@@ -17,7 +17,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from documents.models import Source
-from documents.sources import file_sync, stores
+from documents.sources import buckets, file_sync, stores, web
 from documents.sources.file_sync import SyncReport
 from documents.sources.stores import StoreError
 from queue_admin.sources import SYNC_SCHEDULE_PREFIX, SourceError
@@ -53,6 +53,10 @@ def attach(
     `dry_run`, returns the checked source unsaved."""
     if kind == Source.Kind.FOLDER:
         options = _folder_options(_one(kind, target), include, exclude, user)
+    elif kind == Source.Kind.S3:
+        options = _bucket_options(_one(kind, target), endpoint_url, region)
+    elif kind == Source.Kind.URLS:
+        options = _web_options(target, sitemap)
     elif kind == Source.Kind.UPLOADS:
         if target:
             raise SourceError("An uploads source takes no path or URL: files are uploaded on its admin page.")
@@ -108,6 +112,43 @@ def _folder_options(path: str, include, exclude, user) -> dict:
     }
 
 
+def _bucket_options(uri: str, endpoint_url: str, region: str) -> dict:
+    """A bucket prefix, checked by listing one key with the workers' credentials."""
+    try:
+        location = buckets.parse_s3_uri(uri, endpoint_url=endpoint_url, region=region)
+        buckets.check_access(location)
+    except buckets.BucketError as exc:
+        raise SourceError(f"{uri}: {exc}") from None
+    return {
+        "bucket": location.bucket,
+        "prefix": location.prefix,
+        "endpoint_url": location.endpoint_url,
+        "region": location.region,
+    }
+
+
+def _web_options(urls: list[str], sitemap: str) -> dict:
+    """Pages or a sitemap, each address checked (http or https, no password in it); the
+    addresses they resolve to are checked at every fetch, redirects included."""
+    if not urls and not sitemap:
+        raise SourceError("Give the URLs of the pages, or --sitemap URL.")
+    limits = web_limits()
+    try:
+        checked = [web.check_url(url, limits) for url in urls]
+        sitemap = web.check_url(sitemap, limits) if sitemap else ""
+    except web.FetchError as exc:
+        raise SourceError(str(exc)) from None
+    return {"urls": checked, "sitemap": sitemap}
+
+
+def web_limits() -> web.Limits:
+    return web.Limits(
+        max_bytes=settings.SOURCE_MAX_FILE_MB * 1024 * 1024,
+        timeout_seconds=settings.SOURCE_FETCH_TIMEOUT_SECONDS,
+        allowed_hosts=frozenset(settings.SOURCE_URL_ALLOWED_HOSTS),
+    )
+
+
 def describe(source: Source) -> str:
     """Where the source's files are, in a few words."""
     options = source.options
@@ -134,6 +175,17 @@ def store_for(source: Source) -> stores.Store:
         return stores.FolderStore(
             Path(options["path"]), tuple(options.get("include") or ()), tuple(options.get("exclude") or ())
         )
+    if source.kind == Source.Kind.S3:
+        return stores.BucketStore(
+            buckets.BucketLocation(
+                options["bucket"],
+                options.get("prefix", ""),
+                options.get("endpoint_url", ""),
+                options.get("region", ""),
+            )
+        )
+    if source.kind == Source.Kind.URLS:
+        return stores.WebStore(tuple(options.get("urls") or ()), options.get("sitemap", ""), web_limits())
     raise SourceError(f"Source {source.name!r} is {source.get_kind_display()}: it has no files to sync.")
 
 

@@ -12,14 +12,15 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from console.admin import detach_action, source_pages
 from documents.models import Source
 from documents.providers.factory import get_provider
+from documents.sources.file_sync import SyncReport
 from documents.sources.tables import TableSourceError
-from queue_admin import backfill, source_figures, sources
+from queue_admin import backfill, file_sources, source_figures, sources
 
 SERVICE_ERRORS = (sources.SourceError, TableSourceError)
 
@@ -97,7 +98,11 @@ class SourceAdmin(admin.ModelAdmin):
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         source = self.get_object(request, unquote(object_id))
-        if source is not None and self.has_change_permission(request, source):
+        if (
+            source is not None
+            and source.kind == Source.Kind.TABLE
+            and self.has_change_permission(request, source)
+        ):
             return source_pages.edit(self, request, source)
         # The built-in source, or someone who may only look: Django's read-only page.
         return super().change_view(request, object_id, form_url, extra_context)
@@ -114,6 +119,11 @@ class SourceAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is not None and obj.is_builtin:
             return ("name", "kind_label", "about", "default_priority", "running", "state_column")
+        if obj is not None and obj.is_files:
+            return (
+                "name", "kind_label", "reads", "default_priority", "running", "state_column", "sync_every",
+                "last_sync_column", "last_synced_at", "created_by", "created_at",
+            )  # fmt: skip
         return (
             "name", "kind_label", "reads", "template", "title_column", "metadata_columns", "row_filter",
             "default_priority", "running", "state_column", "last_synced_at", "created_by", "created_at",
@@ -132,6 +142,8 @@ class SourceAdmin(admin.ModelAdmin):
     def reads(self, obj):
         if obj.is_builtin:
             return "Sidecar's own documents"
+        if obj.is_files:
+            return file_sources.describe(obj)
         return format_html(
             "<code>{}.{}</code>", obj.options.get("schema", "?"), obj.options.get("table", "?")
         )
@@ -187,7 +199,23 @@ class SourceAdmin(admin.ModelAdmin):
                 f"{obj.rows_done:,}",
                 f"{obj.rows_total:,}",
             )
-        return format_html('<span class="sidecar-source-state {}">{}</span>', obj.state, obj.state)
+        state = format_html('<span class="sidecar-source-state {}">{}</span>', obj.state, obj.state)
+        if obj.is_files and obj.last_sync:
+            return state + last_sync_html(obj, failures=False)
+        return state
+
+    @admin.display(description="sync every")
+    def sync_every(self, obj):
+        minutes = obj.options.get("sync_minutes")
+        return (
+            f"{minutes} minutes"
+            if minutes
+            else "on demand only (the Sync action, or `manage.py source sync`)"
+        )
+
+    @admin.display(description="last sync")
+    def last_sync_column(self, obj):
+        return last_sync_html(obj)
 
     @admin.display(description="running")
     def running(self, obj):
@@ -257,10 +285,19 @@ class SourceAdmin(admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
-    @admin.action(description="Resync selected sources (re-render every row)", permissions=["change"])
+    @admin.action(description="Resync selected sources (re-render rows, sync files)", permissions=["change"])
     def resync_sources(self, request, queryset):
         for source in queryset:
             try:
+                if source.is_files:
+                    file_sources.schedule_sync(source)
+                    self.message_user(
+                        request,
+                        f"Syncing {source.name}: a worker reads its new and changed files now (this page shows "
+                        "the figures as they grow; reload it).",
+                        messages.SUCCESS,
+                    )
+                    continue
                 sources.resync(source, copy_now=False)
             except SERVICE_ERRORS as exc:
                 self.message_user(request, f"Could not resync {source.name}: {exc}", messages.ERROR)
@@ -301,6 +338,31 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 PAUSED = "Nothing of it is queued for embedding until it is resumed; its documents stay in step."
+
+
+def last_sync_html(source: Source, *, failures: bool = True) -> str:
+    """A file source's last (or running) sync: its figures, and each failed file's reason."""
+    report = SyncReport.from_dict(source.last_sync)
+    if not report.started_at:
+        return mark_safe('<div class="help">not synced yet</div>')
+    when = "syncing now" if report.running else f"synced {report.finished_at[:16].replace('T', ' ')} UTC"
+    html = format_html(
+        '<div class="sidecar-last-sync" data-running="{}">{}: {}</div>',
+        report.running,
+        when,
+        report.summary(),
+    )
+    if report.error:
+        html += format_html('<div class="sidecar-source-reason">stopped: {}</div>', report.error)
+    if failures and report.failures:
+        items = format_html_join(
+            "", "<li><code>{}</code>: {}</li>", ((f["key"], f["reason"]) for f in report.failures)
+        )
+        more = report.failed - len(report.failures)
+        html += format_html('<ul class="sidecar-sync-failures">{}</ul>', items)
+        if more > 0:
+            html += format_html('<div class="help">and {} more</div>', f"{more:,}")
+    return html
 
 
 def _documents(count: int) -> str:

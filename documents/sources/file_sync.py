@@ -135,7 +135,7 @@ def _remove(source_id: int, held: tuple, report: SyncReport, limits: Limits) -> 
     with connection.cursor() as cursor:
         # The enqueue triggers cancel its queue items; its chunks go by the foreign key's cascade.
         cursor.execute("DELETE FROM source_documents WHERE id = %s AND source_id = %s", [held[1], source_id])
-    report.removed += cursor.rowcount
+        report.removed += cursor.rowcount
 
 
 def _sync_file(source_id: int, store: Store, entry: Entry, known: tuple | None, report, limits) -> None:

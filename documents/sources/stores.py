@@ -6,6 +6,7 @@ says cheaply, from the listing alone, when a file is the one already held (ETag,
 modified time), so a re-sync of unchanged files reads and parses nothing.
 """
 
+import dataclasses
 import fnmatch
 import hashlib
 import os
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO, Protocol
+
+from documents.sources import buckets, web
 
 
 class StoreError(Exception):
@@ -166,3 +169,93 @@ class FolderStore:
 
 def _raise_store_error(error: OSError) -> None:
     raise StoreError(f"cannot read the folder {error.filename}: {error.strerror or error}")
+
+
+# --- An S3-compatible bucket prefix ---------------------------------------------------------
+
+
+@dataclass
+class BucketStore:
+    """Objects under a bucket prefix, listed a page at a time (a bucket of 100,000 keys is never
+    held whole). Keys are the objects' keys without the prefix. Credentials come from the
+    workers' environment only (boto3's chain), never from the database."""
+
+    location: buckets.BucketLocation
+
+    def __post_init__(self):
+        self._client = None
+
+    def client(self):
+        if self._client is None:
+            self._client = buckets.client_for(self.location)
+        return self._client
+
+    def entries(self, after: str = "") -> Iterator[Entry]:
+        prefix = self.location.prefix
+        try:
+            for found in buckets.list_entries(
+                self.location, after=prefix + after if after else "", client=self.client()
+            ):
+                yield Entry(
+                    found.key[len(prefix) :], size=found.size, modified=found.modified, etag=found.etag
+                )
+        except buckets.BucketError as exc:
+            raise StoreError(str(exc)) from None
+
+    def unchanged(self, entry: Entry, held: dict) -> bool:
+        return bool(entry.etag) and held.get("etag") == entry.etag and held.get("size") == entry.size
+
+    def copy(self, entry: Entry, dest: BinaryIO, *, max_bytes: int, held: dict | None) -> Copied:
+        key = self.location.prefix + entry.key
+        buckets.download(self.location, key, dest, max_bytes=max_bytes, client=self.client())
+        return Copied(metadata={"bucket": self.location.bucket, "object_key": key})
+
+
+# --- Web pages ------------------------------------------------------------------------------
+
+
+@dataclass
+class WebStore:
+    """Web pages: a list of URLs, or every page of a sitemap (read at each sync). Each page is
+    fetched with the server-side request forgery guard (documents.sources.web); a page the
+    server says is not modified (its ETag or Last-Modified, kept from the last fetch) is not
+    downloaded again, and one whose bytes are the same is not parsed again."""
+
+    urls: tuple[str, ...]
+    sitemap: str
+    limits: web.Limits
+
+    def entries(self, after: str = "") -> Iterator[Entry]:
+        urls = list(self.urls)
+        if self.sitemap:
+            try:
+                urls += web.sitemap_urls(self.sitemap, limits=self.limits)
+            except web.FetchError as exc:
+                raise StoreError(f"sitemap {self.sitemap}: {exc}") from None
+        for url in sorted(set(urls)):
+            if url > after:
+                yield Entry(url)
+
+    def unchanged(self, entry: Entry, held: dict) -> bool:
+        return False  # only the server can say: copy() asks it
+
+    def copy(self, entry: Entry, dest: BinaryIO, *, max_bytes: int, held: dict | None) -> Copied:
+        held = held or {}
+        limits = dataclasses.replace(self.limits, max_bytes=max_bytes)
+        fetched = web.fetch(
+            entry.key,
+            dest,
+            limits=limits,
+            etag=held.get("etag", ""),
+            last_modified=held.get("last_modified", ""),
+        )
+        if fetched.status == 304:
+            return Copied(not_modified=True)
+        metadata = {"url": entry.key, "size": fetched.size, "content_type": fetched.content_type}
+        if fetched.url != entry.key:
+            metadata["final_url"] = fetched.url
+        if fetched.etag:
+            metadata["etag"] = fetched.etag
+        if fetched.last_modified:
+            metadata["last_modified"] = fetched.last_modified
+        return Copied(content_type=fetched.content_type, metadata=metadata)
