@@ -17,6 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
     "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard", "sources",
+    "files",
 )  # fmt: skip
 DEFAULT_DB_DIR = ROOT / ".data" / "bench-postgres"
 DEFAULT_DB_PORT = 54369
@@ -180,6 +181,7 @@ def run_scenarios(args) -> int:
     from bench import (
         backfill_at_scale,
         dashboard,
+        files,
         http_provider,
         latency,
         machinery,
@@ -200,6 +202,7 @@ def run_scenarios(args) -> int:
         "memory": memory_over_time,
         "dashboard": dashboard,
         "sources": sources,
+        "files": files,
     }
     env = report.environment()
     print(f"Sidecar benchmarks on {env['cores']} cores ({env['cpu_model']}), PostgreSQL {env['postgresql']}, "

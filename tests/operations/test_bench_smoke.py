@@ -42,6 +42,7 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
     scenarios = report["scenarios"]
     assert set(scenarios) == {
         "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard", "sources",
+        "files",
     }  # fmt: skip
     expected = {
         "pipeline": [
@@ -113,6 +114,16 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "mirror_copy_s",
             "mirror_python_peak_mib",
             "mirror_backend_peak_mib",
+        ],
+        "files": [
+            "pdf_files_per_s",
+            "pdf_mb_per_s",
+            "html_files_per_s",
+            "markdown_files_per_s",
+            "docx_files_per_s",
+            "big_pdf_peak_mib",
+            "first_sync_s",
+            "resync_unchanged_s",
         ],
     }
     # Elsewhere a note means something went wrong (documents not embedded, a wrong count).
