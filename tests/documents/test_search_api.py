@@ -177,6 +177,7 @@ def test_results_carry_id_title_score_snippet_and_model(client, service, token):
         "document_id": str(docs[1].id), "title": "Doc 1", "score": pytest.approx(1.0, abs=1e-3),
         "snippet": "document number 1", "model": "fake-model",
         "source": "documents", "source_key": str(docs[1].id),
+        "page": None, "heading": "",  # a plain-text document has no page or heading to cite
     }  # fmt: skip
 
 
