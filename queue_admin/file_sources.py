@@ -49,7 +49,7 @@ def attach(
     user=None,
 ) -> Source:
     """Attach a file source after checking what it points at (nothing is written when a check
-    fails). `target`: a folder's path, an s3:// URI, the URLs; nothing for uploads. With
+    fails). `target`: a folder's path, an s3:// URI, the URLs. With
     `dry_run`, returns the checked source unsaved."""
     if kind == Source.Kind.FOLDER:
         options = _folder_options(_one(kind, target), include, exclude, user)
@@ -58,9 +58,9 @@ def attach(
     elif kind == Source.Kind.URLS:
         options = _web_options(target, sitemap)
     elif kind == Source.Kind.UPLOADS:
-        if target:
-            raise SourceError("An uploads source takes no path or URL: files are uploaded on its admin page.")
-        options = {}
+        raise SourceError(
+            "Uploads sources are not available yet: put the files in a folder and attach it with --kind folder."
+        )
     else:
         raise SourceError(f"Unknown kind of source {kind!r}.")
     if Source.objects.filter(name=name).exists():

@@ -196,3 +196,8 @@ def test_a_zip_in_a_folder_is_an_unsupported_type(share):
     report = file_sources.run_sync(attach(share))
     assert report.failures[0]["key"] == "bundle.zip"
     assert report.failures[0]["reason"].startswith("unsupported type .zip")
+
+
+def test_an_uploads_source_is_refused_until_uploads_exist():
+    with pytest.raises(sources.SourceError, match="not available yet"):
+        file_sources.attach("uploads", [], name="inbox")

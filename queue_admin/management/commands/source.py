@@ -24,7 +24,7 @@ class Command(BaseCommand):
         )
         attach.add_argument(
             "--kind",
-            choices=["table", *Source.FILE_KINDS],
+            choices=["table", "folder", "s3", "urls"],
             default="table",
             help="what to attach (default table)",
         )
@@ -50,7 +50,7 @@ class Command(BaseCommand):
             action="store_true",
             help="copy the rows, or sync the files, in a worker task, not now",
         )
-        files = attach.add_argument_group("files (folder, s3, urls, uploads)")
+        files = attach.add_argument_group("files (folder, s3, urls)")
         files.add_argument(
             "--include", action="append", default=[], metavar="GLOB", help="folder: only these files"
         )
@@ -163,10 +163,9 @@ class Command(BaseCommand):
         if opts["every"]:
             file_sources.set_sync_interval(source, opts["every"])
         self.stdout.write(f"Attached {file_sources.describe(source)} as source {source.name}.")
-        if background or kind == Source.Kind.UPLOADS:
-            if kind != Source.Kind.UPLOADS:
-                file_sources.schedule_sync(source)
-                self.stdout.write("A worker syncs its files now; `source list` shows how it went.")
+        if background:
+            file_sources.schedule_sync(source)
+            self.stdout.write("A worker syncs its files now; `source list` shows how it went.")
             return
         self._sync_here(source)
 
