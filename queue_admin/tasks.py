@@ -15,7 +15,7 @@ from django.conf import settings
 
 from documents.models import Source
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, file_sources, freshness, registry, sources
+from queue_admin import backfill, config, freshness, registry, sources
 from queue_admin.worker import QueueWorker
 
 logger = logging.getLogger("sidecar.tasks")
@@ -126,6 +126,9 @@ def finish_detach(source_id: int) -> int:
 
 def sync_source(source_id: int, continues: str = "") -> dict:
     """Sync a file source for up to SYNC_TASK_SECONDS; a successor goes on from there."""
+    # Imported here: the parsers and boto3 are heavy, and every drain process imports this module.
+    from queue_admin import file_sources
+
     source = Source.objects.filter(pk=source_id).first()
     if source is None or source.state == Source.State.DETACHING:
         return {"synced": False, "reason": "no such source"}
