@@ -10,8 +10,9 @@ import weakref
 from dataclasses import dataclass
 
 import numpy as np
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from pgvector.psycopg.vector import VectorBinaryDumper, VectorBinaryLoader, VectorDumper, VectorLoader
+from psycopg import errors
 from psycopg.types import TypeInfo
 
 from documents.models import DocumentEmbedding, SourceDocument
@@ -60,19 +61,34 @@ def vectors_for_hashes(document_ids: list[uuid.UUID], model: str, hashes: set[st
     return {digest: (vector, tokens) for digest, vector, tokens in rows}
 
 
+class DocumentsBusy(Exception):
+    """Another transaction holds one of the documents (an edit not yet committed)."""
+
+
 def lock_current_hashes(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     """Lock the documents against edits until commit and return their current text's MD5.
 
     Held across the write, this makes "is the text still the one we embedded?" and the write
     one atomic step: an edit waits, then its trigger sees our completed item and queues anew.
-    Locked in id order, so two transactions never wait on each other in a cycle.
+
+    NOWAIT, all or nothing: raises DocumentsBusy (having locked nothing) when any document is
+    held by an uncommitted edit. Waiting instead would deadlock with an application statement
+    that updates several mirrored rows: it locks documents in its own row order and waits for
+    ours, while we, holding some, wait for one of its. PostgreSQL then cancels one side,
+    sometimes the application's mirror trigger, whose change would be lost. The caller tries
+    again in a moment (see QueueWorker._write); it holds no other lock when it calls this.
     """
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, md5(content) FROM source_documents WHERE id = ANY(%s) ORDER BY id FOR SHARE",
-            [list(document_ids)],
-        )
-        return dict(cursor.fetchall())
+    try:
+        with transaction.atomic(), connection.cursor() as cursor:  # a savepoint: the failure is undone
+            cursor.execute(
+                "SELECT id, md5(content) FROM source_documents WHERE id = ANY(%s) ORDER BY id FOR SHARE NOWAIT",
+                [list(document_ids)],
+            )
+            return dict(cursor.fetchall())
+    except OperationalError as error:
+        if isinstance(error.__cause__, errors.LockNotAvailable):
+            raise DocumentsBusy from error
+        raise
 
 
 def replace_chunks(documents: dict[uuid.UUID, tuple[str, list[Chunk]]], model: str) -> None:

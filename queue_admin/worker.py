@@ -21,6 +21,7 @@ from datetime import timedelta
 from django.conf import settings as django_settings
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
 from documents import sidecar
 from documents.chunking import split_sections_into_chunks
@@ -36,6 +37,9 @@ CHUNK_OVERLAP_TOKENS = 32
 IDLE_POLL_SECONDS = 0.5
 RETRY_BASE_SECONDS = 5
 RETRY_CAP_SECONDS = 15 * 60
+# How long a write keeps trying while an application's uncommitted edit holds one of its
+# documents (sidecar.DocumentsBusy); after that the batch is given back and embedded again.
+WRITE_LOCK_PATIENCE_SECONDS = 30
 
 
 def retry_delay(attempt: int) -> float:
@@ -579,6 +583,17 @@ class QueueWorker:
         """
         if not plans:
             return
+        # The whole transaction again, not just the lock: it holds nothing while it waits.
+        for attempt in Retrying(
+            retry=retry_if_exception_type(sidecar.DocumentsBusy),
+            wait=wait_random_exponential(multiplier=0.05, max=1),
+            stop=stop_after_delay(WRITE_LOCK_PATIENCE_SECONDS),
+            reraise=True,
+        ):
+            with attempt:
+                self._write_once(plans, report)
+
+    def _write_once(self, plans: list[_Plan], report: BatchReport) -> None:
         with transaction.atomic():
             current = sidecar.lock_current_hashes([plan.item.document_id for plan in plans])
             stale = [p for p in plans if current.get(p.item.document_id) not in (p.document_hash, None)]

@@ -9,10 +9,11 @@ import time
 from pathlib import Path
 
 import pytest
+from django.db import connection
 
 from documents.models import DocumentEmbedding, SourceDocument
 from queue_admin.models import QueueItem
-from tests.helpers import ROOT, database_url, set_config
+from tests.helpers import ROOT, database_url, set_config, wait_until
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
 
@@ -80,3 +81,44 @@ def test_a_worker_killed_mid_batch_loses_nothing(tmp_path):
     # the dead worker's items were reclaimed once (counted as an attempt), then completed
     assert set(QueueItem.objects.filter(retry_count=1).values_list("id", flat=True)) == held
     assert not QueueItem.objects.filter(status="processing").exists()
+
+
+def test_a_write_never_waits_on_an_application_statement_holding_its_documents():
+    """An application statement updating several documents locks them in its own order; a
+    worker writing a batch that holds some of them while waiting for another would deadlock
+    with it, and PostgreSQL may then cancel the application's side. The worker backs off
+    instead, so the application's write goes straight through and the batch is written after."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import psycopg
+
+    from queue_admin.worker import QueueWorker
+    from tests.fakes import FakeEmbedderForQueueTests
+
+    first, second = sorted(
+        SourceDocument.objects.bulk_create([SourceDocument(content="alpha"), SourceDocument(content="beta")]),
+        key=lambda d: d.id,
+    )
+    with psycopg.connect(database_url()) as application:
+        application.execute("SET lock_timeout = '10s'")
+        # The application holds the later document (the worker locks in id order) ...
+        application.execute("UPDATE source_documents SET title = 'edited' WHERE id = %s", [second.id])
+        with QueueWorker(FakeEmbedderForQueueTests(), name="test") as worker, ThreadPoolExecutor(1) as pool:
+            writing = pool.submit(worker.process_one_batch)
+            wait_until(
+                lambda: QueueItem.objects.filter(status="processing").exists(), 30, lambda: "not claimed"
+            )
+            # ... and, once the worker is writing, updates the earlier one too
+            time.sleep(1.5)  # past deadlock_timeout (1 s): a cycle would have been found by now
+            started = time.monotonic()
+            application.execute(
+                "UPDATE source_documents SET content = 'alpha, edited' WHERE id = %s", [first.id]
+            )
+            waited = time.monotonic() - started
+            application.commit()
+            report = writing.result(timeout=60)
+            pool.submit(lambda: connection.close()).result()  # the thread's session
+    assert waited < 1, f"the application's update waited {waited:.1f} s on the worker"
+    assert report.claimed == 2 and report.completed == 1 and report.requeued == 1
+    assert DocumentEmbedding.objects.get().document_id == second.id
+    assert QueueItem.objects.get(document=first, status="pending")
