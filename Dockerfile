@@ -33,8 +33,10 @@ COPY --chown=sidecar:sidecar console console
 COPY --chown=sidecar:sidecar templates templates
 ENV PATH=/venv/bin:$PATH PYTHONUNBUFFERED=1 DEBUG=0
 # Static files are collected at build time and served by whitenoise from gunicorn.
+# .data/uploads: uploads sources' files (SOURCE_UPLOAD_DIR), a volume shared by the web and
+# worker containers (compose.yaml); made here so the volume starts owned by sidecar.
 RUN DATABASE_URL=postgres://build@localhost/build SECRET_KEY=build-only ALLOWED_HOSTS=build \
-    python manage.py collectstatic --no-input -v 0 && chown -R sidecar:sidecar /app
+    python manage.py collectstatic --no-input -v 0 && mkdir -p .data/uploads && chown -R sidecar:sidecar /app
 USER sidecar
 EXPOSE 8000
 # Liveness of the web process (GET /healthz, no database). Django checks the Host header, so

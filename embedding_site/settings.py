@@ -367,6 +367,14 @@ SOURCE_FOLDER_ROOTS = [
     str(Path(folder).resolve()) for folder in env.list("SOURCE_FOLDER_ROOTS", default=[]) if folder.strip()
 ]
 
+# Where uploads sources keep their files (a folder per source: what was uploaded, and uploads
+# waiting for a worker). The web processes write it and the workers read it: on more than one
+# machine it must be a shared volume.
+SOURCE_UPLOAD_DIR = Path(env.str("SOURCE_UPLOAD_DIR", default=str(BASE_DIR / ".data" / "uploads"))).resolve()
+# The most one upload (all the files, or the .zip, of one request) may be; each file taken
+# in from it is also held to SOURCE_MAX_FILE_MB.
+SOURCE_UPLOAD_MAX_MB = _required_int_in_range("SOURCE_UPLOAD_MAX_MB", 1024, 1, 102_400)
+
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
     # Per process on purpose: a 384-float vector is cheaper to recompute than to fetch over

@@ -8,6 +8,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from documents.models import Source
-from documents.sources import buckets, file_sync, stores, web
+from documents.sources import buckets, file_sync, stores, uploads, web
 from documents.sources.file_sync import SyncReport
 from documents.sources.stores import StoreError
 from queue_admin.sources import SYNC_SCHEDULE_PREFIX, SourceError
@@ -58,9 +59,11 @@ def attach(
     elif kind == Source.Kind.URLS:
         options = _web_options(target, sitemap)
     elif kind == Source.Kind.UPLOADS:
-        raise SourceError(
-            "Uploads sources are not available yet: put the files in a folder and attach it with --kind folder."
-        )
+        if target:
+            raise SourceError(
+                "An uploads source takes no path: its files are uploaded on its page in the admin."
+            )
+        options = {}
     else:
         raise SourceError(f"Unknown kind of source {kind!r}.")
     if Source.objects.filter(name=name).exists():
@@ -159,6 +162,11 @@ def describe(source: Source) -> str:
     if source.kind == Source.Kind.S3:
         where = f"s3://{options['bucket']}/{options.get('prefix', '')}"
         return where + (f" at {options['endpoint_url']}" if options.get("endpoint_url") else "")
+    if source.kind == Source.Kind.UPLOADS:
+        waiting = uploads.waiting(upload_root(), source.pk)
+        return "files uploaded in the admin" + (
+            f" ({waiting} upload{'s' * (waiting != 1)} waiting for a worker)" if waiting else ""
+        )
     if source.kind == Source.Kind.URLS:
         pages = len(options.get("urls") or [])
         return (
@@ -184,9 +192,73 @@ def store_for(source: Source) -> stores.Store:
                 options.get("region", ""),
             )
         )
+    if source.kind == Source.Kind.UPLOADS:
+        return stores.FolderStore(uploads.files_dir(upload_root(), source.pk))
     if source.kind == Source.Kind.URLS:
         return stores.WebStore(tuple(options.get("urls") or ()), options.get("sitemap", ""), web_limits())
     raise SourceError(f"Source {source.name!r} is {source.get_kind_display()}: it has no files to sync.")
+
+
+def upload_root() -> Path:
+    return Path(settings.SOURCE_UPLOAD_DIR)
+
+
+# --- Uploads: files given to an uploads source, taken in by the next sync -----------------
+
+
+@dataclass
+class Upload:
+    """What an upload handed to the workers, and what it refused at once (with the reason)."""
+
+    taken: list[str] = field(default_factory=list)
+    refused: list[tuple[str, str]] = field(default_factory=list)
+
+
+def accept_upload(name: str) -> str:
+    """The name an uploaded file is kept under, or UploadRefused with the reason: a type no
+    parser reads is refused before a byte is stored (a zip's entries are checked in the worker)."""
+    name = uploads.check_name(name)
+    if not uploads.is_archive(name):
+        uploads.check_type(name)
+    return name
+
+
+def upload_limit(name: str) -> int:
+    """The most bytes one uploaded file may have: a zip the whole upload's limit, any other
+    file the file limit."""
+    return whole_upload_limit() if uploads.is_archive(name) else settings.SOURCE_MAX_FILE_MB * 1024 * 1024
+
+
+def whole_upload_limit() -> int:
+    return settings.SOURCE_UPLOAD_MAX_MB * 1024 * 1024
+
+
+def require_uploads(source: Source) -> None:
+    if source.kind != Source.Kind.UPLOADS:
+        raise SourceError(
+            f"Source {source.name!r} is {source.get_kind_display()}: files cannot be uploaded to it."
+        )
+    _require_files(source)
+
+
+def upload_files(source: Source, paths: list[Path]) -> Upload:
+    """Copy local files (the shell's `source upload`) into a new upload of the source and hand
+    it to the workers; the caller syncs (or schedules a sync) to take it in."""
+    require_uploads(source)
+    upload = Upload()
+    total, most = 0, whole_upload_limit()
+    with uploads.Batch(upload_root(), source.pk) as batch:
+        for path in paths:
+            try:
+                name = accept_upload(path.name)
+                with path.open("rb") as file:
+                    total += batch.add(name, file, upload_limit(name), most - total)
+                upload.taken.append(name)
+            except (uploads.UploadRefused, OSError) as exc:
+                upload.refused.append((path.name, str(exc)))
+        if upload.taken:
+            batch.hand_over()
+    return upload
 
 
 def limits_for(source: Source) -> file_sync.Limits:
@@ -233,6 +305,14 @@ def run_sync(
             last_saved = time.monotonic()
 
     try:
+        if source.kind == Source.Kind.UPLOADS and not continues:
+            # Under the sync's lease: one worker takes the uploads in, and the sync then sees them.
+            uploads.take_in_all(
+                upload_root(),
+                source.pk,
+                max_bytes=settings.SOURCE_MAX_FILE_MB * 1024 * 1024,
+                refuse=report.fail,
+            )
         after = file_sync.sync(
             source.pk, store_for(source), report, limits_for(source), after=position, deadline=deadline,
             progress=saved_now_and_then,
@@ -301,6 +381,10 @@ def _finish(source: Source, report: SyncReport) -> None:
     logger.info(
         "source %s synced: %s%s", source.name, report.summary(), f"; {report.error}" if report.error else ""
     )
+    if source.kind == Source.Kind.UPLOADS and uploads.waiting(upload_root(), source.pk):
+        # Uploaded while this sync ran, after it took the uploads in: the upload's own sync
+        # task found this one holding the source and gave up, so this one queues the next.
+        schedule_sync(source)
 
 
 def _json(report: SyncReport) -> str:
@@ -320,6 +404,10 @@ def set_sync_interval(source: Source, minutes: int | None) -> None:
     from django_q.models import Schedule
 
     _require_files(source)
+    if minutes and not 1 <= minutes <= 7 * 24 * 60:
+        raise SourceError(
+            "Sync every 1 minute to 7 days (10,080 minutes), or leave it empty for on demand only."
+        )
     name = SYNC_SCHEDULE_PREFIX + source.name
     options = {**source.options, "sync_minutes": minutes or None}
     Source.objects.filter(pk=source.pk).update(options=options)
@@ -327,10 +415,6 @@ def set_sync_interval(source: Source, minutes: int | None) -> None:
     if not minutes:
         Schedule.objects.filter(name=name).delete()
         return
-    if minutes < 1 or minutes > 7 * 24 * 60:
-        raise SourceError(
-            "Sync every 1 minute to 7 days (10,080 minutes), or leave it empty for on demand only."
-        )
     Schedule.objects.update_or_create(
         name=name,
         defaults={

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import connection, transaction
 from django.utils import timezone
@@ -307,6 +308,10 @@ def finish_detach(source: Source) -> int:
     from django_q.models import Schedule
 
     Schedule.objects.filter(name=SYNC_SCHEDULE_PREFIX + source.name).delete()
+    if source.kind == Source.Kind.UPLOADS:
+        from documents.sources import uploads  # here: it loads the parsers, which tables never need
+
+        uploads.remove_source(settings.SOURCE_UPLOAD_DIR, source.pk)
     Source.objects.filter(pk=source.pk).delete()
     logger.info("detached source %s: %s documents removed", source.name, removed)
     return removed

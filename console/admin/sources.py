@@ -12,13 +12,14 @@ from django.contrib.admin.utils import unquote
 from django.contrib.admin.views.main import ChangeList
 from django.core.exceptions import PermissionDenied
 from django.urls import reverse
-from django.utils.html import format_html, format_html_join
+from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
 from console.admin import detach_action, source_pages
+from console.admin.sync_report import last_sync_html
+from console.admin.upload_page import SourceUploadMixin
 from documents.models import Source
 from documents.providers.factory import get_provider
-from documents.sources.file_sync import SyncReport
 from documents.sources.tables import TableSourceError
 from queue_admin import backfill, file_sources, source_figures, sources
 
@@ -37,7 +38,7 @@ class SourceChangeList(ChangeList):
 
 
 @admin.register(Source)
-class SourceAdmin(admin.ModelAdmin):
+class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
     list_display = (
         "name",
         "kind_label",
@@ -84,6 +85,9 @@ class SourceAdmin(admin.ModelAdmin):
         return actions
 
     # The pages.
+
+    def get_urls(self):
+        return self.upload_urls() + super().get_urls()
 
     def get_changelist(self, request, **kwargs):
         return SourceChangeList
@@ -142,6 +146,12 @@ class SourceAdmin(admin.ModelAdmin):
     def reads(self, obj):
         if obj.is_builtin:
             return "Sidecar's own documents"
+        if obj.kind == Source.Kind.UPLOADS:
+            return format_html(
+                '{} — <a href="{}" class="sidecar-upload-link">upload files</a>',
+                file_sources.describe(obj),
+                reverse("admin:documents_source_upload", args=[obj.pk]),
+            )
         if obj.is_files:
             return file_sources.describe(obj)
         return format_html(
@@ -338,31 +348,6 @@ class SourceAdmin(admin.ModelAdmin):
 
 
 PAUSED = "Nothing of it is queued for embedding until it is resumed; its documents stay in step."
-
-
-def last_sync_html(source: Source, *, failures: bool = True) -> str:
-    """A file source's last (or running) sync: its figures, and each failed file's reason."""
-    report = SyncReport.from_dict(source.last_sync)
-    if not report.started_at:
-        return mark_safe('<div class="help">not synced yet</div>')
-    when = "syncing now" if report.running else f"synced {report.finished_at[:16].replace('T', ' ')} UTC"
-    html = format_html(
-        '<div class="sidecar-last-sync" data-running="{}">{}: {}</div>',
-        report.running,
-        when,
-        report.summary(),
-    )
-    if report.error:
-        html += format_html('<div class="sidecar-source-reason">stopped: {}</div>', report.error)
-    if failures and report.failures:
-        items = format_html_join(
-            "", "<li><code>{}</code>: {}</li>", ((f["key"], f["reason"]) for f in report.failures)
-        )
-        more = report.failed - len(report.failures)
-        html += format_html('<ul class="sidecar-sync-failures">{}</ul>', items)
-        if more > 0:
-            html += format_html('<div class="help">and {} more</div>', f"{more:,}")
-    return html
 
 
 def _documents(count: int) -> str:

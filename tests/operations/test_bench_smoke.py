@@ -124,6 +124,9 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "big_pdf_peak_mib",
             "first_sync_s",
             "resync_unchanged_s",
+            "bucket_first_sync_s",
+            "bucket_resync_unchanged_s",
+            "upload_peak_mib",
         ],
     }
     # Elsewhere a note means something went wrong (documents not embedded, a wrong count).

@@ -30,6 +30,9 @@ def test_compose_defines_the_database_a_one_shot_migration_web_and_scalable_work
         assert services[name]["environment"]["DATABASE_URL"].startswith("postgres://")
     for name in ("web", "worker"):
         assert services[name]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    # uploads sources: the web process writes the files the workers read
+    for name in ("web", "worker"):
+        assert "uploads:/app/.data/uploads" in services[name]["volumes"]
     # --scale worker=3 needs a worker with no fixed name and no host port
     assert "container_name" not in services["worker"] and "ports" not in services["worker"]
 

@@ -1,4 +1,5 @@
 import json as jsonlib
+from pathlib import Path
 
 from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand, CommandError
@@ -20,11 +21,12 @@ class Command(BaseCommand):
         commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
         attach = commands.add_parser(
             "attach",
-            help="attach a table (SCHEMA.TABLE), a folder (PATH), a bucket (s3://BUCKET/PREFIX) or web pages (URL ...)",
+            help="attach a table (SCHEMA.TABLE), a folder (PATH), a bucket (s3://BUCKET/PREFIX), web pages "
+            "(URL ...) or an uploads source (no WHERE)",
         )
         attach.add_argument(
             "--kind",
-            choices=["table", "folder", "s3", "urls"],
+            choices=["table", "folder", "s3", "urls", "uploads"],
             default="table",
             help="what to attach (default table)",
         )
@@ -70,6 +72,16 @@ class Command(BaseCommand):
         sync.add_argument("name")
         sync.add_argument(
             "--wait", action="store_true", help="sync here and now, with progress (else a worker does)"
+        )
+        upload = commands.add_parser(
+            "upload", help="upload files (or .zip archives of them) to an uploads source, then sync it"
+        )
+        upload.add_argument("name")
+        upload.add_argument("files", nargs="+", metavar="FILE")
+        upload.add_argument(
+            "--background",
+            action="store_true",
+            help="let a worker take the files in (else here, with progress)",
         )
         listing = commands.add_parser("list", help="every source with its figures")
         listing.add_argument("--json", action="store_true")
@@ -163,6 +175,11 @@ class Command(BaseCommand):
         if opts["every"]:
             file_sources.set_sync_interval(source, opts["every"])
         self.stdout.write(f"Attached {file_sources.describe(source)} as source {source.name}.")
+        if kind == Source.Kind.UPLOADS:
+            self.stdout.write(
+                f"Upload files on its page in the admin, or with `manage.py source upload {name} FILE ...`."
+            )
+            return
         if background:
             file_sources.schedule_sync(source)
             self.stdout.write("A worker syncs its files now; `source list` shows how it went.")
@@ -176,6 +193,20 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"A worker syncs {name} now; `source sync {name} --wait` syncs here and shows it."
             )
+            return
+        self._sync_here(source)
+
+    def upload(self, name, files, background, **_):
+        source = sources.by_name(name)
+        upload = file_sources.upload_files(source, [Path(file) for file in files])
+        for file, reason in upload.refused:
+            self.stderr.write(f"  refused: {file}: {reason}")
+        if not upload.taken:
+            raise CommandError("Nothing was uploaded.")
+        self.stdout.write(f"Uploaded {len(upload.taken):,} file{'s' * (len(upload.taken) != 1)} to {name}.")
+        if background:
+            file_sources.schedule_sync(source)
+            self.stdout.write("A worker takes them in now; `source list` shows how it went.")
             return
         self._sync_here(source)
 
