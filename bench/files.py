@@ -8,6 +8,7 @@ with menus, footers and scripts around the article, Markdown with nested heading
 headings and a table; text from bench.corpus (seeded, the same every run).
 """
 
+import logging
 import os
 import random
 import tempfile
@@ -181,6 +182,7 @@ def s3_server():
     from moto.server import ThreadedMotoServer
 
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # a line per request otherwise
     server.start()
     saved = {
         name: os.environ.get(name)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings as django_settings
-from django.db import close_old_connections, connections, transaction
+from django.db import close_old_connections, connections, reset_queries, transaction
 from django.utils import timezone
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
@@ -256,6 +256,7 @@ class QueueWorker:
         Failures of single items are recorded on them, never raised; anything else gives the
         batch back and is raised."""
         close_old_connections()
+        reset_queries()  # with DEBUG on, Django keeps every query until a request starts: never, here
         with self._release_lock:
             to_release, self._to_release = self._to_release, []
         if to_release:
@@ -305,6 +306,7 @@ class QueueWorker:
         # The writer's own session: dropped and reopened here after the database restarted, as
         # _prepare_batch does for the loop's session.
         close_old_connections()
+        reset_queries()
         self._write_batch(batch)
 
     def _give_back(self, items: list[queue_sql.ClaimedItem]) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 
-from django.db import connection
+from django.db import connection, reset_queries
 from django.db.models.functions import Collate
 
 from documents.models import SourceDocument
@@ -107,6 +107,9 @@ def sync(
             known, current = current, next(held, None)
         report.seen += 1
         _sync_file(source_id, store, entry, known, report, limits)
+        # With DEBUG on (make demo), Django keeps every query's text, each file's whole text
+        # among them, until a web request starts; a sync is no request, so it forgets them here.
+        reset_queries()
         if progress is not None:
             progress(report)
         if deadline is not None and time.monotonic() > deadline:

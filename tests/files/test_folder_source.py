@@ -201,3 +201,21 @@ def test_a_zip_in_a_folder_is_an_unsupported_type(share):
 def test_an_uploads_source_is_refused_until_uploads_exist():
     with pytest.raises(sources.SourceError, match="not available yet"):
         file_sources.attach("uploads", [], name="inbox")
+
+
+def test_a_sync_with_debug_on_does_not_keep_every_files_text_in_the_query_log(tmp_path, settings):
+    """DEBUG (make demo) makes Django keep each query's text until a web request starts; a
+    sync in a worker is no request, so without care it would hold every file's text."""
+    from django.db import connection, reset_queries
+
+    folder = tmp_path / "big"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"letter-{n}.txt").write_text(f"Letter {n}. " + "All is well at the lighthouse. " * 4000)
+    source = attach(folder)
+    settings.DEBUG = True
+    reset_queries()
+    report = file_sources.run_sync(source)
+    assert report.new == 3
+    kept = sum(len(query["sql"]) for query in connection.queries)
+    assert kept < 100_000, f"{kept:,} characters of queries kept"
