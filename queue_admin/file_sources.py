@@ -320,6 +320,10 @@ def set_sync_interval(source: Source, minutes: int | None) -> None:
     from django_q.models import Schedule
 
     _require_files(source)
+    if minutes and not 1 <= minutes <= 7 * 24 * 60:
+        raise SourceError(
+            "Sync every 1 minute to 7 days (10,080 minutes), or leave it empty for on demand only."
+        )
     name = SYNC_SCHEDULE_PREFIX + source.name
     options = {**source.options, "sync_minutes": minutes or None}
     Source.objects.filter(pk=source.pk).update(options=options)
@@ -327,10 +331,6 @@ def set_sync_interval(source: Source, minutes: int | None) -> None:
     if not minutes:
         Schedule.objects.filter(name=name).delete()
         return
-    if minutes < 1 or minutes > 7 * 24 * 60:
-        raise SourceError(
-            "Sync every 1 minute to 7 days (10,080 minutes), or leave it empty for on demand only."
-        )
     Schedule.objects.update_or_create(
         name=name,
         defaults={
