@@ -134,14 +134,16 @@ def _web_options(urls: list[str], sitemap: str) -> dict:
     """Pages or a sitemap, each address checked (http or https, no password in it); the
     addresses they resolve to are checked at every fetch, redirects included."""
     if not urls and not sitemap:
-        raise SourceError("Give the URLs of the pages, or --sitemap URL.")
+        raise SourceError("Give the URLs of the pages, or the URL of a sitemap.")
     limits = web_limits()
-    try:
-        checked = [web.check_url(url, limits) for url in urls]
-        sitemap = web.check_url(sitemap, limits) if sitemap else ""
-    except web.FetchError as exc:
-        raise SourceError(str(exc)) from None
-    return {"urls": checked, "sitemap": sitemap}
+    checked = []
+    for url in [*urls, *([sitemap] if sitemap else [])]:
+        try:
+            checked.append(web.check_url(url, limits))
+        except web.FetchError as exc:
+            # Named, so that among several URLs the one refused is plain to see.
+            raise SourceError(str(exc) if url in str(exc) else f"{url}: {exc}") from None
+    return {"urls": checked[: len(urls)], "sitemap": checked[-1] if sitemap else ""}
 
 
 def web_limits() -> web.Limits:

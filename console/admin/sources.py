@@ -1,7 +1,8 @@
 """Sources: where documents come from. The list shows each source's figures (`source_figures`)
 and offers pause, resume, resync, backfill and detach; "Attach a table" and a table source's
-change page are the mapping form (`source_pages.py`); detaching goes through a confirmation
-(`detach_action.py`). Every change is made by the services in `queue_admin.sources`.
+change page are the mapping form (`source_pages.py`); "Attach files" and a file source's change
+page are `file_source_pages.py`; detaching goes through a confirmation (`detach_action.py`).
+Every change is made by the services in `queue_admin.sources` and `queue_admin.file_sources`.
 
 Sidecar's own documents are the built-in source: it can be paused, resumed and backfilled, but
 not edited or detached.
@@ -15,7 +16,7 @@ from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from console.admin import detach_action, source_pages
+from console.admin import detach_action, file_source_pages, source_pages
 from console.admin.sync_report import last_sync_html
 from console.admin.upload_page import SourceUploadMixin
 from documents.models import Source
@@ -98,16 +99,17 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
         return super().changelist_view(request, extra_context)
 
     def add_view(self, request, form_url="", extra_context=None):
+        if "kind" in request.GET:  # "Attach files": ?kind=files, then the kind chosen
+            return file_source_pages.attach(self, request)
         return source_pages.attach(self, request)
 
     def change_view(self, request, object_id, form_url="", extra_context=None):
         source = self.get_object(request, unquote(object_id))
-        if (
-            source is not None
-            and source.kind == Source.Kind.TABLE
-            and self.has_change_permission(request, source)
-        ):
-            return source_pages.edit(self, request, source)
+        if source is not None and self.has_change_permission(request, source):
+            if source.kind == Source.Kind.TABLE:
+                return source_pages.edit(self, request, source)
+            if source.kind in file_source_pages.KINDS:
+                return file_source_pages.edit(self, request, source)
         # The built-in source, or someone who may only look: Django's read-only page.
         return super().change_view(request, object_id, form_url, extra_context)
 
@@ -210,7 +212,7 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
                 f"{obj.rows_total:,}",
             )
         state = format_html('<span class="sidecar-source-state {}">{}</span>', obj.state, obj.state)
-        if obj.is_files and obj.last_sync:
+        if obj.is_files:  # "not synced yet" until a worker got to it
             return state + last_sync_html(obj, failures=False)
         return state
 
@@ -220,7 +222,7 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
         return (
             f"{minutes} minutes"
             if minutes
-            else "on demand only (the Sync action, or `manage.py source sync`)"
+            else "on demand only (the Resync action, or `manage.py source sync`)"
         )
 
     @admin.display(description="last sync")

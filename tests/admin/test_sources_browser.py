@@ -78,3 +78,37 @@ def test_attach_a_table_with_the_preview_then_detach_it(admin_page, blog_posts, 
     assert not Source.objects.filter(name="blog").exists()
     assert not SourceDocument.objects.filter(source_key__isnull=False).exists()
     assert sql("SELECT * FROM public.blog_post ORDER BY id") == blog_posts
+
+
+def test_attach_a_folder_then_set_its_schedule_on_its_page(admin_page, tmp_path, screenshot_dir):
+    from django_q.models import Schedule
+
+    (tmp_path / "guide.md").write_text("# Guide\n\nInstall it with pip on any machine with Python.\n")
+    (tmp_path / "empty.txt").write_bytes(b"")
+    page = admin_page
+    page.goto("/admin/documents/source/")
+    page.click("#attach-files-link")
+
+    # Choosing the kind reloads the page with that kind's fields.
+    page.check("input[name=kind][value=folder]")
+    page.click("#show-kind-fields")
+    page.wait_for_selector("#id_path")
+    page.fill("#id_name", "share")
+    page.fill("#id_path", str(tmp_path))
+    page.fill("#id_include", "*.md, *.txt")
+    page.screenshot(path=str(screenshot_dir / "source-attach-files.png"), full_page=True)
+    page.click("#attach-button")
+    page.wait_for_url("**/admin/documents/source/")
+    assert "A worker syncs its files now" in page.inner_text("ul.messagelist")
+    source = Source.objects.get(name="share")
+    assert "not synced yet" in page.inner_text(f"tr:has(input[value='{source.pk}'])")
+
+    tasks.sync_source(source.pk)  # what the worker would run
+    page.click(f"tr:has(input[value='{source.pk}']) th a")
+    assert "<code>empty.txt</code>" in page.inner_html("#source-summary")
+    page.fill("#id_sync_minutes", "60")
+    page.screenshot(path=str(screenshot_dir / "source-files-page.png"), full_page=True)
+    page.click("#save-button")
+    page.wait_for_url("**/admin/documents/source/")
+    assert "Saved share." in page.inner_text("ul.messagelist")
+    assert Schedule.objects.get(name="sidecar-sync-share").minutes == 60

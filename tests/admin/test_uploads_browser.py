@@ -6,11 +6,12 @@ import io
 import zipfile
 
 import pytest
+from django_q.models import OrmQ
 from reportlab.pdfgen import canvas
 
-from documents.models import SourceDocument
+from documents.models import Source, SourceDocument
 from documents.providers.local import LocalEmbeddingProvider
-from queue_admin import file_sources, tasks
+from queue_admin import tasks
 from queue_admin.worker import QueueWorker
 from tests.browser import docs_screenshot
 
@@ -65,12 +66,23 @@ def bundle() -> bytes:
     return buffer.getvalue()
 
 
-def test_an_operator_uploads_a_zip_and_finds_its_pages_with_citations(operator_page, screenshot_dir):
-    source = file_sources.attach("uploads", [], name="manuals")
-    page = operator_page
+def test_an_admin_attaches_an_uploads_source_uploads_a_zip_and_finds_its_pages_with_citations(
+    admin_page, screenshot_dir
+):
+    page = admin_page
 
     page.goto("/admin/documents/source/")
-    page.click("tr:has-text('manuals') a.sidecar-upload-link")
+    page.click("#attach-files-link")
+    page.check("input[name=kind][value=uploads]")
+    page.click("#show-kind-fields")
+    assert page.locator("#id_sync_minutes").count() == 0  # it syncs when files are uploaded
+    page.fill("#id_name", "manuals")
+    page.click("#attach-button")
+    page.wait_for_url("**/upload/")
+    assert "Attached uploads source manuals. Upload its files here." in page.inner_text("ul.messagelist")
+    source = Source.objects.get(name="manuals")
+    assert OrmQ.objects.count() == 0  # nothing to sync until files arrive
+
     page.set_input_files(
         "#id_files", files=[{"name": "bundle.zip", "mimeType": "application/zip", "buffer": bundle()}]
     )
@@ -79,6 +91,9 @@ def test_an_operator_uploads_a_zip_and_finds_its_pages_with_citations(operator_p
     assert "1 upload waiting for a worker" in page.inner_text("#upload-status")
     assert SourceDocument.objects.filter(source=source).count() == 0  # nothing parsed in the request
 
+    page.goto("/admin/documents/source/")
+    page.click("tr:has-text('manuals') a.sidecar-upload-link")  # the list's way to the upload page
+    page.wait_for_url("**/upload/")
     tasks.sync_source(source.pk, "")  # the worker's part: take the zip in, parse, write documents
     with QueueWorker(LocalEmbeddingProvider(), name="browser-test") as worker:
         worker.run()

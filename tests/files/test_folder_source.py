@@ -190,17 +190,25 @@ def test_detaching_a_folder_source_removes_its_documents_and_schedule(share):
     assert not Schedule.objects.filter(name="sidecar-sync-share").exists()
 
 
+@pytest.mark.parametrize("minutes", [-5, 7 * 24 * 60 + 1])
+def test_a_refused_sync_interval_changes_nothing(share, minutes):
+    from django_q.models import Schedule
+
+    source = attach(share)
+    file_sources.set_sync_interval(source, 30)
+    with pytest.raises(sources.SourceError, match="1 minute to 7 days"):
+        file_sources.set_sync_interval(source, minutes)
+    source.refresh_from_db()
+    assert source.options["sync_minutes"] == 30
+    assert Schedule.objects.get(name="sidecar-sync-share").minutes == 30
+
+
 def test_a_zip_in_a_folder_is_an_unsupported_type(share):
     with zipfile.ZipFile(share / "bundle.zip", "w") as archive:
         archive.writestr("inner.md", "# Inner\n\ntext")
     report = file_sources.run_sync(attach(share))
     assert report.failures[0]["key"] == "bundle.zip"
     assert report.failures[0]["reason"].startswith("unsupported type .zip")
-
-
-def test_an_uploads_source_is_refused_until_uploads_exist():
-    with pytest.raises(sources.SourceError, match="not available yet"):
-        file_sources.attach("uploads", [], name="inbox")
 
 
 def test_a_sync_with_debug_on_does_not_keep_every_files_text_in_the_query_log(tmp_path, settings):

@@ -84,3 +84,22 @@ def test_a_sitemap_source_from_the_command(web_site, settings, capsys):
     out = capsys.readouterr().out
     assert "Synced site:" in out
     assert web_site.url("/page") in keys_of(Source.objects.get(name="site"))
+
+
+def test_a_refused_url_among_several_is_named_and_nothing_is_attached():
+    good = "https://example.com/handbook"
+    with pytest.raises(sources.SourceError) as refused:
+        file_sources.attach("urls", [good, "ftp://example.com/file.txt"], name="site")
+    assert str(refused.value).startswith("ftp://example.com/file.txt")
+    with pytest.raises(sources.SourceError, match="Give the URLs of the pages, or the URL of a sitemap"):
+        file_sources.attach("urls", [], name="site")
+    assert not Source.objects.filter(name="site").exists()
+
+
+def test_a_bad_source_name_in_the_shell_is_a_plain_error(tmp_path):
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError) as refused:
+        call_command("source", "attach", "--kind", "folder", str(tmp_path), "--name", "Bad Name")
+    assert "lowercase" in str(refused.value) or "letters" in str(refused.value)
+    assert not Source.objects.filter(name="Bad Name").exists()

@@ -1,7 +1,7 @@
 import json as jsonlib
 from pathlib import Path
 
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
@@ -100,6 +100,8 @@ class Command(BaseCommand):
             getattr(self, action)(**options)
         except (sources.SourceError, TableSourceError, StoreError, PermissionDenied) as exc:
             raise CommandError(str(exc)) from None
+        except ValidationError as exc:  # the source's fields, e.g. a name with capitals
+            raise CommandError(" ".join(exc.messages)) from None
 
     def attach(
         self,
