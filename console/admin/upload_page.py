@@ -90,6 +90,20 @@ class SourceUploadHandler(FileUploadHandler):
         self.refused.append((self.name, reason))
 
 
+class DiscardFiles(FileUploadHandler):
+    """For a POST that is refused anyway: its files are read past, a chunk at a time, and kept
+    nowhere."""
+
+    def new_file(self, *args, **kwargs):
+        raise SkipFile()
+
+    def receive_data_chunk(self, raw_data, start):
+        return None
+
+    def file_complete(self, file_size):
+        return None
+
+
 class SourceUploadMixin:
     """Adds the upload page to SourceAdmin: /admin/documents/source/<id>/upload/."""
 
@@ -109,6 +123,23 @@ class SourceUploadMixin:
     @method_decorator(csrf_exempt)
     def upload_view(self, request, object_id):
         source = self.get_object(request, object_id)
+        if (
+            request.method != "POST"
+            or source is None
+            or source.kind != Source.Kind.UPLOADS
+            or not self.has_change_permission(request, source)
+        ):
+            request.upload_handlers = [DiscardFiles(request)]  # refused below; nothing is stored
+            return self._upload_page(request, object_id, source, None, None)
+        with uploads.Batch(file_sources.upload_root(), source.pk) as batch:
+            # Whatever stops short of handing the batch over (a CSRF refusal, which comes
+            # after the files were read; an error) deletes it on the way out.
+            handler = SourceUploadHandler(request, batch, file_sources.whole_upload_limit())
+            request.upload_handlers = [handler]
+            return self._upload_page(request, object_id, source, batch, handler)
+
+    @method_decorator(csrf_protect)
+    def _upload_page(self, request, object_id, source, batch, handler):
         if source is None or source.kind != Source.Kind.UPLOADS:
             return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
         may_upload = self.has_change_permission(request, source)
@@ -118,14 +149,8 @@ class SourceUploadMixin:
             return self._render_upload_page(request, source, may_upload)
         if not may_upload:
             raise PermissionDenied
-        with uploads.Batch(file_sources.upload_root(), source.pk) as batch:
-            # Whatever stops short of handing the batch over (a CSRF refusal, which comes
-            # after the files were read; an error) deletes it on the way out.
-            handler = SourceUploadHandler(request, batch, file_sources.whole_upload_limit())
-            request.upload_handlers = [handler]
-            return self._receive_upload(request, source, batch, handler)
+        return self._receive_upload(request, source, batch, handler)
 
-    @method_decorator(csrf_protect)
     def _receive_upload(self, request, source, batch, handler):
         request.FILES  # reads the whole body through the handler  # noqa: B018
         for name, reason in handler.refused:
