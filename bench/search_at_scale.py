@@ -14,7 +14,7 @@ staging table, one INSERT … SELECT) with the HNSW index dropped; then time CRE
 the graph fits in memory); exact top 10 of every
 query with index scans off (the ground truth, and the cost of searching without an index);
 raw SQL through the index at each ef_search of a sweep (p50/p95 and recall@10; pgvector's
-default is 40); and `queue_admin.searching.semantic_search` (ORM, SEARCH_EF_SEARCH, the query
+default is 40); and `queue_admin.searching.search` in vector mode (SEARCH_EF_SEARCH, the query
 cache) with a query "embedder" that hands back the prepared vectors, so no model is timed.
 The index is put back however the scenario ends.
 """
@@ -48,6 +48,12 @@ SPECTRUM_DECAY = 0.4  # the i-th latent axis has scale (i + 1) ** -0.4
 TOPIC_SPREAD = 1.0  # a document's distance from its topic centre, relative to the centres' spread
 SHARED_DIRECTION_COSINE = 0.145  # what the shared direction alone gives two unrelated documents
 SEED = 20261127
+
+TENANTS = 100  # one tenant's filter keeps 1% of the documents
+WRITE_CHUNKS, QUICK_WRITE_CHUNKS = 1_000, 100
+WRITE_WORDS = 200  # about a full chunk (256 tokens)
+WRITE_ROUNDS = 2  # without, with, without, with: medians per chunk
+TERMS_TRIGGERS = ("document_embeddings_terms_after_insert", "document_embeddings_terms_after_update")
 
 NEAREST = """SELECT document_id FROM document_embeddings WHERE model = %s
                ORDER BY embedding <=> %s LIMIT %s"""
@@ -129,6 +135,11 @@ def load(vectors: np.ndarray) -> float:
     with transaction.atomic(), connection.cursor() as cursor:
         cursor.execute("ALTER TABLE source_documents DISABLE TRIGGER USER")
         cursor.execute(dashboard.LOAD_DOCUMENTS, {"n": len(vectors)})
+        # Document g belongs to tenant g mod 100: a tenant is the 1% a filter keeps.
+        cursor.execute(
+            "UPDATE source_documents SET metadata = jsonb_build_object('tenant', split_part(title, ' ', 2)::int %% %s)",
+            [TENANTS],
+        )
         cursor.execute("ALTER TABLE source_documents ENABLE TRIGGER USER")
         register_vector_info(cursor.cursor, TypeInfo.fetch(cursor.cursor.connection, "vector"))
         cursor.execute("CREATE TEMP TABLE bench_vectors (g bigint, embedding vector) ON COMMIT DROP")
@@ -240,6 +251,10 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
         else:
             result.notes.append(f"no ef_search up to {EF_SEARCH_SWEEP[-1]} reaches recall {TARGET_RECALL}")
         time_semantic_search(result, queries, truth)
+        time_hybrid_search(result, queries, size)
+        time_chunk_write_with_and_without_terms(
+            result, vectors, WRITE_CHUNKS if not quick else QUICK_WRITE_CHUNKS
+        )
         result.notes.append(
             "ef_search sweep (recall@10, p50/p95 ms): "
             + "; ".join(f"{ef}: {r:.3f}, {a:.1f}/{b:.1f}" for ef, (r, a, b) in sweep.items())
@@ -258,7 +273,7 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
 
 
 def time_semantic_search(result: common.ScenarioResult, queries: np.ndarray, truth: list[list]) -> None:
-    """queue_admin.searching.semantic_search, k = 10, with the prepared query vectors."""
+    """queue_admin.searching.search (vector mode), k = 10, with the prepared query vectors."""
     from django.conf import settings
     from django.test.utils import override_settings
 
@@ -274,18 +289,141 @@ def time_semantic_search(result: common.ScenarioResult, queries: np.ndarray, tru
         override_settings(DEBUG=False),
     ):
         searching._coverage.clear()
-        searching.semantic_search("warm-up", k=K)  # the coverage count (then cached), the connection
+        searching.search("warm-up", k=K, mode="vector")  # the coverage count (then cached), the connection
         found, ms = [], []
         for text in texts:
             started = time.perf_counter()
-            hits = searching.semantic_search(text, k=K).hits
+            hits = searching.search(text, k=K, mode="vector").hits
             ms.append((time.perf_counter() - started) * 1000)
             found.append([hit.document_id for hit in hits])
     truth_ids = [[str(document_id) for document_id in row] for row in truth]
     p95 = common.percentile(ms, 95)
     share = recall(found, truth_ids)
-    result.add("search_p50_ms", "queue_admin.searching.semantic_search, p50", common.median(ms), "ms")
-    result.add("search_p95_ms", "queue_admin.searching.semantic_search, p95", p95, "ms",
+    result.add("search_p50_ms", "queue_admin.searching.search (vector mode), p50", common.median(ms), "ms")
+    result.add("search_p95_ms", "queue_admin.searching.search (vector mode), p95", p95, "ms",
                f"<= {TARGET_P95_MS:.0f}", p95 <= TARGET_P95_MS)  # fmt: skip
     result.add("search_recall", f"documents.search recall@{K} (SEARCH_EF_SEARCH {settings.SEARCH_EF_SEARCH})", share, "ratio",
                f">= {TARGET_RECALL}", share >= TARGET_RECALL)  # fmt: skip
+
+
+def order_number(document: int) -> int:
+    """The order number in document `document`'s text (dashboard.LOAD_DOCUMENTS)."""
+    return document * 7919 % 100_000
+
+
+def time_hybrid_search(result: common.ScenarioResult, queries: np.ndarray, size: int) -> None:
+    """queue_admin.searching.search in its default (hybrid) mode, k = 10: each query's vector
+    is a prepared one and its words name one document's order ("refunds of order 4242": the
+    keyword list finds that document among chunks that all hold the other words); then the
+    same queries kept to one tenant (1% of the documents), and a keyword query that every chunk
+    matches (ranking reads all their terms: the worst case). Ratios to the vector search
+    above, measured in the same run."""
+    from django.test.utils import override_settings
+
+    from queue_admin import searching
+
+    rng = np.random.default_rng(SEED + 2)
+    documents = rng.integers(1, size + 1, len(queries))
+    texts = [f"refunds of order {order_number(int(g))}" for g in documents]
+    provider = QueryVectorsForBenchmarks(
+        {"warm-up": queries[0], "refunds shipping": queries[0], **dict(zip(texts, queries, strict=True))}
+    )
+    tenants = rng.integers(0, TENANTS, len(queries))
+
+    def timed(run) -> list[float]:
+        ms = []
+        for n, text in enumerate(texts):
+            started = time.perf_counter()
+            run(n, text)
+            ms.append((time.perf_counter() - started) * 1000)
+        return ms
+
+    found_the_order, full = [], []
+    with (
+        mock.patch.object(searching, "get_provider", return_value=provider),
+        mock.patch.object(searching, "get_previous_provider", return_value=None),
+        override_settings(DEBUG=False),
+    ):
+        searching._coverage.clear()
+        searching.search("warm-up", k=K)
+
+        def hybrid(n, text):
+            hits = searching.search(text, k=K).hits
+            found_the_order.append(any(hit.keyword_score is not None for hit in hits))
+
+        def one_tenant(n, text):
+            hits = searching.search(text, k=K, metadata={"tenant": int(tenants[n])}).hits
+            full.append(len(hits) == K)
+
+        timed(hybrid)  # warm: the keyword index's pages
+        found_the_order.clear()
+        hybrid_ms = timed(hybrid)
+        filtered_ms = timed(one_tenant)
+        broad_ms = timed(lambda n, text: searching.search("refunds shipping", k=K, mode="keyword"))
+    vector_p95 = result.metrics["search_p95_ms"]
+    hybrid_p95, filtered_p95 = common.percentile(hybrid_ms, 95), common.percentile(filtered_ms, 95)
+    result.add(
+        "hybrid_p50_ms", "hybrid search (vector + keyword, fused), p50", common.median(hybrid_ms), "ms"
+    )
+    result.add("hybrid_p95_ms", "hybrid search, p95", hybrid_p95, "ms")
+    result.add(
+        "hybrid_vs_vector_p95_ratio", "hybrid p95 / vector p95 (same run)", hybrid_p95 / vector_p95, "ratio"
+    )
+    result.add("hybrid_keyword_found_share", "hybrid: queries whose order's document was found by keyword",
+               sum(found_the_order) / len(found_the_order), "ratio")  # fmt: skip
+    result.add("hybrid_filter_1pct_p95_ms", f"hybrid search kept to one tenant (1/{TENANTS} of the documents), p95",
+               filtered_p95, "ms")  # fmt: skip
+    result.add("filter_1pct_vs_unfiltered_p95_ratio", "1% filter p95 / unfiltered hybrid p95", filtered_p95 / hybrid_p95,
+               "ratio")  # fmt: skip
+    result.add("filter_1pct_full_share", f"1% filter: queries answered with all {K} results", sum(full) / len(full),
+               "ratio", "1.0", all(full))  # fmt: skip
+    result.add("keyword_broad_p95_ms", f"keyword query matching every chunk ({size:,}), p95",
+               common.percentile(broad_ms, 95), "ms")  # fmt: skip
+
+
+def time_chunk_write_with_and_without_terms(
+    result: common.ScenarioResult, vectors: np.ndarray, count: int
+) -> None:
+    """The workers' chunk write (documents.sidecar.replace_chunks: COPY, one upsert) of `count`
+    chunks of about 256 tokens into the loaded sidecar, HNSW index and all, with keyword
+    search's terms (the triggers: to_tsvector and a GIN entry per chunk) and without them
+    (the triggers disabled), alternated; the ratio is the cost keyword search adds to a write."""
+    from django.db import connection, transaction
+
+    from bench.corpus import synthetic_documents
+    from documents import sidecar
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT id FROM source_documents ORDER BY id LIMIT %s", [count])
+        document_ids = [row[0] for row in cursor.fetchall()]
+    texts = [doc["content"] for doc in synthetic_documents(len(document_ids), WRITE_WORDS)]
+    batch = {
+        document_id: ("hash", [sidecar.Chunk(0, text, "h", vectors[n % len(vectors)], WRITE_WORDS)])
+        for n, (document_id, text) in enumerate(zip(document_ids, texts, strict=True))
+    }
+    ms_per_chunk: dict[bool, list[float]] = {False: [], True: []}
+    try:
+        for round_ in range(WRITE_ROUNDS):
+            for with_terms in (False, True):
+                model = f"bench-write-{round_}-{int(with_terms)}"
+                with connection.cursor() as cursor:
+                    for trigger in TERMS_TRIGGERS:
+                        cursor.execute(
+                            f"ALTER TABLE document_embeddings {'ENABLE' if with_terms else 'DISABLE'} TRIGGER {trigger}"
+                        )
+                started = time.perf_counter()
+                with transaction.atomic():
+                    sidecar.replace_chunks(batch, model)
+                ms_per_chunk[with_terms].append((time.perf_counter() - started) * 1000 / len(batch))
+                with connection.cursor() as cursor:
+                    cursor.execute("DELETE FROM document_embeddings WHERE model = %s", [model])
+    finally:
+        with connection.cursor() as cursor:
+            for trigger in TERMS_TRIGGERS:
+                cursor.execute(f"ALTER TABLE document_embeddings ENABLE TRIGGER {trigger}")
+    without, with_ = common.median(ms_per_chunk[False]), common.median(ms_per_chunk[True])
+    label = f"chunk write ({len(batch):,} chunks of ~{WRITE_WORDS} words, HNSW included)"
+    result.add("write_without_terms_ms_per_chunk", f"{label} without keyword terms, per chunk", without, "ms")
+    result.add("write_with_terms_ms_per_chunk", f"{label} with keyword terms, per chunk", with_, "ms")
+    result.add("terms_write_cost_ratio", "chunk write with / without keyword terms (same run)", with_ / without,
+               "ratio")  # fmt: skip

@@ -1,4 +1,4 @@
-"""GET /api/search: semantic search for scripts and RAG services (README, "Search API")."""
+"""GET /api/search: search for scripts and RAG services (docs/architecture.md, "Search API")."""
 
 import logging
 
@@ -8,9 +8,10 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from console.api_auth import NotAuthenticated, api_user, take_search_request
+from documents.keyword_index import KeywordIndexError
 from documents.providers.base import EmbeddingError
-from documents.search import MAX_RESULTS, SearchError
-from queue_admin.searching import semantic_search
+from documents.search import DEFAULT_MODE, MAX_RESULTS, SearchError, parse_metadata_filter, parse_time
+from queue_admin.searching import search
 
 logger = logging.getLogger("sidecar.search")
 
@@ -27,8 +28,9 @@ def _error(status: int, message: str, **headers) -> JsonResponse:
 @never_cache
 @require_safe
 def search_api(request):
-    """Steps: authenticate (401), count against the user's limit (429), parse `k` (400),
-    search (400 for a bad query, 503 when the provider fails), answer the results."""
+    """Steps: authenticate (401), count against the user's limit (429), parse `k`, `mode`,
+    `source`, `filter`, `updated_after` and `updated_before` (400), search (400 for a bad
+    query, 503 when the provider fails or keyword search is not set up), answer the results."""
     try:
         user = api_user(request)
     except NotAuthenticated as exc:
@@ -46,12 +48,21 @@ def search_api(request):
         k = int(raw_k)
     except ValueError:
         return _error(400, f"k must be a whole number between 1 and {MAX_RESULTS}, not {raw_k[:20]!r}.")
+    parameters = request.GET
     try:
-        result = semantic_search(
-            request.GET.get("q", ""), k, source=request.GET.get("source", "").strip() or None
-        )
+        result = search(
+            parameters.get("q", ""), k,
+            mode=parameters.get("mode", "").strip() or DEFAULT_MODE,
+            source=parameters.get("source", "").strip() or None,
+            metadata=parse_metadata_filter(raw_filter) if (raw_filter := parameters.get("filter", "").strip()) else None,
+            updated_after=_time(parameters, "updated_after"),
+            updated_before=_time(parameters, "updated_before"),
+        )  # fmt: skip
     except SearchError as exc:
         return _error(400, str(exc))
+    except KeywordIndexError as exc:
+        logger.error("keyword search is unavailable: %s", exc)
+        return _error(503, f"{exc} Until then, search with mode=vector.")
     except EmbeddingError as exc:
         # The details (provider URL, status) go to the log, not to API callers; the caller may
         # retry, so say when if the provider said.
@@ -61,3 +72,8 @@ def search_api(request):
             503, f"The embedding provider is unavailable ({exc.kind} error); try again later.", **headers
         )
     return JsonResponse(result.as_dict())
+
+
+def _time(parameters, name: str):
+    text = parameters.get(name, "").strip()
+    return parse_time(text, name) if text else None

@@ -351,6 +351,26 @@ SEARCH_QUERY_CACHE_SECONDS = _required_int_in_range("SEARCH_QUERY_CACHE_SECONDS"
 # more finds more of the true nearest documents and takes longer (`python -m bench search`).
 SEARCH_EF_SEARCH = _required_int_in_range("SEARCH_EF_SEARCH", 100, 10, 1000)
 
+
+def _text_search_config(name: str) -> str:
+    # Only the name's shape can be checked here, before any database: whether the server has
+    # that configuration is checked where it is first used, by the migration and by
+    # `rebuild_search_index` (documents/keyword_index.py), which fail with the server's list.
+    value = env.str(name, default="").strip().lower() or "simple"
+    if not re.fullmatch(r"([a-z_][a-z0-9_]{0,62}\.)?[a-z_][a-z0-9_]{0,62}", value):
+        raise ImproperlyConfigured(
+            f"{name}={value!r} is not the name of a PostgreSQL text search configuration; use one of the "
+            "server's (SELECT cfgname FROM pg_ts_config), e.g. simple (any language, no stemming) or english."
+        )
+    return value
+
+
+# Keyword search's text search configuration: how chunk text and queries become words
+# (`simple`: lower-cased, every language alike; `english`: stemmed, English stop words).
+# Changing it needs `manage.py rebuild_search_index`, no migration; until then keyword search
+# keeps the configuration its index was built with and says so (docs/architecture.md, "Search").
+SEARCH_TEXT_CONFIG = _text_search_config("SEARCH_TEXT_CONFIG")
+
 # --- File sources (uploads, folders, buckets, web pages) ---------------------------------
 # The largest file (or page, or upload) a sync reads; bigger ones fail with the reason.
 SOURCE_MAX_FILE_MB = _required_int_in_range("SOURCE_MAX_FILE_MB", 200, 1, 10_240)

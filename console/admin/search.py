@@ -1,10 +1,11 @@
-"""The admin's semantic search page (/admin/search/), a site-wide page (PAGE_MODULES).
+"""The admin's search page (/admin/search/), a site-wide page (PAGE_MODULES).
 
 A query box, a number of results and, once there is more than Sidecar's own documents, a
 source; answers with rank, score, title (linking to the document), its source and its key
-there, a snippet of the best chunk, the model that answered and how many documents it does not
-cover yet. It runs `queue_admin.searching.semantic_search` (the HNSW index), as the API
-and `manage.py search` do. Every bad input and outage becomes a message on the page.
+there, a snippet of the best chunk with the query's words marked, the model that answered and
+how many documents it does not cover yet. It runs `queue_admin.searching.search` in its
+default (hybrid) mode, as the API and `manage.py search` do. Every bad input and outage
+becomes a message on the page.
 
 The form posts (a pasted paragraph would overflow a GET line: gunicorn refuses request
 lines over 4 KB); `/admin/search/?q=...&k=...` works as a link too.
@@ -17,10 +18,11 @@ from django.core.exceptions import PermissionDenied
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
+from documents.keyword_index import KeywordIndexError
 from documents.models import DocumentEmbedding, Source
 from documents.providers.base import EmbeddingError
 from documents.search import MAX_QUERY_CHARACTERS, SearchError, check_query
-from queue_admin.searching import choose_provider, documents_not_covered, semantic_search
+from queue_admin.searching import choose_provider, documents_not_covered, search
 
 logger = logging.getLogger("sidecar.search")
 
@@ -119,10 +121,13 @@ def _search(query: str, k: int, form, source: str | None = None) -> dict:
         # Nothing to find: say so without embedding the query (or loading the model).
         return {"empty_index": True, "model": model, "not_covered": documents_not_covered(model)}
     try:
-        result = semantic_search(query, k, source=source)
+        result = search(query, k, source=source)
     except SearchError as exc:  # the form checks the same things; kept as a safety net
         form.add_error("q", str(exc))
         return {}
+    except KeywordIndexError as exc:
+        logger.error("admin search failed: keyword search is unavailable (%s)", exc)
+        return {"keyword_index_error": str(exc), "model": model}
     except EmbeddingError as exc:
         # The provider's address and answer go to the log, not the page.
         logger.warning("admin search failed: the embedding provider is unavailable (%s)", exc)
@@ -141,4 +146,5 @@ def _search(query: str, k: int, form, source: str | None = None) -> dict:
         "not_covered": result.documents_not_covered,
         "searched": True,
         "source": source,
+        "notices": result.notices,
     }

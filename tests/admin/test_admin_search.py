@@ -59,10 +59,11 @@ def test_results_show_rank_score_title_link_snippet_model_and_coverage(admin_cli
     rows = response.context["hits"]
     assert [row["rank"] for row in rows] == [1, 2, 3]
     best = rows[0]
-    assert best["hit"].title == "Doc 1" and best["hit"].score == pytest.approx(1.0, abs=1e-3)
+    assert best["hit"].title == "Doc 1" and best["hit"].vector_score == pytest.approx(1.0, abs=1e-3)
     assert best["url"] == reverse("admin:documents_sourcedocument_change", args=[docs[1].pk])
     text = page_text(response)
-    assert f'<a href="{best["url"]}">Doc 1</a>' in text and "document number 1" in text
+    assert f'<a href="{best["url"]}">Doc 1</a>' in text
+    assert "<mark>document</mark> <mark>number</mark> <mark>1</mark>" in text  # the query's words marked
     assert "Answered by <code>fake-model</code>" in text
     assert "1 document is not covered by this model yet" in text
 
@@ -72,6 +73,18 @@ def test_a_get_link_searches_too_and_k_limits_the_results(admin_client, embedded
     response = admin_client.get(URL, {"q": "document number 2", "k": "5"})
     assert response.context["hits"][0]["hit"].title == "Doc 2"
     assert len(admin_client.get(URL, {"q": "document", "k": "5"}).context["hits"]) == 3
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("seeded_config")
+def test_matches_are_marked_and_the_documents_text_stays_text(admin_client, service):
+    SourceDocument.objects.create(
+        title="<i>Doc</i>", content='Call json.dumps & see "x < y" <img src=x onerror=alert(1)>'
+    )
+    embed_all_with(TEIEmbeddingProvider(service.url, "fake-model", service.dimensions))
+    text = page_text(admin_client.post(URL, {"q": "json.dumps", "k": "5"}))
+    assert "<mark>json.dumps</mark> &amp; see &quot;x &lt; y&quot;" in text
+    assert "<img" not in text and "<i>Doc</i>" not in text and "&lt;i&gt;Doc&lt;/i&gt;" in text
 
 
 @pytest.mark.django_db(transaction=True)

@@ -60,7 +60,10 @@ def test_a_logged_in_user_who_is_not_staff_can_search(client, user, service):
     client.force_login(user)
     response = client.get(URL, {"q": "fox"})
     assert response.status_code == 200
-    assert response.json() == {"model": "fake-model", "documents_not_covered": 0, "results": []}
+    assert response.json() == {
+        "model": "fake-model", "mode": "hybrid", "text_config": "simple", "documents_not_covered": 0,
+        "notices": [], "results": [],
+    }  # fmt: skip
 
 
 def test_only_the_hash_of_a_token_is_stored_and_use_is_recorded(client, user, token, service):
@@ -103,7 +106,22 @@ def test_admin_creates_a_token_shown_once_and_revokes_it(admin_client, user, ser
     [({}, "empty"), ({"q": "   "}, "empty"), ({"q": "x" * 10_001}, "10,001 characters"),
      ({"q": "fox", "k": "ten"}, "whole number"), ({"q": "fox", "k": "2.5"}, "whole number"),
      ({"q": "fox", "k": "0"}, "between 1 and 100"), ({"q": "fox", "k": "101"}, "between 1 and 100"),
-     ({"q": "fox", "k": "99999999999999999999"}, "between 1 and 100")],
+     ({"q": "fox", "k": "99999999999999999999"}, "between 1 and 100"),
+     ({"q": "fox", "k": "10000"}, "between 1 and 100"),
+     ({"q": "fox", "mode": "fuzzy"}, "mode must be one of hybrid, vector, keyword, not 'fuzzy'"),
+     ({"q": "fox", "mode": "HYBRID"}, "mode must be one of"),
+     ({"q": "fox", "filter": "[1, 2]"}, "The filter must be a JSON object"),
+     ({"q": "fox", "filter": '"lang"'}, "The filter must be a JSON object"),
+     ({"q": "fox", "filter": "{lang: en}"}, "The filter is not valid JSON"),
+     ({"q": "fox", "filter": '{"x": NaN}'}, "The filter is not valid JSON (NaN is not JSON"),
+     ({"q": "fox", "filter": '{"x": "\\u0000"}'}, "NUL byte"),
+     ({"q": "fox", "filter": '{"x": "\\ud800"}'}, "not valid UTF-8"),
+     ({"q": "fox", "filter": "[" * 1500 + "]" * 1500}, "3,000 characters; the most is 2,000"),
+     ({"q": "fox", "filter": "[" * 990 + "]" * 990}, "The filter is not valid JSON (maximum recursion"),
+     ({"q": "fox", "source": "nope"}, "no source named 'nope'"),
+     ({"q": "fox", "updated_after": "yesterday"}, "updated_after must be a date or a date and time"),
+     ({"q": "fox", "updated_before": "2026-02-30"}, "updated_before must be a date"),
+     ({"q": "fox", "updated_after": "2026-02-01", "updated_before": "2026-01-01"}, "is not before updated_before")],
 )  # fmt: skip
 def test_bad_parameters_get_a_400_with_the_reason(client, token, service, params, says):
     response = client.get(URL, params, **bearer(token))
@@ -173,12 +191,20 @@ def test_results_carry_id_title_score_snippet_and_model(client, service, token):
     )
     assert len(body["results"]) == 2
     best = body["results"][0]
+    assert best.pop("keyword_score") > 0  # ts_rank: its own scale
+    # First in both lists: 1/61 + 1/61 by reciprocal rank fusion (k = 60).
     assert best == {
-        "document_id": str(docs[1].id), "title": "Doc 1", "score": pytest.approx(1.0, abs=1e-3),
+        "document_id": str(docs[1].id), "title": "Doc 1", "score": pytest.approx(2 / 61, abs=1e-6),
         "snippet": "document number 1", "model": "fake-model",
         "source": "documents", "source_key": str(docs[1].id),
         "page": None, "heading": "",  # a plain-text document has no page or heading to cite
+        "chunk_index": 0, "vector_score": pytest.approx(1.0, abs=1e-3),
+        "snippet_parts": [{"text": "document", "match": True}, {"text": " ", "match": False},
+                          {"text": "number", "match": True}, {"text": " ", "match": False},
+                          {"text": "1", "match": True}],
     }  # fmt: skip
+    # The other document matches no keyword ("1" is missing): it has a vector score only.
+    assert body["results"][1]["keyword_score"] is None and body["results"][1]["vector_score"] is not None
 
 
 def test_search_fails_fast_while_the_providers_breaker_is_open(client, token, service, seeded_config):
@@ -194,3 +220,45 @@ def test_search_fails_fast_while_the_providers_breaker_is_open(client, token, se
     limits.record_success("fake-model")  # the breaker closed again: searches reach the provider
     assert client.get(URL, {"q": "anything"}, **bearer(token)).status_code == 200
     assert service.count() == 1
+
+
+# Bytes that are not UTF-8 in any parameter: Django decodes them to U+FFFD, which is refused.
+@pytest.mark.parametrize(
+    "query_string, says",
+    [
+        ("q=%FF", "The query is not valid UTF-8"),
+        ("q=fox&filter=%7B%22a%22%3A%22%FF%22%7D", "The filter is not valid UTF-8"),
+    ],
+)
+def test_bytes_that_are_not_utf8_get_a_400(client, token, service, query_string, says):
+    response = client.get(f"{URL}?{query_string}", **bearer(token))
+    assert response.status_code == 400 and says in response.json()["error"]
+    assert service.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("seeded_config")
+def test_mode_filter_and_times_reach_the_search(client, service, token):
+    SourceDocument.objects.create(
+        title="en", content="quarterly report", metadata={"lang": "en", "tenant": 42}
+    )
+    SourceDocument.objects.create(
+        title="de", content="quarterly report", metadata={"lang": "de", "tenant": 42}
+    )
+    with QueueWorker(
+        TEIEmbeddingProvider(service.url, "fake-model", service.dimensions), name="test"
+    ) as worker:
+        worker.run()
+    service.reset()
+
+    def found(**params):
+        response = client.get(URL, {"q": "quarterly report", **params}, **bearer(token))
+        assert response.status_code == 200, response.content
+        return response.json()
+
+    body = found(mode="keyword", filter='{"lang": "en", "tenant": 42}')
+    assert body["mode"] == "keyword" and [hit["title"] for hit in body["results"]] == ["en"]
+    assert service.count() == 0  # keyword mode: the query is not embedded
+    assert sorted(hit["title"] for hit in found(filter=" ")["results"]) == ["de", "en"]  # blank: no filter
+    assert found(mode="vector", updated_before="2000-01-01")["results"] == []
+    assert len(found(updated_after="2000-01-01T00:00:00+02:00", source="documents")["results"]) == 2

@@ -89,7 +89,7 @@ def test_a_hit_cites_file_page_and_heading_in_the_engine_the_shell_and_its_json(
     SourceDocument.objects.create(title="recipes", content="Let the dough rise overnight, then bake it.")
     with QueueWorker(LocalEmbeddingProvider(), name="test") as worker:
         worker.run()
-    best = searching.semantic_search("how often should the database be backed up", k=2).hits[0]
+    best = searching.search("how often should the database be backed up", k=2).hits[0]
     assert (best.title, best.page, best.heading) == ("manual.pdf", 2, "Operations › Backups")
     assert best.citation == "manual.pdf, page 2 — Operations › Backups"
     call_command("search", "how often should the database be backed up", "-k", "2")
@@ -97,7 +97,7 @@ def test_a_hit_cites_file_page_and_heading_in_the_engine_the_shell_and_its_json(
     call_command("search", "which proxy variable do the workers read", "-k", "2", "--json")
     hit = json.loads(capsys.readouterr().out)["results"][0]
     assert (hit["page"], hit["heading"]) == (1, "Installation › Proxies")
-    recipes = searching.semantic_search("bread dough rising", k=1).hits[0]
+    recipes = searching.search("bread dough rising", k=1).hits[0]
     assert (recipes.title, recipes.page, recipes.heading, recipes.citation) == (
         "recipes",
         None,

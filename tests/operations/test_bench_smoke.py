@@ -87,6 +87,12 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "raw_recall_default",
             "search_p95_ms",
             "search_recall",
+            "hybrid_p95_ms",
+            "hybrid_vs_vector_p95_ratio",
+            "hybrid_filter_1pct_p95_ms",
+            "filter_1pct_full_share",
+            "keyword_broad_p95_ms",
+            "terms_write_cost_ratio",
         ],
         "memory": ["rss_start_mib", "rss_middle_mib", "rss_end_mib", "growth"],
         "dashboard": [

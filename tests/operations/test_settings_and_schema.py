@@ -33,6 +33,7 @@ def test_production_without_database_url_refuses_to_start():
         ("ALLOWED_HOSTS", "", "ALLOWED_HOSTS is empty"),
         ("METRICS_TOKEN", "short", "METRICS_TOKEN is shorter than 16 characters"),
         ("METRICS_ALLOWED_IPS", "10.0.0.0/8,intranet", "METRICS_ALLOWED_IPS has 'intranet'"),
+        ("SEARCH_TEXT_CONFIG", "english'; --", "is not the name of a PostgreSQL text search configuration"),
     ],
 )
 def test_bad_settings_fail_with_the_fix_in_the_message(name, value, expected):

@@ -4,7 +4,7 @@ never reach the model, and change nothing.
 
 Already tested elsewhere: empty, blank, 10,001 and 100,000 characters, NUL, BEL and ESC on the
 page (tests/admin/test_admin_search.py); empty, blank, 10,001 characters and bad `k` on the API
-(tests/documents/test_search_api.py); empty and too long in `semantic_search` (tests/documents/test_search.py).
+(tests/documents/test_search_api.py); empty and too long in `searching.search` (tests/documents/test_search.py).
 """
 
 import re

@@ -41,14 +41,14 @@ def kitchen_and_garage():
 
 
 def test_hits_carry_source_and_key_and_a_source_filter_keeps_to_it(kitchen_and_garage):
-    everything = searching.semantic_search("how long should bread dough rise", k=3)
+    everything = searching.search("how long should bread dough rise", k=3)
     assert {(hit.source, hit.source_key) for hit in everything.hits} >= {
         ("kitchen", "7"),
         ("garage", '["north", 1]'),
     }
     own = next(hit for hit in everything.hits if hit.source == "documents")
     assert own.source_key == own.document_id
-    only_garage = searching.semantic_search("how long should bread dough rise", k=3, source="garage")
+    only_garage = searching.search("how long should bread dough rise", k=3, source="garage")
     assert [(hit.source, hit.source_key) for hit in only_garage.hits] == [("garage", '["north", 1]')]
 
 
