@@ -21,13 +21,27 @@ from django.urls import path, reverse
 from documents.keyword_index import KeywordIndexError
 from documents.models import DocumentEmbedding, Source
 from documents.providers.base import EmbeddingError
-from documents.search import MAX_QUERY_CHARACTERS, SearchError, check_query
+from documents.search import (
+    DEFAULT_MODE,
+    MAX_QUERY_CHARACTERS,
+    MODES,
+    SearchError,
+    check_query,
+    check_time_range,
+    parse_metadata_filter,
+    parse_time,
+)
 from queue_admin.searching import choose_provider, documents_not_covered, search
 
 logger = logging.getLogger("sidecar.search")
 
 PERMISSION = "documents.search_sourcedocument"
 RESULT_COUNTS = (5, 10, 20, 50)
+MODE_CHOICES = [
+    ("hybrid", "Hybrid (words and meaning)"),
+    ("vector", "Meaning only (vector)"),
+    ("keyword", "Words only (keyword)"),
+]
 
 
 class SearchForm(forms.Form):
@@ -51,6 +65,29 @@ class SearchForm(forms.Form):
         required=False,
         error_messages={"invalid_choice": "There is no source named %(value)s: choose one from the list."},
     )
+    mode = forms.ChoiceField(
+        label="Mode",
+        choices=MODE_CHOICES,
+        initial=DEFAULT_MODE,
+        required=False,
+        error_messages={"invalid_choice": f"Choose a mode: {', '.join(MODES)}."},
+    )
+    metadata = forms.CharField(
+        label="Metadata contains",
+        required=False,
+        widget=forms.TextInput(attrs={"size": 30, "placeholder": '{"lang": "en"}'}),
+        help_text="Only documents whose metadata contains this JSON object.",
+    )
+    updated_after = forms.CharField(
+        label="Updated from",
+        required=False,
+        widget=forms.TextInput(attrs={"size": 12, "placeholder": "2026-01-31"}),
+    )
+    updated_before = forms.CharField(
+        label="before",
+        required=False,
+        widget=forms.TextInput(attrs={"size": 12, "placeholder": "2026-12-31"}),
+    )
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -72,6 +109,52 @@ class SearchForm(forms.Form):
         except SearchError as exc:
             raise forms.ValidationError(str(exc)) from None
         return query
+
+    def clean_mode(self):
+        return self.cleaned_data["mode"] or DEFAULT_MODE
+
+    def clean_metadata(self):
+        text = self.cleaned_data["metadata"].strip()
+        try:
+            return parse_metadata_filter(text) if text else None
+        except SearchError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def _moment(self, name: str):
+        text = self.cleaned_data[name].strip()
+        try:
+            return parse_time(text, self.fields[name].label) if text else None
+        except SearchError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+    def clean_updated_after(self):
+        return self._moment("updated_after")
+
+    def clean_updated_before(self):
+        return self._moment("updated_before")
+
+    def clean(self):
+        data = super().clean()
+        try:
+            check_time_range(data.get("updated_after"), data.get("updated_before"))
+        except SearchError as exc:
+            self.add_error("updated_before", str(exc))
+        return data
+
+    def filters(self) -> dict:
+        """searching.search's filter arguments from the cleaned form."""
+        data = self.cleaned_data
+        return {
+            "source": data["source"] or None,
+            "metadata": data["metadata"],
+            "updated_after": data["updated_after"],
+            "updated_before": data["updated_before"],
+        }
+
+    @property
+    def filtered(self) -> bool:
+        """Whether the filters beyond the source were given (they open on the page if so)."""
+        return any(self[name].value() for name in ("metadata", "updated_after", "updated_before"))
 
 
 def urls(site):
@@ -110,18 +193,20 @@ def search_page(site, request):
     }
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
-        context.update(_search(data["q"], data["k"], form, source=data["source"] or None))
+        context.update(_search(data["q"], data["k"], form, mode=data["mode"], **form.filters()))
     return TemplateResponse(request, "admin/documents/search.html", context)
 
 
-def _search(query: str, k: int, form, source: str | None = None) -> dict:
+def _search(
+    query: str, k: int, form, *, mode: str = DEFAULT_MODE, source: str | None = None, **filters
+) -> dict:
     """The page's answer: `hits`, or `empty_index`, or `outage` (the provider's error)."""
     model = choose_provider().model_id
     if not DocumentEmbedding.objects.filter(model=model).exists():
         # Nothing to find: say so without embedding the query (or loading the model).
         return {"empty_index": True, "model": model, "not_covered": documents_not_covered(model)}
     try:
-        result = search(query, k, source=source)
+        result = search(query, k, mode=mode, source=source, **filters)
     except SearchError as exc:  # the form checks the same things; kept as a safety net
         form.add_error("q", str(exc))
         return {}
@@ -146,5 +231,6 @@ def _search(query: str, k: int, form, source: str | None = None) -> dict:
         "not_covered": result.documents_not_covered,
         "searched": True,
         "source": source,
+        "mode": result.mode,
         "notices": result.notices,
     }

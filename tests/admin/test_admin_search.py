@@ -6,11 +6,13 @@ is TEI pointed at the fake embedding service (tests/fault_server.py), which is f
 counts the requests that reach it."""
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 from django.urls import reverse
+from django.utils import timezone
 
 from documents.models import SourceDocument
 from documents.providers import factory
@@ -211,3 +213,52 @@ def test_queue_operators_find_the_page_on_the_index_and_the_documents_list():
     assert f'<a href="{URL}">Semantic search</a>' in index
     documents_list = client.get(reverse("admin:documents_sourcedocument_changelist")).content.decode()
     assert f'href="{URL}"' in documents_list
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_mode_switch_and_the_filters_narrow_the_results(admin_client, embedded_by_the_fake):
+    docs = embedded_by_the_fake
+    SourceDocument.objects.filter(pk=docs[2].pk).update(metadata={"lang": "de"})
+    SourceDocument.objects.filter(pk__in=[docs[0].pk, docs[1].pk]).update(metadata={"lang": "en"})
+
+    keyword = admin_client.post(URL, {"q": "number 2", "k": "5", "mode": "keyword"})
+    assert [row["hit"].title for row in keyword.context["hits"]][0] == "Doc 2"
+    assert '<span id="search-mode">keyword</span> search' in page_text(keyword)
+
+    english = admin_client.post(URL, {"q": "document number 2", "k": "5", "metadata": '{"lang": "en"}'})
+    assert sorted(row["hit"].title for row in english.context["hits"]) == ["Doc 0", "Doc 1"]
+    assert '<details id="search-filters" open>' in english.content.decode()
+
+    tomorrow = (timezone.now() + timedelta(days=1)).date().isoformat()
+    later = admin_client.post(URL, {"q": "document", "k": "5", "updated_after": tomorrow})
+    assert later.context["hits"] == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "field, value, says",
+    [
+        ("mode", "fuzzy", "Choose a mode: hybrid, vector, keyword."),
+        ("metadata", "[1, 2]", "The filter must be a JSON object"),
+        ("metadata", "{lang: en}", "The filter is not valid JSON"),
+        ("updated_after", "yesterday", "must be a date or a date and time"),
+        ("updated_before", "2026-02-30", "must be a date or a date and time"),
+    ],
+)
+def test_bad_modes_and_filters_are_said_on_the_form_and_reach_no_model(
+    admin_client, service, field, value, says
+):
+    response = admin_client.post(URL, {"q": "fox", "k": "10", field: value})
+    assert response.status_code == 200
+    error = re.search(rf'id="{field}-error">(.*?)</div>', response.content.decode(), re.S).group(1)
+    assert says in error.replace("&quot;", '"').replace("&#x27;", "'")
+    assert service.count() == 0
+
+
+@pytest.mark.django_db
+def test_a_time_range_that_is_empty_is_refused(admin_client, service):
+    response = admin_client.post(
+        URL, {"q": "fox", "k": "10", "updated_after": "2026-05-01", "updated_before": "2026-04-01"}
+    )
+    assert "is not before updated_before" in response.content.decode()
+    assert service.count() == 0
