@@ -12,7 +12,7 @@ from importlib import import_module
 from django.contrib import admin
 
 # Modules with a `urls(site)` function: site-wide admin pages (dashboard, search, ...).
-PAGE_MODULES: list[str] = ["console.admin.dashboard", "console.admin.search"]
+PAGE_MODULES: list[str] = ["console.admin.dashboard", "console.admin.search", "console.admin.search_quality"]
 
 
 class SidecarAdminSite(admin.AdminSite):

@@ -320,3 +320,65 @@ class SearchRateWindow(models.Model):
 
     class Meta:
         db_table = "search_rate_windows"
+
+
+class SearchJudgment(models.Model):
+    """Whether a document answers a query, as a person who runs search judged it. The judged
+    queries with at least one relevant document are the test set that search is measured on
+    (queue_admin/search_quality.py). Marking the same (query, document) again updates it."""
+
+    # Normalised (stripped, inner whitespace collapsed: normalize_query) so that the same
+    # question typed twice is one query of the test set.
+    query = models.TextField()
+    document = models.ForeignKey(
+        SourceDocument,
+        # Also ON DELETE CASCADE in the database (documents migration 0011): a mirror trigger
+        # or psql deleting a document must not fail on its judgments.
+        on_delete=models.CASCADE,
+        db_constraint=False,
+        related_name="judgments",
+    )
+    relevant = models.BooleanField()
+    judged_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    judged_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        db_table = "search_judgments"
+        ordering = ["query", "-judged_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["query", "document"], name="search_judgments_query_document_uniq")
+        ]
+
+    def __str__(self):
+        return f"{self.query!r}: {'relevant' if self.relevant else 'not relevant'}"
+
+
+def normalize_query(query: str) -> str:
+    """A query as judgments key it: stripped, each run of whitespace one space."""
+    return " ".join(query.split())
+
+
+class EvaluationRun(models.Model):
+    """One measurement of search against the test set: every mode's figures and what they
+    were measured under (model, chunking, search settings), so that runs can be compared."""
+
+    ran_at = models.DateTimeField(auto_now_add=True)
+    ran_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    ran_from = models.CharField(max_length=20, help_text="admin or shell")
+    queries = models.PositiveIntegerField(help_text="How many queries the test set had")
+    k = models.PositiveSmallIntegerField()
+    model = models.CharField(max_length=200)
+    chunking = models.JSONField(help_text='{"max_tokens": ..., "overlap_tokens": ...}')
+    search_settings = models.JSONField(help_text='{"ef_search": ..., "text_config": ..., "rrf_k": ...}')
+    # {"hybrid": {"recall": 0.8, "mrr": 0.7, "ndcg_10": 0.75}, "vector": {...}, "keyword": {...}}
+    metrics = models.JSONField()
+    # [{"query": ..., "relevant": 3, "ranks": {"hybrid": [1, 4], ...}}]: the 1-based ranks at
+    # which each mode found relevant documents within k; every figure can be recomputed from it.
+    per_query = models.JSONField(default=list)
+
+    class Meta:
+        db_table = "search_evaluation_runs"
+        ordering = ["-ran_at"]
+
+    def __str__(self):
+        return f"evaluation {self.ran_at:%Y-%m-%d %H:%M} ({self.model}, {self.queries} queries)"

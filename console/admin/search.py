@@ -9,17 +9,23 @@ becomes a message on the page.
 
 The form posts (a pasted paragraph would overflow a GET line: gunicorn refuses request
 lines over 4 KB); `/admin/search/?q=...&k=...` works as a link too.
+
+Each result can be judged "relevant" or "not relevant" to the query (a small form posting to
+/admin/search/judge/, with the search's fields, so the same results come back): those
+judgments are the test set that the Search quality page (search_quality.py) measures.
 """
 
 import logging
+import uuid
 
 from django import forms
 from django.core.exceptions import PermissionDenied
+from django.http import HttpResponseBadRequest, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from documents.keyword_index import KeywordIndexError
-from documents.models import DocumentEmbedding, Source
+from documents.models import DocumentEmbedding, Source, SourceDocument, normalize_query
 from documents.providers.base import EmbeddingError
 from documents.search import (
     DEFAULT_MODE,
@@ -31,6 +37,7 @@ from documents.search import (
     parse_metadata_filter,
     parse_time,
 )
+from queue_admin import search_quality
 from queue_admin.searching import choose_provider, documents_not_covered, search
 
 logger = logging.getLogger("sidecar.search")
@@ -158,7 +165,12 @@ class SearchForm(forms.Form):
 
 
 def urls(site):
-    return [path("search/", site.admin_view(lambda request: search_page(site, request)), name="search")]
+    return [
+        path("search/", site.admin_view(lambda request: search_page(site, request)), name="search"),
+        path(
+            "search/judge/", site.admin_view(lambda request: judge_page(site, request)), name="search_judge"
+        ),
+    ]
 
 
 def app_list_entry(site, request):
@@ -176,12 +188,13 @@ def app_list_entry(site, request):
     return "documents", entry
 
 
-def search_page(site, request):
+def search_page(site, request, data=None):
     """Steps: check the permission (403); with a query, validate it and search; render the form,
     the results, or a message saying why there are none."""
     if not request.user.has_perm(PERMISSION):
         raise PermissionDenied
-    data = (request.POST if request.method == "POST" else request.GET).copy()
+    if data is None:
+        data = (request.POST if request.method == "POST" else request.GET).copy()
     if "k" not in data:  # a link with only ?q=: show the default that is used
         data["k"] = str(SearchForm.base_fields["k"].initial)
     form = SearchForm(data if "q" in data else None)
@@ -194,7 +207,52 @@ def search_page(site, request):
     if form.is_bound and form.is_valid():
         data = form.cleaned_data
         context.update(_search(data["q"], data["k"], form, mode=data["mode"], **form.filters()))
+        if context.get("hits"):
+            _add_judgments(context["hits"], data["q"])
+            # Each result's judge form posts the search's fields back, whatever fields it has.
+            context["carried_fields"] = [
+                (name, value)
+                for name, values in form.data.lists()
+                if name not in JUDGE_FIELDS
+                for value in values
+            ]
     return TemplateResponse(request, "admin/documents/search.html", context)
+
+
+# The judge form's own fields; everything else it posts is the search form's, carried back.
+JUDGE_FIELDS = ("judge_document", "judge_relevant", "csrfmiddlewaretoken")
+
+
+def judge_page(site, request):
+    """Record "relevant" / "not relevant" for one result, then show the same query's results
+    again (rendered here rather than redirected: the query may be a paragraph, too long for
+    the URL of a redirect)."""
+    if not request.user.has_perm(PERMISSION):
+        raise PermissionDenied
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    query = request.POST.get("q", "")
+    document = request.POST.get("judge_document", "")
+    if not normalize_query(query) or not SourceDocument.objects.filter(pk=_uuid_or_none(document)).exists():
+        return HttpResponseBadRequest("A judgment needs the query and a document that exists.")
+    search_quality.judge(query, document, request.POST.get("judge_relevant") == "1", request.user)
+    data = request.POST.copy()
+    for name in JUDGE_FIELDS:
+        data.pop(name, None)
+    return search_page(site, request, data)
+
+
+def _add_judgments(rows, query):
+    judged = search_quality.judgments_for(query, [row["hit"].document_id for row in rows])
+    for row in rows:
+        row["judgment"] = judged.get(str(row["hit"].document_id))
+
+
+def _uuid_or_none(text):
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        return None
 
 
 def _search(
