@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
     "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard", "sources",
-    "files",
+    "files", "quality",
 )  # fmt: skip
 DEFAULT_DB_DIR = ROOT / ".data" / "bench-postgres"
 DEFAULT_DB_PORT = 54369
@@ -189,6 +189,7 @@ def run_scenarios(args) -> int:
         pipeline,
         report,
         search_at_scale,
+        search_quality,
         sources,
     )
 
@@ -203,6 +204,7 @@ def run_scenarios(args) -> int:
         "dashboard": dashboard,
         "sources": sources,
         "files": files,
+        "quality": search_quality,
     }
     env = report.environment()
     print(f"Sidecar benchmarks on {env['cores']} cores ({env['cpu_model']}), PostgreSQL {env['postgresql']}, "

@@ -130,7 +130,12 @@ class SourceDocument(models.Model):
         # The admin's list, newest first. The id breaks ties (the admin adds it to the order),
         # and matters: a bulk load stamps every row with the same time, and without it a page
         # view would sort every document of that load.
-        indexes = [models.Index(fields=["-updated_at", "-id"], name="source_documents_newest_idx")]
+        indexes = [
+            models.Index(fields=["-updated_at", "-id"], name="source_documents_newest_idx"),
+            # Search's metadata filter (`metadata @> '{"tenant": 42}'`): it counts the documents
+            # a filter keeps, and a selective filter searches those exactly (documents/search.py).
+            GinIndex(fields=["metadata"], name="source_documents_metadata_gin", opclasses=["jsonb_path_ops"]),
+        ]
         constraints = [
             # Also the arbiter of the mirror triggers' INSERT ... ON CONFLICT, and the index
             # every per-source query starts from.

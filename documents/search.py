@@ -61,6 +61,12 @@ MAX_CANDIDATE_CHUNKS = 1000  # pgvector's hnsw.ef_search cannot go higher
 # iterative index scan may read (chunks wanted / share) tuples before it gives up.
 SMALLEST_FILTER_SHARE = 0.01
 PGVECTOR_MAX_SCAN_TUPLES = 20_000  # pgvector's default; never lowered
+# A filter that keeps at most this many documents is searched exactly: their chunks are read
+# through the documents' indexes and every distance computed, which for a thousand chunks is
+# cheaper than an iterative index scan walking a hundred times that many to find the ones that
+# pass (and finds the true nearest). Counting stops here, so a broad filter costs one short
+# count. Chosen from `python -m bench search` (docs/benchmarks.md).
+EXACT_SEARCH_MAX_DOCUMENTS = 5_000
 MAX_FILTER_CHARACTERS = 2_000
 # ts_headline marks matches with these (private-use characters, removed from the text first,
 # so they cannot come from a document); hits carry the marked parts as data, never as HTML.
@@ -400,17 +406,21 @@ def _join_documents(filters: Filters, chunks: str) -> tuple[str, str, list]:
 
 
 def _vector_list(model: str, vector: np.ndarray, documents: int, filters: Filters) -> list[Candidate]:
-    """The `documents` documents whose best chunk is nearest to `vector`, best first."""
+    """The `documents` documents whose best chunk is nearest to `vector`, best first: through
+    the HNSW index, or exactly over the documents a selective filter keeps."""
     join, conditions, params = _join_documents(filters, "e")
     query_vector = DocumentEmbedding._meta.get_field("embedding").get_prep_value(vector)
+    # "+ 0" makes the order an expression the HNSW index cannot serve, so the planner reads
+    # the kept documents' chunks through their indexes and sorts them by exact distance.
+    exact = bool(conditions) and _few_documents_pass(filters)
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT e.id, e.document_id, e.embedding <=> %s::vector AS distance
                   FROM document_embeddings e{join}
                  WHERE e.model = %s{conditions}
-                 ORDER BY distance
+                 ORDER BY {"(e.embedding <=> %s::vector) + 0" if exact else "distance"}
                  LIMIT %s""",
-            [query_vector, model, *params, _chunks_wanted(documents)],
+            [query_vector, model, *params, *([query_vector] if exact else []), _chunks_wanted(documents)],
         )
         rows = cursor.fetchall()
     # relaxed_order: an iterative scan may hand rows back slightly out of order.
@@ -420,6 +430,20 @@ def _vector_list(model: str, vector: np.ndarray, documents: int, filters: Filter
         if document_id not in best:
             best[document_id] = Candidate(document_id, chunk_id, round(1 - float(distance), 4))
     return list(best.values())[:documents]
+
+
+def _few_documents_pass(filters: Filters) -> bool:
+    """Whether `filters` keep at most EXACT_SEARCH_MAX_DOCUMENTS documents (counted through
+    the metadata, source and time indexes, and never further than one past the limit)."""
+    conditions, params = filters.conditions()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""SELECT count(*) FROM (
+                    SELECT FROM source_documents d WHERE true{conditions} LIMIT %s
+                ) kept""",
+            [*params, EXACT_SEARCH_MAX_DOCUMENTS + 1],
+        )
+        return cursor.fetchone()[0] <= EXACT_SEARCH_MAX_DOCUMENTS
 
 
 def _keyword_list(model: str, words: tuple[str, list], documents: int, filters: Filters) -> list[Candidate]:

@@ -4,6 +4,7 @@ modes, filters inside the query (source, metadata, time) and highlighted snippet
 Where the test is about search quality it uses the real local model; elsewhere the provider
 is TEI pointed at the fake embedding service (its vectors are a hash of the text)."""
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -278,7 +279,9 @@ def three_thousand_chunks(provider, settings):
     run_sql("ANALYZE source_documents, document_embeddings")
 
 
-def test_a_filter_keeping_one_percent_of_the_chunks_still_returns_k_results(three_thousand_chunks):
+def test_a_filter_keeping_one_percent_of_the_chunks_still_returns_k_results(
+    three_thousand_chunks, monkeypatch
+):
     k = 10
     one_tenant = {"tenant": 7}
     for mode in MODES:
@@ -286,8 +289,9 @@ def test_a_filter_keeping_one_percent_of_the_chunks_still_returns_k_results(thre
         assert len(hits) == k, mode
         assert {hit.title.split("-")[0] for hit in hits} == {"t7"}
 
-    # The same through the HNSW index, which filters only after its search: the planner may
-    # prefer an exact scan of 30 rows, so take that choice away. The iterative scan goes on
+    # The same through the HNSW index, which filters only after its search: a filter keeping
+    # this few documents is searched exactly (the next test), and the planner may prefer an
+    # exact scan of 30 rows too, so take both choices away. The iterative scan goes on
     # until enough rows pass; without it, the index's 100 candidates hold about 1 of them.
     def through_the_index(iterative: str):
         with transaction.atomic(), CaptureQueriesContext(connection) as queries:
@@ -301,8 +305,39 @@ def test_a_filter_keeping_one_percent_of_the_chunks_still_returns_k_results(thre
             plan = "\n".join(row for (row,) in run_sql("EXPLAIN " + nearest_sql))
         return hits, plan
 
+    monkeypatch.setattr(search, "EXACT_SEARCH_MAX_DOCUMENTS", 0)
     hits, plan = through_the_index("relaxed_order")
     assert "document_embeddings_hnsw_cos" in plan, plan
     assert len(hits) == k and {hit.title.split("-")[0] for hit in hits} == {"t7"}
     hits, _ = through_the_index("off")
     assert len(hits) < k / 2  # what the iterative scan saves
+
+
+def nearest_sql_and_plan(**options):
+    """The hits and the plan of the nearest-chunks query. Sorting is made to look dear, as it
+    is at 100,000 chunks (where the planner picks the HNSW index for a filter keeping 1%): at
+    3,000 the planner would pick an exact scan of 30 rows on its own, which proves nothing."""
+    with transaction.atomic(), CaptureQueriesContext(connection) as queries:
+        run_sql("SET LOCAL enable_sort = off")
+        hits = searching.search("entry needle", k=10, mode="vector", **options).hits
+        nearest_sql = next(query["sql"] for query in queries if "<=>" in query["sql"])
+        plan = "\n".join(row for (row,) in run_sql("EXPLAIN " + nearest_sql))
+    return hits, plan
+
+
+def test_a_selective_filter_is_searched_exactly_and_finds_the_true_nearest(three_thousand_chunks, settings):
+    """30 of 3,000 documents pass: their chunks are read through the documents' indexes and
+    sorted by exact distance, never through the HNSW index (which would walk ~100 times as
+    many rows); the answer is the true top 10 of the tenant, computed here from the vectors."""
+    hits, plan = nearest_sql_and_plan(metadata={"tenant": 7})
+    assert "document_embeddings_hnsw_cos" not in plan, plan
+    assert "source_documents_metadata_gin" in plan, plan
+
+    query = get_provider().embed(["entry needle"]).vectors[0]
+    rows = run_sql(
+        """SELECT d.title, e.embedding::text FROM document_embeddings e
+             JOIN source_documents d ON d.id = e.document_id WHERE d.metadata @> '{"tenant": 7}'"""
+    )
+    distances = {title: 1 - float(np.dot(json.loads(vector), query)) for title, vector in rows}
+    true_top = sorted(distances, key=distances.get)[:10]
+    assert [hit.title for hit in hits] == true_top
