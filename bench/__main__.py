@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIOS = (
     "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard", "sources",
-    "files", "quality",
+    "files", "quality", "index",
 )  # fmt: skip
 DEFAULT_DB_DIR = ROOT / ".data" / "bench-postgres"
 DEFAULT_DB_PORT = 54369
@@ -183,6 +183,7 @@ def run_scenarios(args) -> int:
         dashboard,
         files,
         http_provider,
+        index_policy,
         latency,
         machinery,
         memory_over_time,
@@ -205,6 +206,7 @@ def run_scenarios(args) -> int:
         "sources": sources,
         "files": files,
         "quality": search_quality,
+        "index": index_policy,
     }
     env = report.environment()
     print(f"Sidecar benchmarks on {env['cores']} cores ({env['cpu_model']}), PostgreSQL {env['postgresql']}, "

@@ -71,21 +71,6 @@ def set_config(key: str, value) -> None:
     config.forget_cached()
 
 
-HNSW_INDEX = "document_embeddings_hnsw_cos"  # the sidecar's vector index (documents migrations)
-
-
-def hnsw_index_definition() -> str:
-    """The CREATE INDEX statement of the sidecar's HNSW index, to put it back after dropping it."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", [HNSW_INDEX])
-        row = cursor.fetchone()
-    if row is None:
-        raise RuntimeError(f"index {HNSW_INDEX} is missing: run migrate")
-    return row[0]
-
-
 def set_batch_size(size: int) -> None:
     set_config("batch_size", size)
 

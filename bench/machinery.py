@@ -2,13 +2,12 @@
 
 Documents are inserted first (timed separately); then the worker processes, already started
 and connected, are released together and drain the queue: claim, read, (no-cost) embed, the
-real vector writes, complete. At the default batch size first, then at a large one; then once
-more at the large one with the sidecar's HNSW index dropped for the run (and put back), which
-says how much of a vector write is pgvector's index insert rather than the queue. One more
+real vector writes, complete. At the default batch size first, then at a large one, with the
+model's HNSW index maintained row by row (as past VECTOR_INDEX_MIN_ROWS); then once more at the
+large one without it, which says how much of a vector write is pgvector's index insert rather
+than the queue. One more
 in-process run under cProfile shows where our time goes.
 """
-
-from django.db import connection
 
 from bench import common, corpus
 from bench.processes import run_workers
@@ -37,21 +36,23 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
             "profiled_documents": profile_count,
         },
     )
-    for batch in (DEFAULT_BATCH, LARGE_BATCH):
-        for processes in PROCESS_COUNTS:
-            _measure(result, documents, batch, processes)
-    index_definition = common.hnsw_index_definition()
-    with connection.cursor() as cursor:
-        cursor.execute(f"DROP INDEX {common.HNSW_INDEX}")
+    from bench.zero_cost import ZeroCostEmbedderForBenchmarks
+    from documents import vector_index
+
+    # With the model's HNSW index maintained row by row (a model past VECTOR_INDEX_MIN_ROWS),
+    # then without (below it, or while a model change fills a new model).
+    model = ZeroCostEmbedderForBenchmarks().model_id
+    vector_index.build(model, concurrently=False)
     try:
-        _measure(result, documents, LARGE_BATCH, 2, label="without the HNSW index")
+        for batch in (DEFAULT_BATCH, LARGE_BATCH):
+            for processes in PROCESS_COUNTS:
+                _measure(result, documents, batch, processes)
     finally:
         common.empty_tables()
-        with connection.cursor() as cursor:
-            cursor.execute(index_definition)
+        vector_index.drop(model)
+    _measure(result, documents, LARGE_BATCH, 2, label="without the HNSW index")
+    common.empty_tables()
     common.set_batch_size(DEFAULT_BATCH)
-
-    from bench.zero_cost import ZeroCostEmbedderForBenchmarks
 
     phases, top, total = profile_worker(ZeroCostEmbedderForBenchmarks(), documents[:profile_count], PHASES)
     result.metrics["profile_total_s"] = total

@@ -12,6 +12,8 @@ component               checks                                                  
 ``breaker``             the remote provider's shared circuit breaker is closed     warn
 ``queue``               the queue is enabled (``queue_enabled``)                   warn
 ``sources``             no attached source is broken (its table changed under it)  warn
+``vector_index``        no model in use is past VECTOR_INDEX_MIN_ROWS without its  warn
+                        HNSW index (one being built, or a build that failed)
 ======================  =========================================================  ==========
 
 Why only the first three make the answer 503: readiness tells a load balancer or orchestrator
@@ -41,7 +43,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from documents.models import Source
 from embedding_site.logs import scrub
-from queue_admin import config, registry, status
+from queue_admin import config, registry, status, vector_indexes
 
 logger = logging.getLogger("sidecar.health")
 
@@ -122,6 +124,12 @@ def _check_sources(_connection) -> tuple[str, str]:
     return WARN, "; ".join(f"source {name} is broken: {reason}" for name, reason in broken)
 
 
+def _check_vector_index(_connection) -> tuple[str, str]:
+    states = vector_indexes.states()
+    detail = "; ".join(f"{state.model}: {state.describe()}" for state in states)
+    return (WARN if any(state.due for state in states) else OK), detail
+
+
 CHECKS: dict[str, Callable] = {
     "database": _check_database,
     "migrations": _check_migrations,
@@ -130,6 +138,7 @@ CHECKS: dict[str, Callable] = {
     "breaker": _check_breaker,
     "queue": _check_queue,
     "sources": _check_sources,
+    "vector_index": _check_vector_index,
 }
 
 

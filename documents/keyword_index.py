@@ -162,8 +162,8 @@ SELECT count(*) FROM document_embeddings e
 # SHARE: a chunk deleted meanwhile is not given terms (its foreign key would fail).
 _REBUILD_BATCH = f"""
 WITH batch AS (
-    SELECT e.id, e.document_id, e.model, e.source_text
-      FROM document_embeddings e
+    SELECT e.id, e.document_id, e.model, e.source_text, d.title
+      FROM document_embeddings e LEFT JOIN source_documents d ON d.id = e.document_id
      WHERE e.id > %(after)s
        AND NOT EXISTS (SELECT 1 FROM {ChunkTerms._meta.db_table} t WHERE t.embedding_id = e.id AND t.config = %(config)s)
      ORDER BY e.id
@@ -171,6 +171,34 @@ WITH batch AS (
        FOR SHARE OF e SKIP LOCKED
 )
 INSERT INTO {ChunkTerms._meta.db_table} AS t (embedding_id, document_id, model, config, terms)
-SELECT id, document_id, model, %(config)s, to_tsvector(%(config)s::regconfig, source_text) FROM batch
+SELECT id, document_id, model, %(config)s, sidecar_chunk_terms(%(config)s::regconfig, title, source_text) FROM batch
 ON CONFLICT (embedding_id) DO UPDATE SET config = EXCLUDED.config, terms = EXCLUDED.terms
 RETURNING embedding_id"""
+
+
+def remake_all_terms(batch: int = 5_000, progress=None) -> int:
+    """Every chunk's terms made again with its own configuration, in batches by id (each its
+    own transaction, so workers writing meanwhile wait at most one batch): for a change of
+    what the terms are made of (documents migration 0014: the title joined them)."""
+    done = after = 0
+    while True:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute(_REMAKE_BATCH, {"after": after, "batch": batch})
+            ids = [chunk_id for (chunk_id,) in cursor.fetchall()]
+        if not ids:
+            return done
+        done, after = done + len(ids), max(ids)
+        if progress is not None:
+            progress(done)
+
+
+_REMAKE_BATCH = f"""
+WITH batch AS (
+    SELECT t.embedding_id FROM {ChunkTerms._meta.db_table} t
+     WHERE t.embedding_id > %(after)s ORDER BY t.embedding_id LIMIT %(batch)s
+)
+UPDATE {ChunkTerms._meta.db_table} t
+   SET terms = sidecar_chunk_terms(t.config::regconfig, d.title, e.source_text)
+  FROM batch b, document_embeddings e LEFT JOIN source_documents d ON d.id = e.document_id
+ WHERE t.embedding_id = b.embedding_id AND e.id = t.embedding_id
+RETURNING t.embedding_id"""

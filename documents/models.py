@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Value
 from django.db.models.functions import MD5, Now
-from pgvector.django import HnswIndex, VectorField
+from pgvector.django import VectorField
 
 from documents.priority import Priority
 from documents.validators import validate_clean_text, validate_json_object, validate_source_name
@@ -214,16 +214,9 @@ class DocumentEmbedding(models.Model):
                 fields=["document", "chunk_index", "model"], name="document_embeddings_doc_chunk_model_uniq"
             )
         ]
-        indexes = [
-            HnswIndex(
-                name="document_embeddings_hnsw_cos",
-                fields=["embedding"],
-                m=16,
-                ef_construction=128,  # recall over insert speed: documents migration 0006
-                opclasses=["vector_cosine_ops"],
-            ),
-            models.Index(fields=["model", "document"], name="document_embeddings_model_idx"),
-        ]
+        # The vector indexes are not here: one per model, built when a model has enough
+        # chunks to need one, outside migrations (documents/vector_index.py).
+        indexes = [models.Index(fields=["model", "document"], name="document_embeddings_model_idx")]
 
     def __str__(self):
         return f"{self.document_id} chunk {self.chunk_index} ({self.model})"

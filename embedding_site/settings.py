@@ -371,6 +371,17 @@ def _text_search_config(name: str) -> str:
 # keeps the configuration its index was built with and says so (docs/architecture.md, "Search").
 SEARCH_TEXT_CONFIG = _text_search_config("SEARCH_TEXT_CONFIG")
 
+# --- The vector index policy (documents/vector_index.py) ---------------------------------
+# A model gets its own HNSW index once it has this many chunks; below it, search reads its
+# chunks exactly (the true nearest, within the search latency target: `python -m bench index`)
+# and the workers' writes skip the graph insert. 0: an index as soon as a model has a chunk.
+VECTOR_INDEX_MIN_ROWS = _required_int_in_range("VECTOR_INDEX_MIN_ROWS", 10_000, 0, 100_000_000)
+# maintenance_work_mem for a build: a graph that fits builds several times faster (100,000
+# MiniLM vectors: 60 s at 512 MB, 172 s at 64 MB). The server must have it to spare.
+VECTOR_INDEX_BUILD_MEMORY_MB = _required_int_in_range("VECTOR_INDEX_BUILD_MEMORY_MB", 512, 16, 1_048_576)
+# max_parallel_maintenance_workers for a build (the server's max_worker_processes caps it).
+VECTOR_INDEX_BUILD_WORKERS = _required_int_in_range("VECTOR_INDEX_BUILD_WORKERS", 2, 0, 64)
+
 # --- File sources (uploads, folders, buckets, web pages) ---------------------------------
 # The largest file (or page, or upload) a sync reads; bigger ones fail with the reason.
 SOURCE_MAX_FILE_MB = _required_int_in_range("SOURCE_MAX_FILE_MB", 200, 1, 10_240)

@@ -4,9 +4,10 @@ which model answers, whether its provider may be asked, and the query itself
 
 Normally the configured model answers. While a new EMBEDDING_MODEL is being backfilled,
 search keeps using the previous model's rows (EMBEDDING_PREVIOUS_*, which also embeds the
-query) until the new model covers every document, then switches by itself — no half-and-half
-results. Without a previous provider configured, search uses the new model and says how many
-documents it cannot see yet.
+query) until the new model covers every document and its vector index is built (when it has
+enough chunks to need one), then switches by itself — no half-and-half results, and no
+searches reading a large model's chunks one by one. Without a previous provider configured,
+search uses the new model and says how many documents it cannot see yet.
 """
 
 import logging
@@ -15,6 +16,7 @@ from datetime import datetime
 
 from django.conf import settings
 
+from documents import vector_index
 from documents.models import Source
 from documents.providers.base import EmbeddingError
 from documents.providers.factory import get_previous_provider, get_provider
@@ -126,11 +128,14 @@ def documents_not_covered(model: str) -> int:
 
 
 def choose_provider():
-    """The configured provider once its model covers every document; until then the
-    previous model's provider, if one is configured."""
+    """The configured provider once its model covers every document and its vector index is
+    ready (or it needs none: documents/vector_index.py); until then the previous model's
+    provider, if one is configured."""
     current = get_provider()
     previous = get_previous_provider()
-    if previous is None or documents_not_covered(current.model_id) == 0:
+    if previous is None:
+        return current
+    if documents_not_covered(current.model_id) == 0 and vector_index.ready_to_serve(current.model_id):
         return current
     return previous
 

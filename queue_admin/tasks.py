@@ -15,7 +15,7 @@ from django.conf import settings
 
 from documents.models import Source
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, freshness, registry, sources
+from queue_admin import backfill, config, freshness, registry, sources, vector_indexes
 from queue_admin.worker import QueueWorker
 
 logger = logging.getLogger("sidecar.tasks")
@@ -88,6 +88,12 @@ def reconcile() -> int:
     queued = backfill.reconcile(model)
     freshness.refresh_snapshot(model)
     return queued
+
+
+def maintain_vector_indexes() -> list[str]:
+    """Start the vector index builds the policy wants now (queue_admin/vector_indexes.py);
+    returns the models whose build was started."""
+    return vector_indexes.start_due_builds()
 
 
 def delete_old_completed() -> int:

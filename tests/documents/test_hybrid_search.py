@@ -13,7 +13,7 @@ import pytest
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
-from documents import search, sidecar
+from documents import search, sidecar, vector_index
 from documents.models import Source, SourceDocument
 from documents.providers.factory import get_provider
 from documents.providers.local import LocalEmbeddingProvider
@@ -99,6 +99,35 @@ def test_an_exact_identifier_comes_first_by_keyword_and_hybrid_where_vectors_ran
     assert marked and all(text in query for text in marked)  # E1234-X: "E1234" and "X", as parsed
     # The others came from the vector list only.
     assert all(hit.keyword_score is None for hit in hybrid.hits[1:]) and len(hybrid.hits) == 10
+
+
+def test_an_identifier_only_in_the_title_is_found_by_keyword_and_a_new_title_is_searched_at_once(identifiers):
+    SourceDocument.objects.create(
+        title="base64.urlsafe_b64decode", content="Decode bytes using the URL- and filesystem-safe alphabet."
+    )
+    embed_all_with(LocalEmbeddingProvider())
+    assert titles("urlsafe_b64decode", k=5, mode="keyword") == ["base64.urlsafe_b64decode"]
+    assert titles("urlsafe_b64decode", k=5)[0] == "base64.urlsafe_b64decode"
+
+    # A rename (by anyone: the admin, a mirrored row) changes the words at once, with no re-embed.
+    run_sql(
+        "UPDATE source_documents SET title = 'base64.b64decode_urlsafe_variant' WHERE title LIKE 'base64.%%'"
+    )
+    assert titles("urlsafe_b64decode", k=5, mode="keyword") == []
+    assert titles("b64decode_urlsafe_variant", k=5, mode="keyword") == ["base64.b64decode_urlsafe_variant"]
+
+
+def test_remaking_every_chunks_terms_reads_the_titles(identifiers):
+    """What documents migration 0014 runs on the chunks already there."""
+    from documents import keyword_index
+
+    SourceDocument.objects.create(title="quokka", content="A small animal of Western Australia.")
+    embed_all_with(LocalEmbeddingProvider())
+    run_sql("UPDATE document_chunk_terms SET terms = to_tsvector('simple', 'nothing')")  # as before 0014
+    assert titles("quokka", k=5, mode="keyword") == []
+    assert keyword_index.remake_all_terms(batch=2) == len(IDENTIFIERS) + 1
+    assert titles("quokka", k=5, mode="keyword") == ["quokka"]  # a word of its title only
+    assert titles("paper", k=5, mode="keyword") == ["paper"]
 
 
 # --- Fake vectors: modes, operators, filters --------------------------------------------------
@@ -276,6 +305,7 @@ def three_thousand_chunks(provider, settings):
             },
             provider.model_id,
         )
+    vector_index.build(provider.model_id, concurrently=False)  # 3,000 chunks: under the policy's threshold
     run_sql("ANALYZE source_documents, document_embeddings")
 
 
@@ -307,7 +337,7 @@ def test_a_filter_keeping_one_percent_of_the_chunks_still_returns_k_results(
 
     monkeypatch.setattr(search, "EXACT_SEARCH_MAX_DOCUMENTS", 0)
     hits, plan = through_the_index("relaxed_order")
-    assert "document_embeddings_hnsw_cos" in plan, plan
+    assert vector_index.index_name(get_provider().model_id) in plan, plan
     assert len(hits) == k and {hit.title.split("-")[0] for hit in hits} == {"t7"}
     hits, _ = through_the_index("off")
     assert len(hits) < k / 2  # what the iterative scan saves
@@ -330,7 +360,7 @@ def test_a_selective_filter_is_searched_exactly_and_finds_the_true_nearest(three
     sorted by exact distance, never through the HNSW index (which would walk ~100 times as
     many rows); the answer is the true top 10 of the tenant, computed here from the vectors."""
     hits, plan = nearest_sql_and_plan(metadata={"tenant": 7})
-    assert "document_embeddings_hnsw_cos" not in plan, plan
+    assert "hnsw" not in plan, plan
     assert "source_documents_metadata_gin" in plan, plan
 
     query = get_provider().embed(["entry needle"]).vectors[0]

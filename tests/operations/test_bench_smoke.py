@@ -42,7 +42,7 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
     scenarios = report["scenarios"]
     assert set(scenarios) == {
         "pipeline", "machinery", "http", "latency", "backfill", "search", "memory", "dashboard", "sources",
-        "files",
+        "files", "quality", "index",
     }  # fmt: skip
     expected = {
         "pipeline": [
@@ -71,6 +71,8 @@ def test_quick_run_of_every_scenario_produces_numbers(tmp_path):
             "profile_ms_per_batch",
         ],
         "latency": ["p50_s", "p95_s"],
+        "quality": ["hybrid_ndcg_10", "vector_ndcg_10", "keyword_ndcg_10", "keyword_identifier_share"],
+        "index": ["maintained_s", "policy_drain_s", "policy_build_s", "maintained_vs_policy"],
         "backfill": [
             "dry_run_s",
             "enqueue_s",

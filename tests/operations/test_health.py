@@ -11,7 +11,7 @@ from embedding_site.db.base import DatabaseWrapper
 from queue_admin.models import Worker
 from tests.helpers import set_config
 
-COMPONENTS = {"database", "migrations", "pgvector", "workers", "breaker", "queue", "sources"}
+COMPONENTS = {"database", "migrations", "pgvector", "workers", "breaker", "queue", "sources", "vector_index"}
 
 
 @pytest.fixture
@@ -45,6 +45,7 @@ def test_readyz_is_200_with_every_component_ok(client):
     assert all(set(c) == {"status", "detail"} and c["status"] == "ok" for c in body["components"].values())
     assert body["components"]["breaker"]["detail"] == "not applicable (local model)"
     assert body["components"]["pgvector"]["detail"].startswith("pgvector 0.")
+    assert "no HNSW index (0 chunks, under 10,000)" in body["components"]["vector_index"]["detail"]
 
 
 @pytest.mark.usefixtures("seeded_config")

@@ -24,12 +24,15 @@ def newest_migration_applying_each_file():
     """(package, name) -> (migration key, RunSQLFile) of the last migration applying the file,
     listed in the order migrations first apply the files."""
     graph = MigrationLoader(None, ignore_no_migrations=True).graph
+    # One plan, as `migrate` makes it: each leaf's plan in turn, skipping what an earlier one
+    # applied. (Each leaf's plan alone would end at whatever that app depends on, and a later
+    # leaf could leave an older migration of a file as the "newest".)
+    plan = list(dict.fromkeys(key for leaf in graph.leaf_nodes() for key in graph.forwards_plan(leaf)))
     newest = {}
-    for leaf in graph.leaf_nodes():
-        for key in graph.forwards_plan(leaf):
-            for operation in graph.nodes[key].operations:
-                if isinstance(operation, RunSQLFile):
-                    newest[operation.package, operation.name] = (key, operation)
+    for key in plan:
+        for operation in graph.nodes[key].operations:
+            if isinstance(operation, RunSQLFile):
+                newest[operation.package, operation.name] = (key, operation)
     return newest
 
 
