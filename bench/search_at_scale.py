@@ -9,14 +9,16 @@ the data. The corpus statistics (random-pair cosine, cosine of the 1st and 10th 
 go into the report.
 
 Steps: load the documents (set-based, triggers off) and their vectors (binary COPY into a
-staging table, one INSERT … SELECT) with no HNSW index; then time the model's index build
-(documents/vector_index.py's, not concurrently: once at 64MB of maintenance_work_mem, once at
-512MB, when the graph fits in memory); exact top 10 of every
-query with index scans off (the ground truth, and the cost of searching without an index);
-raw SQL through the index at each ef_search of a sweep (p50/p95 and recall@10; pgvector's
-default is 40); and `queue_admin.searching.search` in vector mode (SEARCH_EF_SEARCH, the query
-cache) with a query "embedder" that hands back the prepared vectors, so no model is timed.
-The index is put back however the scenario ends.
+staging table, one INSERT … SELECT) with no HNSW index; exact top 10 of every query (the
+ground truth, and the cost of searching without an index); an HNSW index over the full vectors
+(vector_cosine_ops) for comparison: build time, size, recall and p95, the cost of a chunk
+write into it; dropped. Then the policy's index (documents/vector_index.py: over the vectors
+cast to halfvec), not concurrently, once at 64MB of maintenance_work_mem, once at 512MB, when
+the graph fits in memory; raw SQL through it at each ef_search of a sweep (p50/p95 and
+recall@10; pgvector's default is 40); `queue_admin.searching.search` in vector mode
+(SEARCH_EF_SEARCH, the query cache) with a query "embedder" that hands back the prepared
+vectors, so no model is timed; hybrid search; a chunk write into it with and without keyword
+terms. Chunk writes go into the 100,000-vector graph (new documents' chunks, deleted after).
 """
 
 import time
@@ -55,8 +57,12 @@ WRITE_WORDS = 200  # about a full chunk (256 tokens)
 WRITE_ROUNDS = 2  # without, with, without, with: medians per chunk
 TERMS_TRIGGERS = ("document_embeddings_terms_after_insert", "document_embeddings_terms_after_update")
 
-NEAREST = """SELECT document_id FROM document_embeddings WHERE model = %s
-               ORDER BY embedding <=> %s LIMIT %s"""
+# The policy's index: search orders by the halfvec casts (documents/vector_index.py).
+NEAREST = f"""SELECT document_id FROM document_embeddings WHERE model = %s
+                ORDER BY embedding::halfvec({DIMENSIONS}) <=> %s::vector::halfvec({DIMENSIONS}) LIMIT %s"""
+# Full vectors: the ground truth (no index), and the vector_cosine_ops index compared with it.
+NEAREST_FULL = """SELECT document_id FROM document_embeddings WHERE model = %s
+                    ORDER BY embedding <=> %s LIMIT %s"""
 
 
 def clustered_vectors(count: int, queries: int, seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
@@ -160,12 +166,12 @@ def load(vectors: np.ndarray) -> float:
     return time.perf_counter() - started
 
 
-def timed_queries(cursor, queries: np.ndarray) -> tuple[list[list], list[float]]:
-    """Run NEAREST for each query on a raw psycopg cursor; (ids per query, milliseconds each)."""
+def timed_queries(cursor, queries: np.ndarray, sql: str = NEAREST) -> tuple[list[list], list[float]]:
+    """Run `sql` for each query on a raw psycopg cursor; (ids per query, milliseconds each)."""
     results, times = [], []
     for vector in queries:
         started = time.perf_counter()
-        cursor.execute(NEAREST, (MODEL, vector, K))
+        cursor.execute(sql, (MODEL, vector, K))
         results.append([row[0] for row in cursor.fetchall()])
         times.append((time.perf_counter() - started) * 1000)
     return results, times
@@ -197,8 +203,17 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
     result.metrics.update(corpus_statistics(vectors, queries))
     common.empty_tables()
     vector_index.drop(MODEL)
+    write_count = WRITE_CHUNKS if not quick else QUICK_WRITE_CHUNKS
     try:
         result.metrics["load_s"] = load(vectors)
+        raw = connection.connection  # psycopg, no Django debug cursor in the timings
+        register_vector(raw)
+        with raw.cursor() as cursor:
+            cursor.execute("SET enable_indexscan = off")
+            truth, exact_ms = timed_queries(cursor, queries, NEAREST_FULL)
+            cursor.execute("RESET enable_indexscan")
+        result.add("exact_p50_ms", "exact search (no index), p50", common.median(exact_ms), "ms")
+        vector_kind = measure_vector_index(queries, truth, vectors, write_count)
         # The policy's build (documents/vector_index.py), once with little memory, then with room
         # for the whole graph (pgvector builds far slower once the graph outgrows
         # maintenance_work_mem; the default VECTOR_INDEX_BUILD_MEMORY_MB); the queries run on the
@@ -217,12 +232,7 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
             cursor.execute("SELECT pg_relation_size(%s)", [index])
             result.metrics["index_mib"] = cursor.fetchone()[0] / 2**20
 
-        raw = connection.connection  # psycopg, no Django debug cursor in the timings
-        register_vector(raw)
         with raw.cursor() as cursor:
-            cursor.execute("SET enable_indexscan = off")
-            truth, exact_ms = timed_queries(cursor, queries)
-            cursor.execute("RESET enable_indexscan")
             cursor.execute("EXPLAIN " + NEAREST, (MODEL, queries[0], K))
             result.metrics["plan"] = "\n".join(row[0] for row in cursor.fetchall())
             sweep = {}
@@ -235,7 +245,6 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
         result.metrics["ef_search_sweep"] = {
             ef: {"recall": r, "p50_ms": a, "p95_ms": b} for ef, (r, a, b) in sweep.items()
         }
-        result.add("exact_p50_ms", "exact search (no index), p50", common.median(exact_ms), "ms")
         at_default, p50, p95 = sweep[PGVECTOR_DEFAULT_EF_SEARCH]
         # pgvector's own default, for reference: Sidecar's searches use SEARCH_EF_SEARCH (the
         # documents.search rows below carry the targets).
@@ -255,9 +264,8 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
             result.notes.append(f"no ef_search up to {EF_SEARCH_SWEEP[-1]} reaches recall {TARGET_RECALL}")
         time_semantic_search(result, queries, truth)
         time_hybrid_search(result, queries, size)
-        time_chunk_write_with_and_without_terms(
-            result, vectors, WRITE_CHUNKS if not quick else QUICK_WRITE_CHUNKS
-        )
+        time_chunk_write_with_and_without_terms(result, vectors, write_count)
+        compare_index_kinds(result, vector_kind, sweep)
         result.notes.append(
             "ef_search sweep (recall@10, p50/p95 ms): "
             + "; ".join(f"{ef}: {r:.3f}, {a:.1f}/{b:.1f}" for ef, (r, a, b) in sweep.items())
@@ -390,24 +398,13 @@ def time_chunk_write_with_and_without_terms(
     chunks of about 256 tokens into the loaded sidecar, HNSW index and all, with keyword
     search's terms (the triggers: to_tsvector and a GIN entry per chunk) and without them
     (the triggers disabled), alternated; the ratio is the cost keyword search adds to a write."""
-    from django.db import connection, transaction
+    from django.db import connection
 
     from bench.corpus import synthetic_documents
-    from documents import sidecar, vector_index
 
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT id FROM source_documents ORDER BY id LIMIT %s", [count])
-        document_ids = [row[0] for row in cursor.fetchall()]
-    texts = [doc["content"] for doc in synthetic_documents(len(document_ids), WRITE_WORDS)]
-    batch = {
-        document_id: ("hash", [sidecar.Chunk(0, text, "h", vectors[n % len(vectors)], WRITE_WORDS)])
-        for n, (document_id, text) in enumerate(zip(document_ids, texts, strict=True))
-    }
+    texts = [doc["content"] for doc in synthetic_documents(count, WRITE_WORDS)]
+    batch = chunk_batch(new_documents(count), vectors, texts, WRITE_WORDS)
     ms_per_chunk: dict[bool, list[float]] = {False: [], True: []}
-    model = "bench-write"
-    # Past VECTOR_INDEX_MIN_ROWS a model's writes go into its HNSW index: the dearer write,
-    # and the one a big sidecar pays, so the one keyword search's share is measured against.
-    vector_index.build(model, concurrently=False)
     try:
         for _ in range(WRITE_ROUNDS):
             for with_terms in (False, True):
@@ -416,20 +413,126 @@ def time_chunk_write_with_and_without_terms(
                         cursor.execute(
                             f"ALTER TABLE document_embeddings {'ENABLE' if with_terms else 'DISABLE'} TRIGGER {trigger}"
                         )
-                started = time.perf_counter()
-                with transaction.atomic():
-                    sidecar.replace_chunks(batch, model)
-                ms_per_chunk[with_terms].append((time.perf_counter() - started) * 1000 / len(batch))
-                with connection.cursor() as cursor:
-                    cursor.execute("DELETE FROM document_embeddings WHERE model = %s", [model])
+                ms_per_chunk[with_terms].append(timed_write(batch))
     finally:
         with connection.cursor() as cursor:
             for trigger in TERMS_TRIGGERS:
                 cursor.execute(f"ALTER TABLE document_embeddings ENABLE TRIGGER {trigger}")
-        vector_index.drop(model)
+        remove_documents(list(batch))
     without, with_ = common.median(ms_per_chunk[False]), common.median(ms_per_chunk[True])
-    label = f"chunk write ({len(batch):,} chunks of ~{WRITE_WORDS} words, HNSW included)"
+    label = f"chunk write ({len(batch):,} chunks of ~{WRITE_WORDS} words into the {MODEL} index)"
     result.add("write_without_terms_ms_per_chunk", f"{label} without keyword terms, per chunk", without, "ms")
     result.add("write_with_terms_ms_per_chunk", f"{label} with keyword terms, per chunk", with_, "ms")
     result.add("terms_write_cost_ratio", "chunk write with / without keyword terms (same run)", with_ / without,
                "ratio")  # fmt: skip
+
+
+def new_documents(count: int) -> list:
+    """`count` new documents without chunks (their queue items removed: nothing embeds them)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO source_documents (title, content) SELECT 'write ' || n, 'text' FROM generate_series(1, %s) n"
+            " RETURNING id",
+            [count],
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        cursor.execute("DELETE FROM embedding_queue WHERE document_id = ANY(%s)", [ids])
+    return ids
+
+
+def remove_documents(ids: list) -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM source_documents WHERE id = ANY(%s)", [ids])
+
+
+def chunk_batch(document_ids: list, vectors: np.ndarray, texts: list[str], tokens: int) -> dict:
+    """replace_chunks' batch: one chunk of MODEL per document, vectors taken from the corpus in turn."""
+    from documents import sidecar
+
+    return {
+        document_id: ("hash", [sidecar.Chunk(0, text, "h", vectors[n % len(vectors)], tokens)])
+        for n, (document_id, text) in enumerate(zip(document_ids, texts, strict=True))
+    }
+
+
+def timed_write(batch: dict) -> float:
+    """Milliseconds per chunk of the workers' write of `batch` (as MODEL); the chunks are
+    deleted afterwards (untimed)."""
+    from django.db import connection, transaction
+
+    from documents import sidecar
+
+    started = time.perf_counter()
+    with transaction.atomic():
+        sidecar.replace_chunks(batch, MODEL)
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM document_embeddings WHERE document_id = ANY(%s)", [list(batch)])
+    return elapsed_ms / len(batch)
+
+
+VECTOR_INDEX = "bench_vector_hnsw"
+
+
+def measure_vector_index(queries: np.ndarray, truth: list[list], vectors: np.ndarray, count: int) -> dict:
+    """An HNSW index over the full vectors (vector_cosine_ops, what Sidecar had before the
+    policy): build time at BUILD_MEMORY_MB, size, recall@10 and p95 at ef_search 100, and the
+    cost of a chunk write into it; dropped afterwards. The figures, for compare_index_kinds."""
+    from django.conf import settings
+    from django.db import connection
+
+    from bench.corpus import synthetic_documents
+
+    raw = connection.connection
+    with raw.cursor() as cursor:
+        cursor.execute(f"SET maintenance_work_mem = '{BUILD_MEMORY_MB}MB'")
+        cursor.execute(f"SET max_parallel_maintenance_workers = {settings.VECTOR_INDEX_BUILD_WORKERS}")
+        started = time.perf_counter()
+        cursor.execute(
+            f"CREATE INDEX {VECTOR_INDEX} ON document_embeddings USING hnsw (embedding vector_cosine_ops)"
+            f" WITH (m = 16, ef_construction = 128) WHERE model = '{MODEL}'"
+        )
+        figures = {"build_s": time.perf_counter() - started}
+        cursor.execute("RESET maintenance_work_mem")
+        cursor.execute("RESET max_parallel_maintenance_workers")
+        cursor.execute("SELECT pg_relation_size(%s)", [VECTOR_INDEX])
+        figures["mib"] = cursor.fetchone()[0] / 2**20
+        cursor.execute("SET hnsw.ef_search = 100")
+        timed_queries(cursor, queries, NEAREST_FULL)  # warm
+        found, ms = timed_queries(cursor, queries, NEAREST_FULL)
+        cursor.execute("RESET hnsw.ef_search")
+    figures["recall"], figures["p95_ms"] = recall(found, truth), common.percentile(ms, 95)
+    texts = [doc["content"] for doc in synthetic_documents(count, WRITE_WORDS)]
+    batch = chunk_batch(new_documents(count), vectors, texts, WRITE_WORDS)
+    try:
+        figures["write_ms"] = common.median([timed_write(batch) for _ in range(WRITE_ROUNDS)])
+    finally:
+        remove_documents(list(batch))
+        with raw.cursor() as cursor:
+            cursor.execute(f"DROP INDEX {VECTOR_INDEX}")
+    return figures
+
+
+def compare_index_kinds(result: common.ScenarioResult, vector_kind: dict, sweep: dict) -> None:
+    """The policy's halfvec index against the vector index measured first, same vectors, same run."""
+    halfvec_recall, _, halfvec_p95 = sweep[100]
+    rows = [
+        ("build_s", "HNSW build at 512MB", result.metrics["index_build_in_memory_s"], "s"),
+        ("mib", "index size", result.metrics["index_mib"], "MiB"),
+        ("recall", "recall@10 at ef_search 100", halfvec_recall, "ratio"),
+        ("p95_ms", "raw SQL p95 at ef_search 100", halfvec_p95, "ms"),
+        ("write_ms", "chunk write into the index, per chunk", result.metrics["write_with_terms_ms_per_chunk"], "ms"),
+    ]  # fmt: skip
+    for key, measure, halfvec, unit in rows:
+        vector = vector_kind[key]
+        result.add(f"vector_index_{key}", f"vector index (before): {measure}", vector, unit)
+        result.add(
+            f"halfvec_vs_vector_{key}",
+            f"halfvec / vector: {measure}",
+            halfvec / vector if vector else 0.0,
+            "ratio",
+        )

@@ -32,7 +32,7 @@ from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import dateparse, timezone
 
-from documents import keyword_index
+from documents import keyword_index, vector_index
 from documents.models import ChunkTerms, DocumentEmbedding
 from documents.validators import validate_json_object
 from embedding_site.db.base import version_tuple
@@ -310,13 +310,13 @@ def search_documents(
     from its nearest chunk."""
     depth = max(k * 4, FUSION_DEPTH) if mode == "hybrid" else k
     with transaction.atomic():
-        configs = _set_up_search(_chunks_wanted(depth))
+        configs, indexed = _set_up_search(_chunks_wanted(depth), model)
         if mode != "vector" and configs.config is None:
             raise keyword_index.missing_config_error()
         words = _query_words(query, configs)
         lists: dict[str, list[Candidate]] = {}
         if mode != "keyword":
-            lists["vector"] = _vector_list(model, vector, depth, filters)
+            lists["vector"] = _vector_list(model, vector, depth, filters, indexed)
         if mode != "vector":
             lists["keyword"] = _keyword_list(model, words, depth, filters)
         if mode == "hybrid":
@@ -363,7 +363,7 @@ def _chunks_wanted(documents: int) -> int:
 _iterative_scan: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
-def _set_up_search(chunks: int) -> keyword_index.Configs:
+def _set_up_search(chunks: int, model: str) -> tuple[keyword_index.Configs, bool]:
     """For the current transaction: make the HNSW index look at enough candidates for
     `chunks` rows (SEARCH_EF_SEARCH at least), and on pgvector >= 0.8 let the scan go on until
     enough rows pass the model and the filters (iterative scan), up to a filter keeping
@@ -393,8 +393,12 @@ def _set_up_search(chunks: int) -> keyword_index.Configs:
                 ", set_config('hnsw.max_scan_tuples', %s, true)"
             )
             params.append(str(max(PGVECTOR_MAX_SCAN_TUPLES, math.ceil(chunks / SMALLEST_FILTER_SHARE))))
-        cursor.execute(f"{statement}, {keyword_index.CURRENT_CONFIGS}", params)
-        return keyword_index.Configs(*cursor.fetchone()[-2:])
+        cursor.execute(
+            f"{statement}, {keyword_index.CURRENT_CONFIGS}, ({vector_index.USABLE_INDEX})",
+            [*params, vector_index.index_name(model)],
+        )
+        *_, config, rebuilding_from, indexed = cursor.fetchone()
+        return keyword_index.Configs(config, rebuilding_from), bool(indexed)
 
 
 def _join_documents(filters: Filters, chunks: str) -> tuple[str, str, list]:
@@ -405,7 +409,9 @@ def _join_documents(filters: Filters, chunks: str) -> tuple[str, str, list]:
     return join, conditions, params
 
 
-def _vector_list(model: str, vector: np.ndarray, documents: int, filters: Filters) -> list[Candidate]:
+def _vector_list(
+    model: str, vector: np.ndarray, documents: int, filters: Filters, indexed: bool
+) -> list[Candidate]:
     """The `documents` documents whose best chunk is nearest to `vector`, best first: through
     the HNSW index, or exactly over the documents a selective filter keeps."""
     join, conditions, params = _join_documents(filters, "e")
@@ -413,17 +419,26 @@ def _vector_list(model: str, vector: np.ndarray, documents: int, filters: Filter
     # "+ 0" makes the order an expression the HNSW index cannot serve, so the planner reads
     # the kept documents' chunks through their indexes and sorts them by exact distance.
     exact = bool(conditions) and _few_documents_pass(filters)
+    if exact:
+        order = "(e.embedding <=> %s::vector) + 0"
+    elif indexed:
+        # The index's own expression (halfvec), or the planner cannot use it; the score stays
+        # the full vectors' distance, and the rows are sorted by it below.
+        order = vector_index.nearest_order("%s::vector")
+    else:
+        order = "e.embedding <=> %s::vector"  # no index: the model is small, read exactly
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT e.id, e.document_id, e.embedding <=> %s::vector AS distance
                   FROM document_embeddings e{join}
                  WHERE e.model = %s{conditions}
-                 ORDER BY {"(e.embedding <=> %s::vector) + 0" if exact else "distance"}
+                 ORDER BY {order}
                  LIMIT %s""",
-            [query_vector, model, *params, *([query_vector] if exact else []), _chunks_wanted(documents)],
+            [query_vector, model, *params, query_vector, _chunks_wanted(documents)],
         )
         rows = cursor.fetchall()
-    # relaxed_order: an iterative scan may hand rows back slightly out of order.
+    # relaxed_order: an iterative scan may hand rows back slightly out of order; and the
+    # index orders by halfvec distance, the score is the full one.
     rows.sort(key=lambda row: row[2])
     best: dict[uuid.UUID, Candidate] = {}
     for chunk_id, document_id, distance in rows:

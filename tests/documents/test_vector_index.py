@@ -110,9 +110,8 @@ def test_a_build_makes_a_partial_index_per_model_concurrently_and_search_reads_t
     definition = run_sql(
         "SELECT indexdef FROM pg_indexes WHERE indexname = %s", [vector_index.index_name(MODEL)]
     )
-    assert (
-        "hnsw" in definition[0][0] and "WHERE ((model)::text = 'fake-index-model'::text)" in definition[0][0]
-    )
+    assert "USING hnsw (((embedding)::halfvec(384)) halfvec_cosine_ops)" in definition[0][0]
+    assert "WHERE ((model)::text = 'fake-index-model'::text)" in definition[0][0]
     run_sql("SET enable_sort = off")  # 300 rows: the planner would rather sort them all
     try:
         assert vector_index.index_name(MODEL) in nearest_plan()
@@ -215,6 +214,17 @@ def test_the_schedule_starts_a_build_in_its_own_process(settings, monkeypatch):
     process = vector_indexes.start_build(MODEL)
     assert process.wait(timeout=120) == 0
     assert vector_index.state(MODEL).ready
+
+
+def test_vectors_too_wide_for_an_index_are_searched_exactly_and_say_so(settings):
+    settings.VECTOR_INDEX_MIN_ROWS = 10
+    write_chunks(20)
+    settings.EMBEDDING_DIMENSIONS = 4_096  # as a 4,096-dimension model's column would be
+    assert not vector_index.wants_index(MODEL, queued=0, serving=True)
+    state = vector_index.state(MODEL)
+    assert not state.due and "4096 dimensions, over the 4,000 an index can hold" in state.describe()
+    with pytest.raises(CommandError, match="holds at most 4,000 dimensions"):
+        call_command("vector_index", "build", MODEL)
 
 
 def test_the_command_refuses_what_it_cannot_do():

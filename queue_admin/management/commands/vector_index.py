@@ -35,6 +35,8 @@ class Command(BaseCommand):
             seconds = vector_index.build(model)
         except vector_index.BuildBusy as exc:
             raise CommandError(f"{exc}; `vector_index status` shows its progress.") from None
+        except vector_index.NotIndexable as exc:
+            raise CommandError(str(exc)) from None
         state = vector_index.state(model)
         if seconds == 0.0:
             self.stdout.write(f"{model} already has its index: {state.describe()}")
