@@ -14,8 +14,9 @@ from datetime import datetime
 from django.conf import settings
 from django.db import connection
 
+from documents import vector_index
 from documents.providers.factory import get_provider
-from queue_admin import config, freshness, limits, queue_counts, status
+from queue_admin import config, freshness, limits, queue_counts, searching, status, vector_indexes
 from queue_admin.models import ProviderLimitState, QueueItem
 from queue_admin.queue_counts import Count
 
@@ -75,6 +76,8 @@ class Dashboard(status.QueueFigures):
     provider: ProviderInUse
     provider_limits: list[ProviderLimits]
     documents: freshness.DocumentFreshness
+    vector_indexes: list[vector_index.IndexState]  # each model in use's (documents/vector_index.py)
+    search_model: str  # the model search answers with (the previous one during a model change)
 
     @property
     def error_rate(self) -> float | None:
@@ -196,4 +199,6 @@ def dashboard() -> Dashboard:
         provider=provider,
         provider_limits=provider_limits(provider.model_id, queue_settings),
         documents=freshness.document_freshness(provider.model_id),
+        vector_indexes=vector_indexes.states(),
+        search_model=searching.choose_provider().model_id,
     )

@@ -240,6 +240,32 @@ def test_an_empty_database_renders(admin_client, sql):
     assert "No failed items" in html and "nothing to do" in html and html.count("<rect ") == 60
 
 
+def test_the_vector_index_of_the_model_in_use_and_what_search_uses(admin_client, settings):
+    import numpy as np
+    from django.db import transaction
+
+    from documents import sidecar, vector_index
+
+    settings.VECTOR_INDEX_MIN_ROWS = 3
+    model = get_provider().model_id
+    documents = SourceDocument.objects.bulk_create(SourceDocument(content=f"text {n}") for n in range(4))
+    vector = np.full(settings.EMBEDDING_DIMENSIONS, 0.05, dtype=np.float32)
+    with transaction.atomic():
+        sidecar.replace_chunks(
+            {d.id: ("h", [sidecar.Chunk(0, d.content, "h", vector, 2)]) for d in documents}, model
+        )
+
+    html = admin_client.get(FIGURES).content.decode()
+    assert f'<code id="sidecar-search-model">{model}</code>' in html
+    assert "no HNSW index yet (4 chunks): one is due" in html and 'class="sidecar-index-none"' in html
+
+    with connection.cursor() as cursor:  # the deferred foreign key checks first: DDL refuses pending ones
+        cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    vector_index.build(model, concurrently=False)  # inside the test's transaction
+    html = admin_client.get(FIGURES).content.decode()
+    assert 'class="sidecar-index-ready"' in html and "HNSW index ready (4 chunks" in html
+
+
 def test_the_fragment_is_the_figures_alone(admin_client, known_queue):
     html = admin_client.get(FIGURES).content.decode()
     assert 'data-status="pending"' in html and "<html" not in html and "boom A" in html
