@@ -47,16 +47,8 @@ browser:
 	fi
 
 demo: install
-	@DEBUG=1 $(MANAGE) embedded_db start
-	@DEBUG=1 $(MANAGE) migrate --no-input -v 0
-	@DEBUG=1 $(MANAGE) demo_admin --username '$(DEMO_ADMIN_USER)' --password '$(DEMO_ADMIN_PASSWORD)'
-	@DEBUG=1 $(MANAGE) load_sample_documents --limit $(DEMO_DOCUMENTS)
-	@DEBUG=1 $(MANAGE) search_judgments load-samples
-	@DEBUG=1 $(MANAGE) qcluster & qcluster=$$!; \
-	  trap 'kill $$qcluster 2>/dev/null; wait $$qcluster 2>/dev/null' EXIT INT TERM; \
-	  ( sleep 5; printf '\n  Sidecar admin:  http://%s/admin/\n  Login:          %s / %s\n  Ctrl-C stops the web server and workers; the database keeps running (make db-stop).\n\n' \
-	    '$(DEMO_ADDR)' '$(DEMO_ADMIN_USER)' '$(DEMO_ADMIN_PASSWORD)' ) & \
-	  DEBUG=1 $(MANAGE) runserver $(DEMO_ADDR)
+	@DEBUG=1 $(MANAGE) demo --addr '$(DEMO_ADDR)' --documents $(DEMO_DOCUMENTS) \
+	  --username '$(DEMO_ADMIN_USER)' --password '$(DEMO_ADMIN_PASSWORD)' $(if $(filter 1,$(DEMO_VERBOSE)),--verbose)
 
 # The documentation is built first, strictly; its output is shown only on failure (mkdocs'
 # --quiet would hide the very warnings that --strict counts, and pass).

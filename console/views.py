@@ -1,8 +1,9 @@
 """Health endpoints: no authentication (they reveal no keys, URLs or data), never cached.
 /metrics: a bearer token (console/metrics.py decides who may read it)."""
 
-from django.http import HttpResponse, HttpResponseServerError, JsonResponse
+from django.http import HttpResponse, HttpResponsePermanentRedirect, HttpResponseServerError, JsonResponse
 from django.template.loader import render_to_string
+from django.templatetags.static import static
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -35,6 +36,13 @@ def metrics(request):
             response["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     return HttpResponse(metrics_module.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+@require_safe
+def favicon(request):
+    """Browsers ask for /favicon.ico whatever a page links: send them to the static icon (its
+    hashed name in production, so resolved per request, not when the URLs load)."""
+    return HttpResponsePermanentRedirect(static("console/favicon.svg"))
 
 
 def server_error(request):

@@ -485,6 +485,8 @@ AXES_LOCKOUT_CALLABLE = "console.login_throttle.locked_out"
 # What axes keeps of a failed login's form (and logs): never the password (always masked), nor the
 # CSRF token; the user name and address stay, so the log says who is being guessed at.
 AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
+# Axes prints its version and settings at every process start (six lines a `make demo`).
+AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -590,6 +592,8 @@ LOGGING = {
         "httpx": {"level": env.str("HTTPX_LOG_LEVEL", default="WARNING").upper()},
         # Django's own handlers would print these a second time, unformatted and unscrubbed.
         "django": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django.server": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
+        # runserver's own line per request: RequestIdMiddleware already logs each request once
+        # (with its id and duration); only runserver's errors are kept.
+        "django.server": {"handlers": ["console"], "level": "ERROR", "propagate": False},
     },
 }

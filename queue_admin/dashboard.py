@@ -16,7 +16,7 @@ from django.db import connection
 
 from documents import vector_index
 from documents.providers.factory import get_provider
-from queue_admin import config, freshness, limits, queue_counts, searching, status, vector_indexes
+from queue_admin import config, freshness, limits, queue_counts, searching, status, vector_indexes, vocabulary
 from queue_admin.models import ProviderLimitState, QueueItem
 from queue_admin.queue_counts import Count
 
@@ -76,6 +76,8 @@ class Dashboard(status.QueueFigures):
     provider: ProviderInUse
     provider_limits: list[ProviderLimits]
     documents: freshness.DocumentFreshness
+    completed_last_minute: int  # the throughput card: 0 within a minute of the queue going idle
+    text_sizes: "TextSizes"  # of the waiting documents and of those completed lately, for the drain estimate
     vector_indexes: list[vector_index.IndexState]  # each model in use's (documents/vector_index.py)
     search_model: str  # the model search answers with (the previous one during a model change)
 
@@ -87,16 +89,76 @@ class Dashboard(status.QueueFigures):
 
     @property
     def drain_seconds(self) -> float | None:
-        """Live items ÷ the last 15 minutes' rate: 0 with nothing to do, None with no recent rate."""
+        """The waiting work at the last 15 minutes' pace, by size: live items × their texts'
+        average length ÷ (documents per second × the average length of those completed), so a
+        queue of long documents behind a run of short ones is not promised in minutes. 0 with
+        nothing to do, None with no recent rate."""
         if self.live.value == 0:
             return 0.0
         if not self.rate_per_second_15m:
             return None
-        return self.live.value / self.rate_per_second_15m
+        return self.live.value / self.rate_per_second_15m * self.text_sizes.ratio
+
+    @property
+    def embedded_share(self) -> float | None:
+        """Fresh documents ÷ all documents (the dashboard's "how much is done"); None uncounted."""
+        counts = self.documents.counts
+        if counts is None or not counts.documents:
+            return None
+        return counts.fresh / counts.documents
 
     @property
     def failed_items(self) -> Count:
         return self.by_status[QueueItem.Status.FAILED]
+
+
+@dataclass(frozen=True)
+class TextSizes:
+    """Average characters of (a sample of) the waiting documents' texts and of those
+    completed in the last 15 minutes; None where there are none."""
+
+    waiting: float | None
+    completed: float | None
+
+    @property
+    def ratio(self) -> float:
+        """How much longer the waiting texts are than the recent ones (1 when unknown)."""
+        if not self.waiting or not self.completed:
+            return 1.0
+        return self.waiting / self.completed
+
+
+# At most this many documents' lengths are read for each average: an estimate needs no more,
+# and the dashboard must stay fast with a million items waiting.
+SIZE_SAMPLE = 1_000
+TEXT_SIZES = f"""
+SELECT (SELECT avg(length(d.content)) FROM
+          (SELECT document_id FROM embedding_queue WHERE status IN ({vocabulary.sql_list(vocabulary.LIVE)})
+            LIMIT %(sample)s) q JOIN source_documents d ON d.id = q.document_id),
+       (SELECT avg(length(d.content)) FROM
+          (SELECT document_id FROM embedding_queue
+            WHERE status = 'completed'
+              AND processing_completed_at > statement_timestamp() - make_interval(mins => %(minutes)s)
+            ORDER BY processing_completed_at DESC LIMIT %(sample)s) q JOIN source_documents d ON d.id = q.document_id)
+"""
+COMPLETED_LAST_MINUTE = """
+SELECT count(*) FROM embedding_queue
+ WHERE status = 'completed' AND processing_completed_at > statement_timestamp() - interval '60 seconds'"""
+
+
+def text_sizes(minutes: int = status.THROUGHPUT_WINDOW_MINUTES) -> TextSizes:
+    with connection.cursor() as cursor:
+        cursor.execute(TEXT_SIZES, {"sample": SIZE_SAMPLE, "minutes": minutes})
+        waiting, completed = cursor.fetchone()
+    return TextSizes(
+        None if waiting is None else float(waiting), None if completed is None else float(completed)
+    )
+
+
+def completed_last_minute() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute(COMPLETED_LAST_MINUTE)
+        return cursor.fetchone()[0]
 
 
 THROUGHPUT = """
@@ -199,6 +261,8 @@ def dashboard() -> Dashboard:
         provider=provider,
         provider_limits=provider_limits(provider.model_id, queue_settings),
         documents=freshness.document_freshness(provider.model_id),
+        completed_last_minute=completed_last_minute(),
+        text_sizes=text_sizes(),
         vector_indexes=vector_indexes.states(),
         search_model=searching.choose_provider().model_id,
     )

@@ -144,7 +144,13 @@ def test_the_page_shows_the_figures(admin_client, known_queue):
         cell = re.search(rf'data-status="{status}" data-priority="{priority}">(.*?)</td>', html).group(1)
         assert re.sub(r"<[^>]+>", "", cell) == str(n), (status, priority, cell)
     assert re.search(r'data-status="all" data-priority="total"><strong>12<', html)
-    assert "boom A" in html and "50 s" in html and "50 %" in html
+    # Time to drain: 5 live items at 1 document / 10 s, by size: the waiting texts average 15.4
+    # characters ("dashboard doc 10" and "11" are longer), the one done lately 15: 51 s.
+    assert "boom A" in html and "51 s" in html and "50 %" in html
+    # How much is done: only document 1 is fresh. Throughput: nothing in the last minute.
+    assert re.search(r'id="sidecar-embedded">1 of 12</strong> documents embedded', html)
+    assert re.search(r'id="card-rate">\s*<h3>Throughput</h3>\s*<p class="sidecar-figure">0</p>', html)
+    assert "in the last minute: idle; 6.0 a minute while busy" in html
     assert 'data-documents="missing">10<' in html and 'data-documents="failed">3<' in html
     assert html.count("<rect ") == 60 and "documents / min" in html and "time (UTC)" in html
     assert "Pause queue" in html and "within 5 seconds" in html
@@ -382,3 +388,34 @@ def test_the_page_module_is_listed_in_the_site():
     from console.admin_site import PAGE_MODULES
 
     assert dashboard_page.__name__ in PAGE_MODULES
+
+
+def test_throughput_falls_to_zero_within_a_minute_of_the_last_completion(sql):
+    doc = SourceDocument.objects.create(content="one")
+    sql(
+        """UPDATE embedding_queue SET status = 'completed', processing_started_at = now() - interval '40 seconds',
+                  processing_completed_at = now() - interval '30 seconds' WHERE document_id = %s""",
+        [doc.id],
+    )
+    assert dashboard.completed_last_minute() == 1
+    sql(
+        "UPDATE embedding_queue SET processing_completed_at = now() - interval '61 seconds' WHERE document_id = %s",
+        [doc.id],
+    )
+    assert dashboard.completed_last_minute() == 0
+    assert dashboard.dashboard().rate_per_second_15m  # the 15 minutes' pace is still known, for the estimate
+
+
+def test_time_to_drain_counts_the_length_of_the_waiting_texts(sql):
+    done = SourceDocument.objects.create(content="x" * 100)
+    sql(
+        """UPDATE embedding_queue SET status = 'completed', processing_started_at = now() - interval '20 seconds',
+                  processing_completed_at = now() - interval '10 seconds' WHERE document_id = %s""",
+        [done.id],
+    )
+    SourceDocument.objects.bulk_create(
+        SourceDocument(content="y" * 1_000) for _ in range(3)
+    )  # ten times as long
+    figures = dashboard.dashboard()
+    assert figures.text_sizes.ratio == 10.0
+    assert figures.drain_seconds == pytest.approx(3 / figures.rate_per_second_15m * 10)
