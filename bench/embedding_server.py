@@ -15,6 +15,7 @@ spent serving>` and exits.
 """
 
 import argparse
+import base64
 import json
 import resource
 import sys
@@ -45,8 +46,10 @@ class _Handler(BaseHTTPRequestHandler):
         except (ValueError, KeyError, TypeError):
             return self._send(400, b'{"error": {"message": "expected {\\"input\\": [...]}"}}')
         time.sleep(server.latency)
+        # As OpenAI: base64 of the float32 bytes when asked for, else lists of floats.
+        encoded = server.vector_base64 if payload.get("encoding_format") == "base64" else server.vector_json
         rows = ",".join(
-            f'{{"object":"embedding","index":{i},"embedding":{server.vector_json[zlib.crc32(t.encode()) % VECTORS]}}}'
+            f'{{"object":"embedding","index":{i},"embedding":{encoded[zlib.crc32(t.encode()) % VECTORS]}}}'
             for i, t in enumerate(texts)
         )
         tokens = sum(len(t) // 4 + 1 for t in texts)
@@ -77,6 +80,9 @@ def make_server(latency: float, dimensions: int, port: int = 0) -> ThreadingHTTP
     vectors = rng.standard_normal((VECTORS, dimensions))
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     server.vector_json = [json.dumps([round(float(x), 7) for x in row]) for row in vectors]
+    server.vector_base64 = [
+        json.dumps(base64.b64encode(np.asarray(row, dtype="<f4").tobytes()).decode()) for row in vectors
+    ]
     return server
 
 

@@ -129,8 +129,47 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
             + f" (of {common.cores()})"
         )
     profile_one_worker(result, documents[: min(count, 96 if quick else 960)])
+    compare_encodings(result, [doc["content"] for doc in documents[: min(count, 320 if quick else 3200)]])
     common.empty_tables()
     return result
+
+
+ENCODING_ROUNDS = 3
+
+
+def compare_encodings(result: common.ScenarioResult, texts: list[str]) -> None:
+    """The provider's own CPU per document (this process: request, response read, decode) with
+    vectors as base64 and as lists of floats, alternated, same server, same texts."""
+    import time
+
+    from documents.providers.openai import OpenAIEmbeddingProvider
+
+    server, port = start_server()
+    cpu_ms: dict[str, list[float]] = {"base64": [], "float": []}
+    try:
+        provider = OpenAIEmbeddingProvider(
+            f"http://127.0.0.1:{port}/v1", None, MODEL, 384, max_batch_size=BATCH_SIZE
+        )
+        provider.embed(texts[:BATCH_SIZE])  # connect and warm up
+        for _ in range(ENCODING_ROUNDS):
+            for encoding in ("base64", "float"):
+                provider.encoding_format = encoding
+                started = time.process_time()
+                for start in range(0, len(texts), BATCH_SIZE):
+                    provider.embed(texts[start : start + BATCH_SIZE])
+                cpu_ms[encoding].append((time.process_time() - started) * 1000 / len(texts))
+    finally:
+        stop_server(server)
+    as_base64, as_float = common.median(cpu_ms["base64"]), common.median(cpu_ms["float"])
+    result.add(
+        "client_cpu_base64_ms_per_doc", "the provider's CPU per document, base64 vectors", as_base64, "ms"
+    )
+    result.add(
+        "client_cpu_float_ms_per_doc", "the provider's CPU per document, lists of floats", as_float, "ms"
+    )
+    result.add(
+        "client_cpu_base64_vs_float", "base64 / float, provider CPU (same run)", as_base64 / as_float, "ratio"
+    )
 
 
 def profile_one_worker(result: common.ScenarioResult, documents: list[dict]) -> None:

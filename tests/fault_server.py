@@ -20,6 +20,7 @@ tests), start it standalone and program it over HTTP::
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import signal
@@ -75,6 +76,10 @@ class ReceivedRequest:
         return [texts] if isinstance(texts, str) else list(texts)
 
 
+def _asks_base64(payload: object) -> bool:
+    return isinstance(payload, dict) and payload.get("encoding_format") == "base64"
+
+
 def fake_vector(text: str, dimensions: int) -> np.ndarray:
     """The unit-length float32 vector the fake gives ``text``: same text, same vector."""
     seed = int.from_bytes(hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:8], "big")
@@ -85,11 +90,24 @@ def fake_vector(text: str, dimensions: int) -> np.ndarray:
 class FakeEmbedder:
     """The server, its fault queue and its request log. Use as a context manager."""
 
-    def __init__(self, port: int = 0, dimensions: int = 8, *, host: str = "127.0.0.1", latency: float = 0.0):
+    def __init__(
+        self,
+        port: int = 0,
+        dimensions: int = 8,
+        *,
+        host: str = "127.0.0.1",
+        latency: float = 0.0,
+        base64: str = "answer",
+    ):
         """`latency`: seconds every answer waits (a remote model's think time); `host`: where to
-        listen (another address than loopback lets network namespaces reach it)."""
+        listen (another address than loopback lets network namespaces reach it); `base64`, what
+        the OpenAI endpoint does with `encoding_format: "base64"`: "answer" (as OpenAI does),
+        "ignore" (answers floats anyway, as some compatible servers do) or "reject" (a 400)."""
+        if base64 not in ("answer", "ignore", "reject"):
+            raise ValueError(f"base64 must be answer, ignore or reject, not {base64!r}")
         self.dimensions = dimensions
         self.latency = latency
+        self.base64 = base64
         self.requests: list[ReceivedRequest] = []
         # Once the script is used up, each request asks this for its fault (None: answer
         # normally). The chaos suites (tests/chaos/) draw faults at random and stage outages.
@@ -226,6 +244,11 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(fault.status, body.encode(), fault.content_type, fault.headers)
         if fault.body is not None:
             return self._send(fault.status or 200, fault.body.encode(), fault.content_type, fault.headers)
+        if self.path == OPENAI_PATH and self.fake.base64 == "reject" and _asks_base64(payload):
+            message = "Invalid value for 'encoding_format': 'base64' is not supported by this server"
+            return self._send(
+                400, json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+            )
         answer = self._embeddings(fault, payload)
         if answer is None:
             return self._send(404, b'{"error": "no such endpoint"}')
@@ -258,6 +281,9 @@ class _Handler(BaseHTTPRequestHandler):
             vectors = vectors[: len(vectors) - fault.drop_vectors]
         if self.path == TEI_PATH:
             return vectors
+        if _asks_base64(payload) and self.fake.base64 == "answer":
+            # As OpenAI sends them: the little-endian float32 bytes, base64-encoded.
+            vectors = [base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode() for v in vectors]
         data = [{"object": "embedding", "index": i, "embedding": v} for i, v in enumerate(vectors)]
         if fault.reverse:
             data.reverse()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -11,6 +14,8 @@ from .http import HttpJsonClient, HttpOptions
 from .responses import check_texts, vectors_from_rows
 from .tokens import distribute_total, estimate_token_counts
 
+logger = logging.getLogger("sidecar.providers")
+
 
 class OpenAIEmbeddingProvider:
     """Embeddings from an OpenAI-compatible API.
@@ -19,6 +24,12 @@ class OpenAIEmbeddingProvider:
     vectors to ``dimensions`` (OpenAI's text-embedding-3 models support it; many compatible
     servers reject the field). Shortened vectors differ from full ones, so ``model_id`` then
     says so: ``text-embedding-3-small@384d``.
+
+    Vectors are asked for as base64 (each the float32 bytes, little-endian): a quarter of the
+    JSON, and decoding is a copy where a list of floats is parsed number by number. A server
+    that ignores the field answers lists of floats, which are read as such; one that refuses
+    it (a 400 naming encoding_format) is asked again with floats, and this provider asks it
+    for floats from then on.
     """
 
     # A service elsewhere: the workers share its quota and circuit breaker. No fallback of its
@@ -47,6 +58,7 @@ class OpenAIEmbeddingProvider:
         self.max_input_tokens = max_input_tokens
         options = (http_options or HttpOptions()).fit_batch(max_batch_size, dimensions)
         self.http = HttpJsonClient(base_url, api_key, options)
+        self.encoding_format = "base64"
 
     def __repr__(self) -> str:
         return f"OpenAIEmbeddingProvider({self.model_id!r}, {self.http!r})"
@@ -56,10 +68,19 @@ class OpenAIEmbeddingProvider:
         check_texts(texts, self.max_batch_size)
         if not texts:
             return EmbeddingResult(np.empty((0, self.dimensions), dtype=np.float32), [])
-        payload: dict = {"model": self.model, "input": texts, "encoding_format": "float"}
+        payload: dict = {"model": self.model, "input": texts, "encoding_format": self.encoding_format}
         if self.send_dimensions:
             payload["dimensions"] = self.dimensions
-        body = self.http.post_json("embeddings", payload, may_retry=may_retry)
+        try:
+            body = self.http.post_json("embeddings", payload, may_retry=may_retry)
+        except EmbeddingError as exc:
+            if not _refuses_base64(exc, payload):
+                raise
+            logger.warning(
+                "%s refuses base64 vectors (%s); asking for floats from now on", self.http.base_url, exc
+            )
+            self.encoding_format = payload["encoding_format"] = "float"
+            body = self.http.post_json("embeddings", payload, may_retry=may_retry)
         result = EmbeddingResult(_vectors_in_input_order(body, len(texts)), _token_counts(body, texts))
         return validate_result(result, len(texts), self.dimensions)
 
@@ -97,7 +118,43 @@ def _vectors_in_input_order(body: object, expected: int) -> np.ndarray:
         raise EmbeddingError(
             f"expected {expected} vectors, got {len(data)} (missing index {shown})", kind="permanent"
         )
+    if any(isinstance(row, str) for row in rows):
+        return _decode_base64_rows(rows, came_from)
     return vectors_from_rows(rows, lambda i: f"data[{came_from[i]}].embedding")
+
+
+def _refuses_base64(error: EmbeddingError, payload: dict) -> bool:
+    """A 400 that names encoding_format, to a request that asked for base64."""
+    text = str(error)
+    return payload.get("encoding_format") == "base64" and "HTTP 400" in text and "encoding_format" in text
+
+
+def _decode_base64_rows(rows: list, came_from: list[int]) -> np.ndarray:
+    """Rows that are base64 strings of little-endian float32 bytes (a list of floats among them
+    is taken as it is); lengths and NaN are left to validate_result, as for floats."""
+    decoded = []
+    for i, row in enumerate(rows):
+        where = f"data[{came_from[i]}].embedding"
+        if isinstance(row, list):
+            decoded.append(vectors_from_rows([row], lambda _, where=where: where)[0])
+            continue
+        if not isinstance(row, str):
+            raise EmbeddingError(f"{where} is neither base64 text nor a list of numbers", kind="permanent")
+        try:
+            raw = base64.b64decode(row, validate=True)
+        except (binascii.Error, ValueError):
+            raise EmbeddingError(f"{where} is not valid base64", kind="permanent") from None
+        if len(raw) % 4:
+            raise EmbeddingError(
+                f"{where} holds {len(raw)} bytes, not whole float32 numbers", kind="permanent"
+            )
+        decoded.append(np.frombuffer(raw, dtype="<f4"))
+    lengths = {len(vector) for vector in decoded}
+    if len(lengths) > 1:
+        raise EmbeddingError(
+            f"vectors have different lengths ({', '.join(str(n) for n in sorted(lengths))})", kind="permanent"
+        )
+    return np.ascontiguousarray(np.stack(decoded), dtype=np.float32)
 
 
 def _no_data_message(body: object) -> str:

@@ -29,7 +29,7 @@ from documents.providers.openai import OpenAIEmbeddingProvider
 from documents.providers.tei import TEIEmbeddingProvider
 from documents.providers.tokens import distribute_total, estimate_token_counts
 from tests import secrets
-from tests.fault_server import OPENAI_PATH, TEI_PATH, Fault, fake_vector
+from tests.fault_server import OPENAI_PATH, TEI_PATH, FakeEmbedder, Fault, fake_vector
 from tests.helpers import ROOT
 
 API_KEY = secrets.OPENAI_API_KEY
@@ -90,7 +90,7 @@ def test_openai_sends_model_input_and_dimensions_with_the_key_as_bearer(openai, 
     assert request.json == {
         "model": "fake-embedder-model",
         "input": TEXTS,
-        "encoding_format": "float",
+        "encoding_format": "base64",  # vectors as float32 bytes: see the base64 tests below
         "dimensions": DIMS,
     }
     assert request.headers["Authorization"] == f"Bearer {API_KEY}"
@@ -409,9 +409,13 @@ OPENAI_BAD_SHAPES = {
         '{"data": [{"embedding": [1.0]}]}',
         "data[0].index is None; expected a whole number from 0 to 0",
     ),
-    "base64 embedding": (
+    "base64 of 3 bytes": (
         '{"data": [{"index": 0, "embedding": "AAAA"}]}',
-        "data[0].embedding is a string, not a",
+        "data[0].embedding holds 3 bytes, not whole float32 numbers",
+    ),
+    "not base64": (
+        '{"data": [{"index": 0, "embedding": "**not base64**"}]}',
+        "data[0].embedding is not valid base64",
     ),
     "string in embedding": ('{"data": [{"index": 0, "embedding": [1.0, "x"]}]}', "holds a string, not only"),
     "boolean in embedding": ('{"data": [{"index": 0, "embedding": [true]}]}', "holds a boolean, not only"),
@@ -429,6 +433,48 @@ def test_openai_malformed_shapes_are_permanent_with_a_precise_message(case, open
     error = fail(openai, ["one text"])
     assert error.kind == "permanent"
     assert message in str(error)
+
+
+# --- base64 vectors ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("server_does", ["answer", "ignore"])
+def test_openai_asks_for_base64_and_reads_it_or_the_floats_a_server_sends_anyway(server_does):
+    """Bit for bit the vectors the float path gives: the same float32 numbers either way."""
+    with FakeEmbedder(dimensions=DIMS, base64=server_does) as server:
+        provider = OpenAIEmbeddingProvider(server.openai_url, API_KEY, "m", DIMS, http_options=FAST)
+        result = provider.embed(TEXTS)
+        (request,) = server.requests
+    assert request.json["encoding_format"] == "base64"
+    assert result.vectors.dtype == np.float32 and result.vectors.flags["C_CONTIGUOUS"]
+    np.testing.assert_array_equal(result.vectors, expected_vectors(TEXTS))
+    assert provider.encoding_format == "base64"  # a server that ignores it costs nothing
+
+
+def test_openai_asks_again_with_floats_when_a_server_refuses_base64_and_remembers(caplog):
+    with FakeEmbedder(dimensions=DIMS, base64="reject") as server:
+        provider = OpenAIEmbeddingProvider(server.openai_url, API_KEY, "m", DIMS, http_options=FAST)
+        first = provider.embed(TEXTS)
+        second = provider.embed(TEXTS[:1])
+        formats = [request.json["encoding_format"] for request in server.requests]
+    assert formats == ["base64", "float", "float"]
+    np.testing.assert_array_equal(first.vectors, expected_vectors(TEXTS))
+    np.testing.assert_array_equal(second.vectors, expected_vectors(TEXTS[:1]))
+    assert "refuses base64 vectors" in caplog.text and "asking for floats from now on" in caplog.text
+
+
+def test_openai_a_400_about_something_else_is_not_retried_as_floats(openai, fake_embedder):
+    fake_embedder.script(Fault(status=400, body='{"error": {"message": "input too long"}}'))
+    error = fail(openai, ["one text"])
+    assert error.kind == "permanent" and "input too long" in str(error)
+    assert fake_embedder.count(OPENAI_PATH) == 1 and openai.encoding_format == "base64"
+
+
+def test_openai_base64_beside_something_else_names_the_bad_one(openai, fake_embedder):
+    fake_embedder.script(
+        Fault(body='{"data": [{"index": 0, "embedding": "AACAPw=="}, {"index": 1, "embedding": {}}]}')
+    )
+    assert "data[1].embedding is neither base64 text nor a list of numbers" in str(fail(openai, ["a", "b"]))
 
 
 def test_openai_duplicate_index_is_permanent(openai, fake_embedder):
