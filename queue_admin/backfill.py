@@ -43,6 +43,9 @@ class Selection:
     # Matching documents left out because they are held for a person (newest item failed or
     # cancelled); 0 when they were included.
     held_back: int = 0
+    # Selected documents longer than EMBEDDING_MAX_DOCUMENT_CHARACTERS: the workers fail them
+    # at once, so queueing them again only fails them again.
+    too_long: int = 0
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,7 @@ class Estimate:
 
     selection: Selection
     rate_per_second: float | None  # documents completed per second over the last 15 minutes
+    tokens_per_second: float | None  # the same pace in tokens (documents differ in length)
     seconds: float | None  # None without a recent rate to go by
     price_per_million_tokens: float  # 0 when EMBEDDING_PRICE_PER_MILLION_TOKENS is unset
     cost: float | None  # None without a price
@@ -59,19 +63,71 @@ class Estimate:
     def minutes(self) -> float | None:
         return None if self.seconds is None else self.seconds / 60
 
+    @property
+    def max_document_characters(self) -> int:
+        return settings.EMBEDDING_MAX_DOCUMENT_CHARACTERS
+
+    @property
+    def time_in_words(self) -> str | None:
+        """ "under a minute", "about 12 minutes", "about 3 hours", "about 2 days"; None unknown."""
+        return None if self.seconds is None else duration_in_words(self.seconds)
+
+
+def duration_in_words(seconds: float) -> str:
+    if seconds < 60:
+        return "under a minute"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"about {round(minutes)} minute{'s' if round(minutes) != 1 else ''}"
+    hours = minutes / 60
+    if hours < 36:
+        return f"about {round(hours)} hours"
+    return f"about {round(hours / 24)} days"
+
 
 def estimate(selection: Selection) -> Estimate:
-    """Time and cost for `selection`, from the last 15 minutes' rate and the configured price
-    (the same figures for `backfill --dry-run` and the admin's backfill page)."""
+    """Time and cost for `selection`, from the last 15 minutes' pace and the configured price
+    (the same figures for `backfill --dry-run` and the admin's backfill page). The time goes by
+    tokens, not documents: the recent pace in documents a second × the recent documents'
+    average tokens gives tokens a second, and the selection's tokens ÷ that is the time — so a
+    selection of long documents is not promised at the pace of short ones."""
     rate = recent_rate()
+    tokens_per_document = recent_tokens_per_document()
+    tokens_rate = rate * tokens_per_document if rate and tokens_per_document else None
     price = settings.EMBEDDING_PRICE_PER_MILLION_TOKENS
+    if tokens_rate:
+        seconds = selection.estimated_tokens / tokens_rate
+    else:
+        seconds = selection.documents / rate if rate else None
     return Estimate(
         selection,
         rate_per_second=rate,
-        seconds=selection.documents / rate if rate else None,
+        tokens_per_second=tokens_rate,
+        seconds=seconds,
         price_per_million_tokens=price,
         cost=selection.estimated_tokens / 1_000_000 * price if price else None,
     )
+
+
+# The documents completed lately that the average length is read from (enough for an average,
+# and cheap however many there were).
+RECENT_SAMPLE = 1_000
+
+
+def recent_tokens_per_document(minutes: int = 15) -> float | None:
+    """Average estimated tokens of (up to RECENT_SAMPLE of) the documents completed lately."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT avg(sidecar_estimated_tokens(d.content)) FROM
+                 (SELECT document_id FROM embedding_queue
+                   WHERE status = 'completed'
+                     AND processing_completed_at > statement_timestamp() - make_interval(mins => %s)
+                   ORDER BY processing_completed_at DESC LIMIT %s) q
+                 JOIN source_documents d ON d.id = q.document_id""",
+            [minutes, RECENT_SAMPLE],
+        )
+        value = cursor.fetchone()[0]
+    return float(value) if value else None
 
 
 # A paused source's documents are not queued by machine (reconciliation, backfill) either.
@@ -100,16 +156,17 @@ def count(
 ) -> Selection:
     """How many documents match, roughly how many tokens they hold (`sidecar_estimated_tokens`), and how
     many matching ones are left out as held for a person (unless `include_held`)."""
-    params = {"model": model, "limit": limit}
+    params = {"model": model, "limit": limit, "too_long": settings.EMBEDDING_MAX_DOCUMENT_CHARACTERS}
     with connection.cursor() as cursor:
         cursor.execute(
-            f"""SELECT count(*), coalesce(sum(sidecar_estimated_tokens(content)), 0)
+            f"""SELECT count(*), coalesce(sum(sidecar_estimated_tokens(content)), 0),
+                       count(*) FILTER (WHERE length(content) > %(too_long)s)
                   FROM (SELECT d.content FROM source_documents d
                          WHERE {_where(kind, skip_live=skip_live, include_held=include_held, source_id=source_id)}
                         LIMIT %(limit)s) picked""",
             params,
         )
-        documents, tokens = cursor.fetchone()
+        documents, tokens, too_long = cursor.fetchone()
         held_back = 0
         if not include_held:
             cursor.execute(
@@ -119,7 +176,7 @@ def count(
                 params,
             )
             held_back = cursor.fetchone()[0]
-    return Selection(documents, int(tokens), held_back)
+    return Selection(documents, int(tokens), held_back, too_long)
 
 
 def enqueue(

@@ -310,7 +310,9 @@ def test_backfill_page_estimates_before_queueing(admin_client, every_state, sett
     text = estimate_text(response)
     assert f"<strong>{len(wanted)}</strong> documents, about <strong>{tokens}</strong> tokens" in text
     assert "Left out: <strong>2</strong> documents whose last attempt failed or was cancelled" in text
-    assert "no measured rate" in text and "EMBEDDING_PRICE_PER_MILLION_TOKENS is not set" in text
+    # Plain words, the setting's name one click away for engineers.
+    assert "nothing was embedded in the last 15 minutes" in text and "no price is set" in text
+    assert "<summary>For engineers</summary>Set <code>EMBEDDING_PRICE_PER_MILLION_TOKENS</code>" in text
     assert not QueueItem.objects.filter(priority="low").exists()  # a GET queues nothing
 
 
@@ -331,8 +333,35 @@ def test_backfill_estimate_shows_time_at_the_recent_rate_and_cost(admin_client, 
     text = estimate_text(response)
     # "missing" and "failed" (included) have no chunks of any model; 2 documents at 0.5 a second: 4 s.
     assert "<strong>2</strong> documents, about" in text
-    assert "(0.5 documents a second)" in text and "about <strong>0.1 minutes</strong>" in text
+    # By tokens: the recent documents ("done N") hold 2 estimated tokens each, so 1 token a second.
+    assert "Time: <strong>under a minute</strong>" in text
+    recent_tokens = sum(len(doc.content) // 4 + 1 for doc in docs) / len(docs)
+    assert f"(0.5 documents a second, {round(0.5 * recent_tokens)} tokens a second)" in text
     assert "Estimated cost: <strong>0.0000</strong> at 0.02 per million tokens" in text
+
+
+def test_the_estimate_warns_of_documents_too_long_to_embed_and_says_time_in_words(
+    admin_client, every_state, settings
+):
+    settings.EMBEDDING_MAX_DOCUMENT_CHARACTERS = 10  # every selected text is longer than this
+    text = estimate_text(
+        admin_client.get(BACKFILL, {"kind": "missing", "priority": "low", "include_failed": "on"})
+    )
+    assert re.search(
+        r"<strong>\d+</strong> of them (is|are) longer than the workers embed\s+\(10 characters\)", text
+    )
+    assert "will fail again" in text and "<code>EMBEDDING_MAX_DOCUMENT_CHARACTERS</code>" in text
+
+
+@pytest.mark.parametrize(
+    "seconds, words",
+    [(0.4, "under a minute"), (59, "under a minute"), (61, "about 1 minute"), (720, "about 12 minutes"),
+     (3 * 3600, "about 3 hours"), (3 * 86400, "about 3 days")],
+)  # fmt: skip
+def test_durations_in_words(seconds, words):
+    from queue_admin.backfill import duration_in_words
+
+    assert duration_in_words(seconds) == words
 
 
 def test_backfill_queues_missing_and_stale_at_the_chosen_priority(admin_client, every_state):

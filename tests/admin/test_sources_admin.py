@@ -144,7 +144,7 @@ def test_preview_renders_rows_and_the_estimate_and_writes_nothing(admin_client, 
     assert figures.selection.documents == 2 and figures.selection.estimated_tokens > 0
     page = text(response)
     assert "2 rows of the table would become documents" in page
-    assert "no measured rate" in page and "EMBEDDING_PRICE_PER_MILLION_TOKENS is not set" in page
+    assert "nothing was embedded in the last 15 minutes" in page and "no price is set" in page
 
     settings.EMBEDDING_PRICE_PER_MILLION_TOKENS = 0.02
     response = admin_client.post(ATTACH, mapping(_preview="1"))

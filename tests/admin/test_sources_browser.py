@@ -42,7 +42,7 @@ def test_attach_a_table_with_the_preview_then_detach_it(admin_page, blog_posts, 
     assert "Set HTTPS_PROXY before you start." in page.inner_text("#source-preview")
     estimate = page.inner_text("#source-estimate")
     assert "2 rows of the table would become documents" in estimate
-    assert "no measured rate" in estimate and "EMBEDDING_PRICE_PER_MILLION_TOKENS is not set" in estimate
+    assert "nothing was embedded in the last 15 minutes" in estimate and "no price is set" in estimate
     page.screenshot(path=str(screenshot_dir / "source-attach.png"), full_page=True)
     page.click("#toggle-nav-sidebar")  # the list's columns need the width (remembered by the browser)
     viewport = page.viewport_size

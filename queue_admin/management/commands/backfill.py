@@ -92,11 +92,16 @@ class Command(BaseCommand):
 
     def _estimates(self, selection):
         figures = backfill.estimate(selection)
-        if figures.seconds is not None:
+        if selection.too_long:
             self.stdout.write(
-                f"At the rate of the last 15 minutes ({figures.rate_per_second:.1f} documents/s): "
-                f"about {figures.minutes:.1f} minutes."
+                f"{selection.too_long} of them are longer than the {figures.max_document_characters:,} characters the "
+                "workers embed (EMBEDDING_MAX_DOCUMENT_CHARACTERS) and will fail again: shorten or split them first."
             )
+        if figures.seconds is not None:
+            pace = f"{figures.rate_per_second:.1f} documents/s"
+            if figures.tokens_per_second:
+                pace += f", {figures.tokens_per_second:,.0f} tokens/s"
+            self.stdout.write(f"Time: {figures.time_in_words}, at the pace of the last 15 minutes ({pace}).")
         else:
             self.stdout.write(
                 "No documents were completed in the last 15 minutes: no measured rate to estimate time."
