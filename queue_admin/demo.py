@@ -65,17 +65,26 @@ def start(arguments: list[str], log, verbose: bool) -> subprocess.Popen:
 
 
 def stop(processes: list[subprocess.Popen], patience: float = 15.0) -> None:
-    """SIGINT (the workers finish their batch, the server stops), then SIGKILL after `patience`."""
+    """SIGTERM to each one's process group (the workers finish their batch, the server stops),
+    then SIGKILL after `patience`. SIGTERM, not SIGINT: a process started in the background by
+    a non-interactive shell inherits SIGINT ignored, and would never stop."""
     for process in processes:
         if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
+            _signal_group(process, signal.SIGTERM)
     deadline = time.monotonic() + patience
     for process in processes:
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            _signal_group(process, signal.SIGKILL)
             process.wait()
+
+
+def _signal_group(process: subprocess.Popen, number: int) -> None:
+    try:
+        os.killpg(process.pid, number)
+    except ProcessLookupError:  # the whole group is gone already
+        pass
 
 
 def wait_until_answering(url: str, server: subprocess.Popen, timeout: float = 60.0) -> bool:

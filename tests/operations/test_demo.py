@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import httpx
 import pytest
@@ -38,8 +39,22 @@ def test_the_favicon_is_served(client):
     assert 'rel="icon" href="/static/console/favicon.svg"' in client.get("/admin/login/").content.decode()
 
 
-def environment():
-    return dict(os.environ, DATABASE_URL=database_url(), DEBUG="1", PYTHONUNBUFFERED="1")
+def environment(**extra):
+    return dict(os.environ, DATABASE_URL=database_url(), DEBUG="1", PYTHONUNBUFFERED="1", **extra)
+
+
+def kill_processes_marked(marker: str) -> None:
+    """SIGKILL every process whose environment holds SIDECAR_TEST_MARKER=marker (the demo's
+    children inherit it), so a failed test cannot leave workers running on the test database."""
+    needle = f"SIDECAR_TEST_MARKER={marker}".encode()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as environ:
+                    if needle in environ.read().split(b"\0"):
+                        os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
 
 
 @pytest.mark.slow
@@ -60,8 +75,12 @@ def test_the_development_server_logs_a_request_once():
                 time.sleep(0.3)
         time.sleep(0.5)  # the log line is written after the response
     finally:
-        server.send_signal(signal.SIGINT)
-        output = server.communicate(timeout=30)[0]
+        server.terminate()
+        try:
+            output = server.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            server.kill()
+            output = server.communicate()[0]
     assert [line for line in output.splitlines() if "/admin/login/" in line] == [
         line for line in output.splitlines() if "GET /admin/login/ 200" in line
     ]
@@ -71,12 +90,13 @@ def test_the_development_server_logs_a_request_once():
 
 @pytest.mark.slow
 def test_the_demo_says_a_few_lines_shows_progress_and_ends_with_the_address(tmp_path):
-    port, log = free_port(), tmp_path / "demo.log"
+    port, log, marker = free_port(), tmp_path / "demo.log", uuid.uuid4().hex
     command = [sys.executable, "manage.py", "demo", "--documents", "5", "--addr", f"127.0.0.1:{port}",
                "--username", "demo", "--password", "demo-pass", "--log", str(log)]  # fmt: skip
     process = subprocess.Popen(
-        command, cwd=ROOT, env=environment(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+        command, cwd=ROOT, env=environment(SIDECAR_TEST_MARKER=marker),
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
     lines = []
     try:
         deadline = time.monotonic() + 240
@@ -89,8 +109,13 @@ def test_the_demo_says_a_few_lines_shows_progress_and_ends_with_the_address(tmp_
                 break
         assert httpx.get(f"http://127.0.0.1:{port}/admin/login/", timeout=10).status_code == 200
     finally:
-        process.send_signal(signal.SIGINT)
-        rest = process.communicate(timeout=60)[0]
+        process.send_signal(signal.SIGINT)  # Ctrl-C
+        try:
+            rest = process.communicate(timeout=60)[0]
+        except subprocess.TimeoutExpired:  # never leave its workers to claim other tests' items
+            process.kill()
+            kill_processes_marked(marker)
+            raise
     said = "\n".join(lines)
     assert lines[0].startswith("Database: ") and "Login: demo / demo-pass" in said, said
     assert "Sample documents: 5 (5 new)" in said and f"their logs: {log}" in said

@@ -9,6 +9,7 @@ the demo used to.
 
 import io
 import logging
+import signal
 import time
 from pathlib import Path
 
@@ -39,6 +40,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, addr, documents, username, password, verbose, log=None, **options):
+        # Ctrl-C and SIGTERM both stop the demo in order, even when it was started from a
+        # background job (which inherits SIGINT ignored).
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, _interrupt)
         if not verbose:
             # Our own plain lines instead of every INFO record of the steps below.
             logging.getLogger().setLevel(logging.WARNING)
@@ -102,6 +107,10 @@ class Command(BaseCommand):
                     bar.set_postfix(failed=progress.failed)
         if progress.failed:
             say(f"{progress.failed} document(s) failed: the admin's Dead letters list says why.")
+
+
+def _interrupt(number, frame):
+    raise KeyboardInterrupt
 
 
 def describe_database() -> str:
