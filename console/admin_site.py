@@ -40,6 +40,18 @@ class SidecarAdminSite(admin.AdminSite):
         return pages + super().get_urls()
 
     def get_app_list(self, request, app_label=None):
+        """Each app's page (admin/<app>/) lists that app as Django does; the index and the
+        sidebar group everything for operators (console/admin_menu.py)."""
+        app_list = self._app_list_with_pages(request, app_label)
+        if app_label is not None:
+            return app_list
+        from console import admin_menu
+        from console.admin import dashboard
+
+        entry = admin_menu.dashboard_entry(self.name) if dashboard.may_view(request.user) else None
+        return admin_menu.arrange(app_list, entry, self.name)
+
+    def _app_list_with_pages(self, request, app_label):
         app_list = super().get_app_list(request, app_label)
         for module in PAGE_MODULES:
             entry_for = getattr(import_module(module), "app_list_entry", None)

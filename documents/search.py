@@ -507,18 +507,33 @@ def _hits(
     with connection.cursor() as cursor:
         cursor.execute(
             f"""SELECT e.id, e.chunk_index, d.title, s.name, coalesce(d.source_key, d.id::text), e.page, e.heading,
-                       ts_headline(%s::regconfig, translate(e.source_text, %s, ''), {tsquery}, %s)
+                       ts_headline(%s::regconfig, translate(e.source_text, %s, ''), {tsquery}, %s),
+                       translate(e.source_text, %s, ''),
+                       EXISTS (SELECT 1 FROM document_embeddings n
+                                WHERE n.document_id = e.document_id AND n.model = e.model
+                                  AND n.chunk_index = e.chunk_index + 1)
                   FROM document_embeddings e
                   JOIN source_documents d ON d.id = e.document_id
                   JOIN document_sources s ON s.id = d.source_id
                  WHERE e.id = ANY(%s)""",
-            [config, _MATCH_START + _MATCH_STOP, *tsquery_params, _HEADLINE_OPTIONS, list(chosen.values())],
+            [
+                config,
+                _MATCH_START + _MATCH_STOP,
+                *tsquery_params,
+                _HEADLINE_OPTIONS,
+                _MATCH_START + _MATCH_STOP,
+                list(chosen.values()),
+            ],  # fmt: skip
         )
         chunks = {row[0]: row[1:] for row in cursor.fetchall()}
     hits = []
     for document_id, score in ranked:
-        chunk_index, title, source, source_key, page, heading, headline = chunks[chosen[document_id]]
-        parts = _snippet_parts(headline)
+        chunk_index, title, source, source_key, page, heading, headline, chunk_text, more = chunks[
+            chosen[document_id]
+        ]
+        parts = word_bounded_snippet(
+            _snippet_parts(headline), chunk_text, first_chunk=chunk_index == 0, last_chunk=not more
+        )
         vector, keyword = found.get("vector", {}).get(document_id), found.get("keyword", {}).get(document_id)
         hits.append(
             Hit(
@@ -551,3 +566,97 @@ def _snippet_parts(headline: str) -> tuple[dict, ...]:
     if position < len(headline):
         parts.append({"text": headline[position:], "match": False})
     return tuple(parts)
+
+
+ELLIPSIS = "…"
+
+
+def word_bounded_snippet(
+    parts: tuple[dict, ...], chunk_text: str, *, first_chunk: bool, last_chunk: bool
+) -> tuple[dict, ...]:
+    """The snippet's parts, never starting or ending inside a word, with an ellipsis where text
+    was left out. ts_headline cuts at words, but it may show a chunk from its very start or to
+    its very end, and chunks are cut at the model's tokens, which can fall inside a word: a
+    chunk after the first may begin with the tail of a word, one before the last may end with
+    the head of one. Those partial words are dropped."""
+    parts = [dict(part) for part in parts if part["text"]]
+    if not parts:
+        return ()
+    # Compare words only: ts_headline leaves out what PostgreSQL's parser reads as tags.
+    snippet = _words("".join(part["text"] for part in parts))
+    text = _words(re.sub(r"<[^>]*>", " ", chunk_text))
+    edge = min(8, len(snippet))
+    from_the_start, to_the_end = text[:edge] == snippet[:edge], text[-edge:] == snippet[-edge:]
+    text = chunk_text.strip()
+    cut_before = not from_the_start or not first_chunk
+    cut_after = not to_the_end or not last_chunk
+    if from_the_start and not first_chunk and text[:1].isalnum():
+        _drop_partial_word(parts, at_start=True)
+    if to_the_end and not last_chunk and text[-1:].isalnum():
+        _drop_partial_word(parts, at_start=False)
+    if not parts:
+        return ()
+    parts[0]["text"] = parts[0]["text"].lstrip()
+    parts[-1]["text"] = parts[-1]["text"].rstrip()
+    if cut_before:
+        parts.insert(0, {"text": ELLIPSIS + " ", "match": False})
+    if cut_after:
+        parts.append({"text": " " + ELLIPSIS, "match": False})
+    return tuple(part for part in parts if part["text"])
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text)
+
+
+def _drop_partial_word(parts: list[dict], *, at_start: bool) -> None:
+    """Remove the word at the snippet's start (or end): the characters up to its first (after
+    its last) white space, across as many parts as it spans."""
+    ordered = parts if at_start else parts[::-1]
+    for part in list(ordered):
+        text = part["text"] if at_start else part["text"][::-1]
+        space = re.search(r"\s", text)
+        if space is None:  # the whole part is inside the partial word
+            parts.remove(part)
+            continue
+        kept = text[space.start() :]
+        part["text"] = kept if at_start else kept[::-1]
+        return
+
+
+# Relevance bands, from the cosine similarity of a hit's best chunk to the query (the one
+# figure with a meaning of its own: fused and keyword scores only order a list). Measured with
+# the default model (all-MiniLM-L6-v2): unrelated text scores about 0 to 0.25, a passage on the
+# query's topic 0.3 to 0.5, a close paraphrase above 0.5. Other models spread differently.
+STRONG_SIMILARITY = 0.5
+WEAK_BELOW_SIMILARITY = 0.3
+BANDS = ("strong", "good", "weak")
+
+SCORE_MEANINGS = {
+    "hybrid": "Fused rank: the sum of 1 / (60 + rank) over the vector and keyword lists that found "
+    "the document (at most about 0.033). It orders the list; it is not a percentage.",
+    "vector": "Cosine similarity of the best passage to the query: 1 is the same meaning, about 0 unrelated.",
+    "keyword": "Keyword rank (PostgreSQL ts_rank): how often and how close together the query's "
+    "words occur. It orders the list; it has no fixed scale.",
+}
+
+
+def relevance(hit: Hit) -> str:
+    """'strong', 'good' or 'weak' from the best chunk's cosine similarity. A hit only the keyword
+    search found contains the query's words, so it is at least 'good'."""
+    if hit.vector_score is None:
+        return "good"
+    if hit.vector_score >= STRONG_SIMILARITY:
+        return "strong"
+    if hit.vector_score >= WEAK_BELOW_SIMILARITY:
+        return "good"
+    return "weak"
+
+
+def relevance_explained(hit: Hit, mode: str) -> str:
+    """The tooltip of a hit's score: what the number means in this mode, and why its band."""
+    if hit.vector_score is None:
+        why = "found by its words only (no similarity measured)"
+    else:
+        why = f"cosine similarity {hit.vector_score:.2f}; strong from {STRONG_SIMILARITY}, weak below {WEAK_BELOW_SIMILARITY}"
+    return f"{SCORE_MEANINGS[mode]} Band: {relevance(hit)} ({why})."

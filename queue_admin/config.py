@@ -7,7 +7,9 @@ restart); `config_schema.py` says what each key means, its type, range and defau
 
 import logging
 import time
+from dataclasses import dataclass
 
+from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -133,3 +135,67 @@ def apply_changes(changes: dict, loaded: dict, user=None) -> list:
             )
         written = [set_value(key, value, user=user) for key, value in changes.items()]
     return [change for change in written if change is not None]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of settings operators switch to in one change."""
+
+    name: str
+    label: str
+    description: str
+    values: dict
+
+
+def presets() -> dict[str, Preset]:
+    """The seed's two processing modes. Fast-track's worker count follows this machine's
+    django-q2 cluster (Q_WORKERS), less the one process the schedules need."""
+    cluster_workers = django_settings.Q_CLUSTER.get("workers", 3)
+    all_workers = min(max(cluster_workers - 1, 1), SCHEMA["max_concurrent_workers"].max_value)
+    found = [
+        Preset("marathon", "Marathon",
+               "Careful: one document at a time by one worker per machine. Slow, but a bad document "
+               "fails alone and nothing else waits on it.",
+               {"batch_size": 1, "max_concurrent_workers": 1}),
+        Preset("fast_track", "Fast-track",
+               "Big batches and every worker the machine runs: the most documents per minute, "
+               "within the provider limits.",
+               {"batch_size": 64, "max_concurrent_workers": all_workers}),
+    ]  # fmt: skip
+    return {preset.name: preset for preset in found}
+
+
+def current_preset(settings: QueueSettings | None = None) -> str:
+    """'marathon', 'fast_track', or 'custom' when the settings match neither preset."""
+    settings = settings or current()
+    for preset in presets().values():
+        if all(getattr(settings, key) == value for key, value in preset.values.items()):
+            return preset.name
+    return "custom"
+
+
+def preset_label(name: str) -> str:
+    return presets()[name].label if name in presets() else "Custom"
+
+
+def preset_changes(
+    name: str, settings: QueueSettings | None = None
+) -> list[tuple[ConfigKey, object, object]]:
+    """What switching to the preset would change: [(setting, now, then)], unchanged ones left
+    out, so the person sees it before saving."""
+    settings = settings or current()
+    preset = presets()[name]
+    return [
+        (SCHEMA[key], getattr(settings, key), value)
+        for key, value in preset.values.items()
+        if getattr(settings, key) != value
+    ]
+
+
+def apply_preset(name: str, loaded: dict, user=None) -> list:
+    """Switch to a preset: every setting it names, validated and recorded, all or nothing.
+    `loaded` is what the person saw; a setting changed since refuses the switch
+    (ConcurrentChange), as in `apply_changes`."""
+    if name not in presets():
+        raise ValidationError(f"There is no mode called {name!r}.", code="unknown_preset")
+    return apply_changes(presets()[name].values, loaded, user=user)

@@ -36,6 +36,8 @@ from documents.search import (
     check_time_range,
     parse_metadata_filter,
     parse_time,
+    relevance,
+    relevance_explained,
 )
 from queue_admin import search_quality
 from queue_admin.searching import choose_provider, documents_not_covered, search
@@ -280,6 +282,8 @@ def _search(
             "rank": rank,
             "hit": hit,
             "url": reverse("admin:documents_sourcedocument_change", args=[hit.document_id]),
+            "relevance": relevance(hit),
+            "score_explained": relevance_explained(hit, result.mode),
         }
         for rank, hit in enumerate(result.hits, start=1)
     ]

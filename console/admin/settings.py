@@ -36,8 +36,22 @@ class QueueConfigAdmin(admin.ModelAdmin):
         editable = self.has_change_permission(request)
         config.forget_cached()  # show what is stored now, not this process's 5-second copy
         current = config.current()
-        form = QueueSettingsForm(request.POST or None, current=current, editable=editable)
-        if request.method == "POST":
+        preview = None
+        preset_post = request.method == "POST" and (
+            "preview_preset" in request.POST or "apply_preset" in request.POST
+        )
+        if preset_post:
+            if not editable:
+                raise PermissionDenied
+            if "apply_preset" in request.POST:
+                self._apply_preset(request, request.POST["apply_preset"])
+                return HttpResponseRedirect(request.path)
+            preview = self._preset_preview(request.POST["preview_preset"], current)
+            if preview is None:
+                self.message_user(request, "There is no such mode.", messages.ERROR)
+        settings_post = request.method == "POST" and not preset_post
+        form = QueueSettingsForm(request.POST if settings_post else None, current=current, editable=editable)
+        if settings_post:
             if not editable:
                 raise PermissionDenied
             if form.is_valid():
@@ -58,9 +72,49 @@ class QueueConfigAdmin(admin.ModelAdmin):
             "cache_seconds": int(config.CACHE_SECONDS),
             "history": ConfigChange.objects.select_related("changed_by")[:HISTORY_ON_PAGE],
             "history_url": reverse("admin:queue_admin_configchange_changelist"),
+            "presets": config.presets().values(),
+            "current_preset": config.preset_label(config.current_preset(current)),
+            "preset_preview": preview,
             **(extra_context or {}),
         }
         return TemplateResponse(request, "admin/queue_admin/queueconfig/settings.html", context)
+
+    def _preset_preview(self, name, current):
+        """What the mode would change, shown for confirmation before anything is saved."""
+        if name not in config.presets():
+            return None
+        changes = config.preset_changes(name, current)
+        return {
+            "preset": config.presets()[name],
+            "changes": [
+                (setting, config.display(now, setting), config.display(then, setting))
+                for setting, now, then in changes
+            ],
+            # What the person saw: applying refuses if someone changed these meanwhile.
+            "loaded": [(setting.key, config.show_value(now)) for setting, now, _ in changes],
+        }
+
+    def _apply_preset(self, request, name):
+        # The preview posts what it showed for each setting it changes; one it did not list
+        # already had the preset's value (every preset setting is a whole number).
+        loaded = {}
+        for key, value in config.presets().get(name, config.Preset("", "", "", {})).values.items():
+            shown = request.POST.get(f"loaded_{key}", str(value))
+            loaded[key] = int(shown) if shown.lstrip("-").isdigit() else None
+        try:
+            changes = config.apply_preset(name, loaded, user=request.user)
+        except ValidationError as exc:
+            self.message_user(request, " ".join(exc.messages), messages.ERROR)
+            return
+        described = (
+            "; ".join(f"{c.label}: {c.old_display} → {c.new_display}" for c in changes) or "nothing changed"
+        )
+        self.message_user(
+            request,
+            f"Switched to {config.preset_label(name)}. {described}. Running workers pick up changes "
+            f"within {int(config.CACHE_SECONDS)} seconds; no restart needed.",
+            messages.SUCCESS,
+        )
 
     def _save(self, request, form):
         """Save what this person changed; returns the changes, or None after a refusal."""

@@ -262,3 +262,18 @@ def test_a_time_range_that_is_empty_is_refused(admin_client, service):
     )
     assert "is not before updated_before" in response.content.decode()
     assert service.count() == 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_each_result_shows_its_relevance_band_and_weak_matches_say_so(admin_client, embedded_by_the_fake):
+    # The fake's vectors hash the text: the exact text is identical (strong), the others are
+    # unrelated (near 0, weak).
+    response = admin_client.post(URL, {"q": "document number 1", "k": "5"})
+    rows = response.context["hits"]
+    assert rows[0]["hit"].title == "Doc 1" and rows[0]["relevance"] == "strong"
+    assert {row["relevance"] for row in rows[1:]} == {"weak"}
+    page = response.content.decode()
+    assert page.count('data-relevance="weak">weak match</span>') == len(rows) - 1
+    assert 'data-relevance="strong">strong</span>' in page
+    assert "Fused rank: the sum of 1 / (60 + rank)" in rows[0]["score_explained"]
+    assert f'title="{rows[0]["score_explained"]}"' in page

@@ -159,3 +159,47 @@ def test_queue_operators_may_change_settings(db):
     client.post(URL, form_data(client, max_retries="5"))
     assert stored()["max_retries"] == 5
     assert ConfigChange.objects.get().changed_by == operator
+
+
+def test_the_page_names_the_current_mode_and_shows_a_presets_changes_before_saving(admin_client):
+    page = admin_client.get(URL).content.decode()
+    assert '<strong id="current-preset">Custom</strong>' in page
+    assert 'name="preview_preset" value="marathon"' in page and 'value="fast_track"' in page
+
+    before = ConfigChange.objects.count()
+    preview = admin_client.post(URL, {"preview_preset": "marathon"}).content.decode()
+    assert ConfigChange.objects.count() == before  # nothing saved by looking
+    assert "Batch size: <code>32 documents</code> → <code>1 documents</code>" in preview
+    assert "Concurrent workers per machine: <code>2 workers</code> → <code>1 workers</code>" in preview
+    assert 'name="apply_preset" value="marathon"' in preview
+
+    applied = admin_client.post(
+        URL, {"apply_preset": "marathon", "loaded_batch_size": "32", "loaded_max_concurrent_workers": "2"}
+    )
+    assert applied.status_code == 302
+    assert stored()["batch_size"] == 1 and stored()["max_concurrent_workers"] == 1
+    assert ConfigChange.objects.count() == before + 2
+    page = admin_client.get(URL).content.decode()
+    assert '<strong id="current-preset">Marathon</strong>' in page
+    assert "Switched to Marathon. Batch size: 32 documents → 1 documents" in page
+
+
+def test_a_preset_switch_over_someone_elses_change_saves_nothing(admin_client):
+    config.set_value("batch_size", 10)
+    response = admin_client.post(
+        URL,
+        {"apply_preset": "fast_track", "loaded_batch_size": "32", "loaded_max_concurrent_workers": "2"},
+        follow=True,
+    )
+    assert "changed since you opened this page" in response.content.decode()
+    assert stored()["batch_size"] == 10
+
+
+def test_view_only_users_cannot_switch_modes(db):
+    viewer = User.objects.create_user("viewer", password="pw", is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_queueconfig"))
+    client = Client()
+    client.force_login(viewer)
+    assert 'name="preview_preset"' not in client.get(URL).content.decode()
+    assert client.post(URL, {"apply_preset": "marathon"}).status_code == 403
+    assert stored()["batch_size"] == 32

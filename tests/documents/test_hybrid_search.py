@@ -209,7 +209,8 @@ def test_snippets_mark_the_query_words_as_data_not_html(provider):
     assert [part["text"] for part in hit.snippet_parts if part["match"]] == ["claims", "json.dumps"]
     # Plain text, the callers escape it: nothing added. PostgreSQL's parser reads <b>, <script>
     # as tags, which ts_headline leaves out; the marker character cannot come from a document.
-    assert hit.snippet == " Bold  claims & «quotes»: use json.dumps  here, then  alert(1) ."
+    # The whole (one-chunk) document: no ellipsis, outer spaces trimmed.
+    assert hit.snippet == "Bold  claims & «quotes»: use json.dumps  here, then  alert(1) ."
     assert "".join(part["text"] for part in hit.snippet_parts) == hit.snippet
 
 
