@@ -11,7 +11,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import path, reverse
 
 from console import charts
 from documents.models import Source
@@ -75,6 +75,9 @@ def context(request) -> dict:
         "may_switch_queue": request.user.has_perm(SWITCH_PERMISSION),
         "refresh_seconds": REFRESH_SECONDS,
         "config_cache_seconds": round(config.CACHE_SECONDS),
+        # Marathon / Fast-track / Custom: which preset the queue settings match now.
+        "queue_mode": config.preset_label(config.current_preset()),
+        "queue_mode_url": reverse("admin:queue_admin_queueconfig_changelist") + "#queue-modes",
     }
 
 

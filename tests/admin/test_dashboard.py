@@ -419,3 +419,17 @@ def test_time_to_drain_counts_the_length_of_the_waiting_texts(sql):
     figures = dashboard.dashboard()
     assert figures.text_sizes.ratio == 10.0
     assert figures.drain_seconds == pytest.approx(3 / figures.rate_per_second_15m * 10)
+
+
+def test_the_dashboard_says_which_mode_the_queue_is_in(admin_client):
+    from queue_admin import config
+
+    html = admin_client.get(FIGURES).content.decode()
+    assert re.search(r'id="sidecar-queue-mode"[^>]*>Custom</a>', html)  # the seed: batch 32, two workers
+    config.apply_preset(
+        "marathon",
+        loaded={key: getattr(config.current(), key) for key in ("batch_size", "max_concurrent_workers")},
+    )
+    config.forget_cached()
+    html = admin_client.get(FIGURES).content.decode()
+    assert re.search(r'id="sidecar-queue-mode"[^>]*>Marathon</a>', html)
