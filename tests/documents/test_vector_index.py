@@ -23,7 +23,10 @@ from queue_admin.worker import QueueWorker
 from tests.fault_server import FakeEmbedder
 from tests.helpers import database_url, run_sql
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.usefixtures("seeded_config", "fresh_search_caches"),
+]
 
 MODEL = "fake-index-model"
 DIMENSIONS = 384
@@ -37,23 +40,6 @@ def no_vector_indexes_left():
         "SELECT indexname FROM pg_indexes WHERE indexname LIKE %s", [vector_index.PREFIX + "%"]
     ):
         run_sql(f"DROP INDEX {name}")
-
-
-@pytest.fixture(autouse=True)
-def fresh_caches():
-    from django.core.cache import caches
-
-    from documents.providers import factory
-
-    def clear():
-        searching._coverage.clear()
-        caches[search.QUERY_EMBEDDING_CACHE].clear()
-        factory.get_provider.cache_clear()
-        factory.get_previous_provider.cache_clear()
-
-    clear()
-    yield
-    clear()
 
 
 def write_chunks(count: int, model: str = MODEL, seed: int = 1) -> list[SourceDocument]:
