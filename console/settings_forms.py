@@ -12,6 +12,12 @@ from django.core.exceptions import ValidationError
 from queue_admin import config
 from queue_admin.config_schema import QueueSettings
 
+# The schema refuses all-zero weights in words for scripts (key = value); an operator reads this.
+ALL_ZERO_IN_WORDS = (
+    "Give at least one above 0: with every weight at 0 the priorities would not count at all, "
+    "and items would be taken by age alone."
+)
+
 
 def _number_field(item: config.ConfigKey, label: str) -> forms.IntegerField:
     allowed = f"a whole number from {item.min_value:,} to {item.max_value:,}"
@@ -81,6 +87,8 @@ class QueueSettingsForm(forms.Form):
                 names = (
                     [weight_field_name(p) for p in config.PRIORITIES] if key == "priority_weights" else [key]
                 )
+                if exc.code == "all_zero":  # the schema's message is for scripts: say it in words here
+                    exc = ValidationError(ALL_ZERO_IN_WORDS, code="all_zero")
                 self.add_error(names[0], exc)
         return cleaned
 

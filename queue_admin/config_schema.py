@@ -151,9 +151,15 @@ def validate_value(key: str, value):
             isinstance(value, dict)
             and set(value) == set(item.keys)
             and all(_is_int(v) and item.min_value <= v <= item.max_value for v in value.values())
-            # All zero would leave only the age of an item to order the queue: no priorities.
-            and any(v > 0 for v in value.values())
         )
+        # All zero would leave only the age of an item to order the queue: no priorities. Its
+        # own code, so that the admin can say it in words (ALL_ZERO_IN_WORDS).
+        if ok and not any(v > 0 for v in value.values()):
+            raise ValidationError(
+                "%(key)s = %(value)s is not allowed: use %(allowed)s.",
+                code="all_zero",
+                params={"key": key, "value": show_value(value), "allowed": item.allowed()},
+            )
     if not ok:
         raise ValidationError(
             "%(key)s = %(value)s is not allowed: use %(allowed)s.",

@@ -14,9 +14,10 @@ from itertools import islice
 
 import tenacity
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from queue_admin import queue_sql, registry
-from queue_admin.models import Worker
+from queue_admin.models import QueueItem, Worker
 
 logger = logging.getLogger("sidecar.operations")
 
@@ -60,6 +61,17 @@ def _apply(function, item_ids: Iterable, *args) -> tuple[int, int]:
 def _retry_chunk(item_ids: list) -> int:
     with transaction.atomic():
         return queue_sql.retry_items(item_ids)
+
+
+def likely_to_fail_again(queryset):
+    """The items of `queryset` that failed with a permanent error (the provider or the worker
+    said retrying cannot help: too long, refused as invalid) whose document has not changed
+    since: retried as they are, they fail the same way."""
+    return queryset.filter(
+        status=QueueItem.Status.FAILED,
+        error_kind=QueueItem.ErrorKind.PERMANENT,
+        document__updated_at__lte=F("updated_at"),
+    )
 
 
 def retry(item_ids: Iterable, user=None) -> Outcome:

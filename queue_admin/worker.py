@@ -417,8 +417,8 @@ class QueueWorker:
         for plan in plans:
             message = (
                 f"{self.provider.model_id}: the text has {plan.length:,} characters, more than the "
-                f"{limit:,} the workers embed (EMBEDDING_MAX_DOCUMENT_CHARACTERS): split it into smaller "
-                "documents, or raise that setting"
+                f"{limit:,} the workers embed: split it into smaller documents (the limit is the setting "
+                "EMBEDDING_MAX_DOCUMENT_CHARACTERS, for an engineer to raise)"
             )
             self.metrics.inc("sidecar_item_failures", kind="permanent")
             if queue_sql.fail(plan.item.id, self.worker_id, kind="permanent", message=message):

@@ -22,9 +22,12 @@ class ReadOnlyAdmin(BigTableAdmin):
         return False
 
 
-def report(model_admin, request, outcome, done: str, noun: str = "item") -> None:
+def report(
+    model_admin, request, outcome, done: str, noun: str = "item", left_out: tuple[int, str] = (0, "")
+) -> None:
     """Tell the person what an action did: how many changed, how many selected rows no longer
-    exist (deleted meanwhile), and why the rest were left alone."""
+    exist (deleted meanwhile), and why the rest were left alone; `left_out`: how many selected
+    rows the person chose to leave out, and why."""
     asked = len(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
     select_across = request.POST.get("select_across") == "1"
 
@@ -35,8 +38,10 @@ def report(model_admin, request, outcome, done: str, noun: str = "item") -> None
     text = f"{done.capitalize()} {plural(outcome.changed)}."
     if outcome.unchanged:
         text += f" {plural(outcome.unchanged)} left as they were: {outcome.unchanged_because}."
-    if not select_across and asked > outcome.selected:
-        gone = asked - outcome.selected
+    if left_out[0]:
+        text += f" {plural(left_out[0])} left out: {left_out[1]}."
+    if not select_across and asked - left_out[0] > outcome.selected:
+        gone = asked - left_out[0] - outcome.selected
         text += f" {plural(gone)} no longer exist (deleted meanwhile) and were skipped."
         level = messages.WARNING
     model_admin.message_user(request, text, level)

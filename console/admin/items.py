@@ -3,8 +3,10 @@ processing after their lease ran out). Rows are the machine's; people act on the
 actions here, which call `queue_admin/operations.py`."""
 
 from django.contrib import admin
+from django.contrib.admin import helpers
 from django.db.models import F
 from django.db.models.functions import Now
+from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.text import Truncator
@@ -12,6 +14,9 @@ from django.utils.text import Truncator
 from console.admin.base import ReadOnlyAdmin, report
 from queue_admin import operations
 from queue_admin.models import DeadLetter, QueueItem, StuckItem, Worker
+
+# How many of the items that would fail again the warning names (it says how many in all).
+MAX_LISTED = 20
 
 OPERATE = "queue_admin.operate_queueitem"
 
@@ -94,8 +99,33 @@ class QueueItemAdminBase(ReadOnlyAdmin):
     @admin.action(description="Retry selected (failed or cancelled → pending, attempts reset)",
                   permissions=["operate"])  # fmt: skip
     def retry(self, request, queryset):
+        """Retry, but first warn when some selected items failed for good on text nobody has
+        changed since (they would fail again): retry all anyway, only the others, or go back."""
+        doomed = operations.likely_to_fail_again(queryset)
+        choice = request.POST.get("permanent")
+        if choice is None and doomed.exists():
+            return TemplateResponse(
+                request,
+                "admin/queue_admin/retry_permanent.html",
+                {
+                    **self.admin_site.each_context(request),
+                    "title": "Retry items that will likely fail again?",
+                    "opts": self.model._meta,
+                    "doomed": doomed.select_related("document")[:MAX_LISTED],
+                    "doomed_count": doomed.count(),
+                    "selected_count": (selected_count := queryset.count()),
+                    "others_count": selected_count - doomed.count(),
+                    "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                    "select_across": request.POST.get("select_across", "0"),
+                    "action": request.POST.get("action", "retry"),
+                },
+            )
+        left_out = (0, "")
+        if choice == "others":
+            left_out = (doomed.count(), "they would fail again as they are")
+            queryset = queryset.exclude(pk__in=doomed.values("pk"))
         outcome = operations.retry(queryset.values_list("id", flat=True).iterator(), user=request.user)
-        report(self, request, outcome, "retried")
+        report(self, request, outcome, "retried", left_out=left_out)
 
     @admin.action(
         description="Cancel selected (pending, processing or rate-limited)", permissions=["operate"]

@@ -25,9 +25,9 @@ def make_items(n, status="pending", **fields):
     return list(items.order_by("document__title"))
 
 
-def act(client, action, items, url=ITEMS, follow=True):
+def act(client, action, items, url=ITEMS, follow=True, **extra):
     # "index" as the admin's own action form sends it (the action bar above the list).
-    data = {"action": action, "index": "0", helpers.ACTION_CHECKBOX_NAME: [str(i.pk) for i in items]}
+    data = {"action": action, "index": "0", helpers.ACTION_CHECKBOX_NAME: [str(i.pk) for i in items], **extra}
     return client.post(url, data, follow=follow)
 
 
@@ -43,7 +43,11 @@ def test_retry_puts_failed_and_cancelled_items_back_with_attempts_reset(admin_cl
     failed = make_items(2, "failed", retry_count=3, error_kind="permanent", error_message="HTTP 400")
     cancelled = make_items(1, "cancelled")
     done = make_items(1, "completed")
-    response = act(admin_client, "retry", failed + cancelled + done)
+    # Permanent errors on unchanged text: a warning first, nothing retried yet.
+    warning = act(admin_client, "retry", failed + cancelled + done)
+    assert warning.status_code == 200 and 'id="retry-warning"' in warning.content.decode()
+    assert statuses(failed + cancelled) == ["failed", "failed", "cancelled"]
+    response = act(admin_client, "retry", failed + cancelled + done, permanent="all")
     assert statuses(failed + cancelled) == ["pending"] * 3
     item = QueueItem.objects.get(pk=failed[0].pk)
     assert (item.retry_count, item.error_kind, item.error_message) == (0, "", "")
@@ -108,8 +112,35 @@ def test_dead_letters_list_only_failed_items_and_can_retry_them(admin_client):
     make_items(2, "completed")
     page = admin_client.get("/admin/queue_admin/deadletter/").content.decode()
     assert page.count("dimension mismatch: got 768") == 2 and "completed 0" not in page
-    act(admin_client, "retry", failed[:1], url="/admin/queue_admin/deadletter/")
+    act(admin_client, "retry", failed[:1], url="/admin/queue_admin/deadletter/", permanent="all")
     assert statuses(failed) == ["pending", "failed"]
+
+
+def test_retrying_a_permanent_error_on_unchanged_text_warns_first_and_can_retry_only_the_others(
+    admin_client, sql
+):
+    doomed = make_items(
+        2, "failed", error_kind="permanent", error_message="the text has 9 characters, too many"
+    )
+    edited = make_items(1, "failed", error_kind="permanent", error_message="HTTP 400")
+    transient = make_items(1, "failed", error_kind="transient", error_message="timed out")
+    # Edited after it failed (its text may be fixed); the trigger's new item is not wanted here.
+    sql(
+        "UPDATE source_documents SET updated_at = now() + interval '1 second' WHERE id = %s",
+        [edited[0].document_id],
+    )
+    selected = doomed + edited + transient
+    page = act(admin_client, "retry", selected, url="/admin/queue_admin/deadletter/").content.decode()
+    assert (
+        "<strong>2 of the 4 selected items</strong>" in page and "will most likely fail the same way" in page
+    )
+    assert page.count("the text has 9 characters, too many") == 2 and "timed out" not in page
+    assert statuses(selected) == ["failed"] * 4  # a warning changes nothing
+    assert 'value="others"' in page and "Retry only the other 2" in page
+
+    response = act(admin_client, "retry", selected, url="/admin/queue_admin/deadletter/", permanent="others")
+    assert statuses(selected) == ["failed", "failed", "pending", "pending"]
+    assert messages_of(response) == ["Retried 2 items. 2 items left out: they would fail again as they are."]
 
 
 def test_stuck_lists_expired_leases_only_and_requeues_them(admin_client, sql):

@@ -72,7 +72,9 @@ def test_priority_weights_that_are_all_zero_are_refused(admin_client):
     before = stored()
     zeros = {f"priority_weights_{p}": "0" for p in ("high", "medium", "low")}
     html = admin_client.post(URL, form_data(admin_client, **zeros)).content.decode()
-    assert "at least one above 0" in errors_next_to_fields(html)["priority_weights_high"]
+    message = errors_next_to_fields(html)["priority_weights_high"]
+    assert "Give at least one above 0" in message and "by age alone" in message
+    assert "{" not in message and "priority_weights" not in message  # words, not the refused JSON
     assert stored() == before and not ConfigChange.objects.exists()
 
 
