@@ -1,5 +1,9 @@
+from urllib.parse import urlencode
+
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.urls import reverse
+from django.utils.html import format_html
 
 from embedding_site.counting import EstimatedCountPaginator
 
@@ -23,11 +27,17 @@ class ReadOnlyAdmin(BigTableAdmin):
 
 
 def report(
-    model_admin, request, outcome, done: str, noun: str = "item", left_out: tuple[int, str] = (0, "")
+    model_admin,
+    request,
+    outcome,
+    done: str,
+    noun: str = "item",
+    left_out: tuple[int, str] = (0, ""),
+    link=None,
 ) -> None:
     """Tell the person what an action did: how many changed, how many selected rows no longer
     exist (deleted meanwhile), and why the rest were left alone; `left_out`: how many selected
-    rows the person chose to leave out, and why."""
+    rows the person chose to leave out, and why; `link`: where to see what it touched."""
     asked = len(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
     select_across = request.POST.get("select_across") == "1"
 
@@ -45,3 +55,24 @@ def report(
         text += f" {plural(gone)} no longer exist (deleted meanwhile) and were skipped."
         level = messages.WARNING
     model_admin.message_user(request, text, level)
+    if link is not None and outcome.changed:
+        model_admin.message_user(request, link, messages.INFO)
+
+
+# An action's message links to the queue items it touched by their ids up to this many (a
+# longer URL would outgrow what servers accept); past it, by the time of the action.
+LINKED_AT_MOST = 100
+
+
+def queue_items_link(*, since, item_ids=None, document_ids=None):
+    """A link to the queue items an action touched, where their status shows as the workers
+    go: by `item_ids` or `document_ids` when few, else every item changed `since` (a time)."""
+    ids = [str(i) for i in (item_ids if item_ids is not None else document_ids or [])]
+    if ids and len(ids) <= LINKED_AT_MOST:
+        query = {"id__in" if item_ids is not None else "document__in": ",".join(ids)}
+    else:
+        query = {"updated_at__gte": since.isoformat()}
+    url = reverse("admin:queue_admin_queueitem_changelist") + "?" + urlencode(query)
+    return format_html(
+        '<a href="{}" class="sidecar-touched">See them in the queue</a>, with their status now.', url
+    )

@@ -8,10 +8,11 @@ from django.db.models import F
 from django.db.models.functions import Now
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
 
-from console.admin.base import ReadOnlyAdmin, report
+from console.admin.base import LINKED_AT_MOST, ReadOnlyAdmin, queue_items_link, report
 from queue_admin import operations
 from queue_admin.models import DeadLetter, QueueItem, StuckItem, Worker
 
@@ -124,8 +125,11 @@ class QueueItemAdminBase(ReadOnlyAdmin):
         if choice == "others":
             left_out = (doomed.count(), "they would fail again as they are")
             queryset = queryset.exclude(pk__in=doomed.values("pk"))
+        since = timezone.now()
+        ids = list(queryset.values_list("id", flat=True)[: LINKED_AT_MOST + 1])
         outcome = operations.retry(queryset.values_list("id", flat=True).iterator(), user=request.user)
-        report(self, request, outcome, "retried", left_out=left_out)
+        link = queue_items_link(since=since, item_ids=ids if len(ids) <= LINKED_AT_MOST else None)
+        report(self, request, outcome, "retried", left_out=left_out, link=link)
 
     @admin.action(
         description="Cancel selected (pending, processing or rate-limited)", permissions=["operate"]

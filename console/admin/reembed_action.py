@@ -9,7 +9,9 @@ CONFIRM field tells the two apart.
 from django.contrib import messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
+from django.utils import timezone
 
+from console.admin.base import LINKED_AT_MOST, queue_items_link
 from queue_admin import backfill, reembed
 from queue_admin.models import QueueItem
 
@@ -60,14 +62,20 @@ def _queue(model_admin, request, queryset) -> None:
                 messages.ERROR,
             )
             return
+    since = timezone.now()
+    document_ids = list(queryset.values_list("pk", flat=True)[: LINKED_AT_MOST + 1])
     result = reembed.reembed(queryset)
     gone = max(0, confirmed - result.queued - result.blank)
     if result.queued:
+        link = queue_items_link(
+            since=since, document_ids=document_ids if len(document_ids) <= LINKED_AT_MOST else None
+        )
         model_admin.message_user(
             request,
             f"Queued {_documents(result.queued)} for re-embedding at high priority, even if unchanged.",
             messages.SUCCESS,
         )
+        model_admin.message_user(request, link, messages.INFO)
     if result.blank:
         model_admin.message_user(
             request, f"Skipped {_documents(result.blank)} with no text: nothing to embed.", messages.WARNING

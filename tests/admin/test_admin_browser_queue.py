@@ -58,7 +58,12 @@ def test_an_operator_retries_a_dead_letter(operator_page):
     page.check("#result_list input.action-select")
     page.select_option("select[name=action]", "retry")
     page.click("button[name=index]")
+    # A permanent error on text nobody changed since: a warning first, naming why it failed.
+    assert "will most likely fail the same way" in page.inner_text("#retry-warning")
+    assert "HTTP 400: input too long" in page.inner_text("#retry-doomed")
+    page.click("button[name=permanent][value=all]")
     assert "Retried 1 item." in page.inner_text(".messagelist")
+    assert "See them in the queue" in page.inner_text(".messagelist")
     item = QueueItem.objects.get(document=document)
     assert (item.status, item.retry_count, item.error_message) == ("pending", 0, "")
     assert "Poison pill" not in page.inner_text("#content")  # gone from the dead letters

@@ -206,10 +206,18 @@ def test_documents_deleted_after_the_confirmation_are_reported_as_skipped(admin_
     assert run_action(admin_client, ids).status_code == 200
     SourceDocument.objects.filter(pk=every_state["missing"].pk).delete()
     response = run_action(admin_client, ids, confirm=True)
-    assert messages_of(response) == [
+    said = messages_of(response)
+    assert [m for m in said if "sidecar-touched" not in m] == [
         "Queued 2 documents for re-embedding at high priority, even if unchanged.",
         "Skipped 1 of the 3 documents you confirmed: deleted since.",
     ]
+    # A link to the items it queued, which lists exactly them with their status.
+    (link,) = [m for m in said if "sidecar-touched" in m]
+    url = re.search(r'href="([^"]+)"', link).group(1).replace("&amp;", "&")
+    listed = admin_client.get(url).content.decode()
+    assert str(every_state["fresh"].pk) in url and str(every_state["stale"].pk) in url
+    assert f"{every_state['fresh'].title}" in listed and f"{every_state['stale'].title}" in listed
+    assert every_state["queued"].title not in listed
 
 
 def test_when_every_confirmed_document_was_deleted_nothing_is_queued(admin_client, every_state):
