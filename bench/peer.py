@@ -305,7 +305,10 @@ def _peer_version() -> str | None:
 
 
 def _tail(text: str, lines: int = 5) -> str:
-    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:])
+    """The last lines of a command's output, pip's warnings left out (a machine's pip config can
+    print one per package, burying the error)."""
+    kept = [line.strip() for line in text.strip().splitlines() if not line.startswith("WARNING:")]
+    return " | ".join(kept[-lines:])
 
 
 def _admin_connection():
