@@ -113,8 +113,12 @@ def run_workers(
     env: dict[str, str] | None = None,
     sample: Callable[[list[int], float], None] | None = None,
     sample_every: float = 0.25,
+    command: list[str] | None = None,
 ) -> WorkersRun:
     """Start `count` workers, release them together, wait until each is done.
+
+    `command` runs another program that speaks the same lines as bench.worker_process
+    (`ready <pid>`, then `done <completed> <cpu seconds>`): the `peer` scenario's pgai worker.
 
     `sample(pids, seconds since go)` is called once just before they are released (0.0),
     about every `sample_every` seconds while they work, and once more after the last is done
@@ -122,7 +126,7 @@ def run_workers(
     """
     children = [
         subprocess.Popen(
-            [sys.executable, "-m", "bench.worker_process", "--embedder", embedder],
+            command or [sys.executable, "-m", "bench.worker_process", "--embedder", embedder],
             cwd=ROOT,
             env=env or production_environment(),
             stdin=subprocess.PIPE,

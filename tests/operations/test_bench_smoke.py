@@ -180,3 +180,11 @@ def test_unreachable_database_exits_1_with_a_message():
 def test_database_url_that_is_not_a_bench_database_is_refused():
     result = run_bench("--database-url", "postgres://postgres@127.0.0.1:5432/production")
     assert_clean_failure(result, 2, "must name a database whose name contains 'bench'")
+
+
+def test_the_peer_comparison_runs_only_when_named():
+    # Its first run installs pgai with network access, which `make bench` must not need.
+    from bench.__main__ import parse_arguments
+
+    assert "peer" not in parse_arguments([]).scenarios
+    assert parse_arguments(["peer", "--quick"]).scenarios == ["peer"]
