@@ -22,7 +22,7 @@ PYTEST_ARGS ?=
 DOCS_ADDR ?= 127.0.0.1:8001
 MKDOCS := NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs
 
-.PHONY: install browser demo test docs docs-serve docs-screenshots scale-out chaos bench bench-quick lint db-start db-stop db-status clean
+.PHONY: install browser messages demo test docs docs-serve docs-screenshots scale-out chaos bench bench-quick lint db-start db-stop db-status clean
 
 install: $(STAMP)
 
@@ -45,6 +45,25 @@ browser:
 	    echo "Chromium not found: the browser tests will be skipped (sudo apt-get install chromium)"; \
 	  fi; \
 	fi
+	@if ! command -v xgettext >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing gettext for the translation tests (apt-get install gettext)"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; \
+	  else \
+	    echo "xgettext not found: the catalogue-completeness test will be skipped (sudo apt-get install gettext)"; \
+	  fi; \
+	fi
+
+# After marking strings for translation: refresh each language's catalogue under locale/
+# (NEW_LANGUAGE=xx starts a new one), translate what is new, then `make messages` again to compile
+# the .mo files that are committed beside the .po files (docs/translating.md).
+NEW_LANGUAGE ?=
+MESSAGES_ARGS := --no-location --ignore=.venv --ignore=.data --ignore=tests --ignore=bench --ignore=docs \
+  --ignore=site --ignore=staticfiles --ignore=test-output --ignore='*/migrations/*'
+messages: install browser
+	@for code in $(NEW_LANGUAGE) $$(ls locale); do \
+	  DEBUG=1 $(MANAGE) makemessages -l $$code $(MESSAGES_ARGS) || exit 1; done
+	@DEBUG=1 $(MANAGE) compilemessages --ignore=.venv
 
 demo: install
 	@DEBUG=1 $(MANAGE) demo --addr '$(DEMO_ADDR)' --documents $(DEMO_DOCUMENTS) \

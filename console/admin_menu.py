@@ -8,6 +8,7 @@ list, so it is absent here too.
 """
 
 from django.urls import reverse
+from django.utils.translation import gettext as _
 
 OPERATORS_LABEL = "sidecar"
 ADVANCED_LABEL = "advanced"
@@ -31,7 +32,7 @@ PLUMBING = {("documents", "ApiToken"), ("queue_admin", "ProviderLimitState")}
 
 def dashboard_entry(site_name: str) -> dict:
     return {
-        "name": "Dashboard",
+        "name": _("Dashboard"),
         "object_name": "Dashboard",
         # Django marks a sidebar link "current" when its URL is a prefix of the page's path;
         # plain /admin/ is a prefix of every admin page, so link to the index's main content.
@@ -64,6 +65,6 @@ def arrange(app_list: list[dict], dashboard: dict | None, site_name: str) -> lis
     index = reverse("admin:index", current_app=site_name)
     groups = [
         {"name": "Sidecar", "app_label": OPERATORS_LABEL, "models": operators},
-        {"name": "Advanced", "app_label": ADVANCED_LABEL, "models": advanced},
+        {"name": _("Advanced"), "app_label": ADVANCED_LABEL, "models": advanced},
     ]
     return [{**group, "app_url": index, "has_module_perms": True} for group in groups if group["models"]]

@@ -10,6 +10,7 @@ permission. A page module may also define `app_list_entry(site, request)`, retur
 from importlib import import_module
 
 from django.contrib import admin
+from django.utils.translation import gettext_lazy
 
 # Modules with a `urls(site)` function: site-wide admin pages (dashboard, search, ...).
 PAGE_MODULES: list[str] = ["console.admin.dashboard", "console.admin.search", "console.admin.search_quality"]
@@ -17,8 +18,8 @@ PAGE_MODULES: list[str] = ["console.admin.dashboard", "console.admin.search", "c
 
 class SidecarAdminSite(admin.AdminSite):
     site_header = "Sidecar"
-    site_title = "Sidecar admin"
-    index_title = "Embeddings, queue and workers"
+    site_title = gettext_lazy("Sidecar admin")
+    index_title = gettext_lazy("Embeddings, queue and workers")
 
     def index(self, request, extra_context=None):
         """The queue dashboard for those who may view queue items; Django's index (which tells

@@ -9,6 +9,7 @@ from datetime import UTC
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 WIDTH, HEIGHT = 720, 210
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 12, 40  # margins: room for the axes' labels
@@ -39,7 +40,8 @@ def throughput_chart(buckets) -> SafeString:
                 f"{bottom - height:.1f}",
                 f"{max(slot - 1, 1):.1f}",
                 f"{height:.1f}",
-                f"{minute:%H:%M} UTC: {bucket.documents:,} documents",
+                _("%(minute)s UTC: %(documents)s documents")
+                % {"minute": f"{minute:%H:%M}", "documents": f"{bucket.documents:,}"},
             )
         )
     grid = [
@@ -55,19 +57,21 @@ def throughput_chart(buckets) -> SafeString:
     total = sum(bucket.documents for bucket in buckets)
     return format_html(
         '<svg class="sidecar-chart" viewBox="0 0 {width} {height}" width="100%" role="img" '
-        'aria-label="Documents completed per minute, last {minutes} minutes: {total} in all" '
+        'aria-label="{label}" '
         'xmlns="http://www.w3.org/2000/svg">'
         "{grid}"
         '<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" class="axis"/>'
         "{bars}{ticks}"
         '<text x="14" y="{middle}" transform="rotate(-90 14 {middle})" text-anchor="middle" '
-        'class="axis-title">documents / min</text>'
-        '<text x="{centre}" y="{height_less}" text-anchor="middle" class="axis-title">time (UTC)</text>'
+        'class="axis-title">{y_title}</text>'
+        '<text x="{centre}" y="{height_less}" text-anchor="middle" class="axis-title">{x_title}</text>'
         "</svg>",
         width=WIDTH,
         height=HEIGHT,
-        minutes=len(buckets),
-        total=f"{total:,}",
+        label=_("Documents completed per minute, last %(minutes)s minutes: %(total)s in all")
+        % {"minutes": len(buckets), "total": f"{total:,}"},
+        y_title=_("documents / min"),
+        x_title=_("time (UTC)"),
         grid=format_html_join(
             "",
             '<line x1="' + str(LEFT) + '" y1="{0}" x2="' + str(WIDTH - RIGHT) + '" y2="{0}" class="grid"/>'

@@ -8,20 +8,26 @@ writer), and `config.set_value` stores and records each change.
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from documents.priority import Priority
 from queue_admin import config
 from queue_admin.config_schema import QueueSettings
 
 # The schema refuses all-zero weights in words for scripts (key = value); an operator reads this.
-ALL_ZERO_IN_WORDS = (
+ALL_ZERO_IN_WORDS = gettext_lazy(
     "Give at least one above 0: with every weight at 0 the priorities would not count at all, "
     "and items would be taken by age alone."
 )
 
 
 def _number_field(item: config.ConfigKey, label: str) -> forms.IntegerField:
-    allowed = f"a whole number from {item.min_value:,} to {item.max_value:,}"
-    message = f"{label}: enter {allowed}."
+    message = _("%(label)s: enter a whole number from %(low)s to %(high)s.") % {
+        "label": label,
+        "low": f"{item.min_value:,}",
+        "high": f"{item.max_value:,}",
+    }
     return forms.IntegerField(
         label=label,
         min_value=item.min_value,
@@ -55,9 +61,10 @@ class QueueSettingsForm(forms.Form):
                 self._add(key, _number_field(item, item.label), current.value(key), item)
             else:  # the priority weights: one number per priority
                 for priority in item.keys:
-                    label = f"{item.label}: {priority}"
+                    shown = str(Priority(priority).label).lower()
+                    label = f"{item.label}: {shown}"
                     field = _number_field(item, label)
-                    field.sub_label = priority
+                    field.sub_label = shown
                     self._add(weight_field_name(priority), field, current.value(key)[priority], item)
         if not editable:
             for field in self.fields.values():

@@ -1,11 +1,12 @@
 from django.apps import AppConfig
 from django.db import connections
 from django.db.models.signals import post_migrate
+from django.utils.translation import gettext_lazy as _
 
 
 class DocumentsConfig(AppConfig):
     name = "documents"
-    verbose_name = "Documents and embeddings"
+    verbose_name = _("Documents and embeddings")
 
     def ready(self):
         # Stop every process (web, workers, commands) at start-up, not at the first batch, when

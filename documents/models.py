@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Value
 from django.db.models.functions import MD5, Now
+from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 
 from documents.priority import Priority
@@ -282,7 +283,7 @@ class ApiToken(models.Model):
     class Meta:
         db_table = "api_tokens"
         ordering = ["-created_at"]
-        verbose_name = "API token"
+        verbose_name = _("API token")
 
     def __str__(self):
         return f"{self.name} ({self.user})"

@@ -2,9 +2,10 @@
 (queue_admin.vocabulary takes it from here, so both layers speak the same three words)."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 
 class Priority(models.TextChoices):
-    HIGH = "high"
-    MEDIUM = "medium"
-    LOW = "low"
+    HIGH = "high", _("High")
+    MEDIUM = "medium", _("Medium")
+    LOW = "low", _("Low")

@@ -31,6 +31,8 @@ from django.core.cache import caches
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.utils import dateparse, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from documents import keyword_index, vector_index
 from documents.models import ChunkTerms, DocumentEmbedding
@@ -498,7 +500,7 @@ def _hits(
         for name, candidates in lists.items()
     }
     chosen = {}
-    for document_id, _ in ranked:
+    for document_id, _score in ranked:
         candidate = found.get("keyword", {}).get(document_id) or found["vector"][document_id]
         chosen[document_id] = candidate.chunk_id
     if not chosen:
@@ -633,12 +635,22 @@ WEAK_BELOW_SIMILARITY = 0.3
 BANDS = ("strong", "good", "weak")
 
 SCORE_MEANINGS = {
-    "hybrid": "Fused rank: the sum of 1 / (60 + rank) over the vector and keyword lists that found "
-    "the document (at most about 0.033). It orders the list; it is not a percentage.",
-    "vector": "Cosine similarity of the best passage to the query: 1 is the same meaning, about 0 unrelated.",
-    "keyword": "Keyword rank (PostgreSQL ts_rank): how often and how close together the query's "
-    "words occur. It orders the list; it has no fixed scale.",
+    "hybrid": gettext_lazy(
+        "Fused rank: the sum of 1 / (60 + rank) over the vector and keyword lists that found "
+        "the document (at most about 0.033). It orders the list; it is not a percentage."
+    ),
+    "vector": gettext_lazy(
+        "Cosine similarity of the best passage to the query: 1 is the same meaning, about 0 unrelated."
+    ),
+    "keyword": gettext_lazy(
+        "Keyword rank (PostgreSQL ts_rank): how often and how close together the query's "
+        "words occur. It orders the list; it has no fixed scale."
+    ),
 }
+# The bands as people read them (the codes above stay English: CSS classes, the API's field):
+# by name in a score's explanation, and as the search page's badge.
+BAND_NAMES = {"strong": gettext_lazy("strong"), "good": gettext_lazy("good"), "weak": gettext_lazy("weak")}
+BAND_LABELS = {**BAND_NAMES, "weak": gettext_lazy("weak match")}
 
 
 def relevance(hit: Hit) -> str:
@@ -656,7 +668,15 @@ def relevance(hit: Hit) -> str:
 def relevance_explained(hit: Hit, mode: str) -> str:
     """The tooltip of a hit's score: what the number means in this mode, and why its band."""
     if hit.vector_score is None:
-        why = "found by its words only (no similarity measured)"
+        why = _("found by its words only (no similarity measured)")
     else:
-        why = f"cosine similarity {hit.vector_score:.2f}; strong from {STRONG_SIMILARITY}, weak below {WEAK_BELOW_SIMILARITY}"
-    return f"{SCORE_MEANINGS[mode]} Band: {relevance(hit)} ({why})."
+        why = _("cosine similarity %(score)s; strong from %(strong)s, weak below %(weak)s") % {
+            "score": f"{hit.vector_score:.2f}",
+            "strong": STRONG_SIMILARITY,
+            "weak": WEAK_BELOW_SIMILARITY,
+        }
+    return _("%(meaning)s Band: %(band)s (%(why)s).") % {
+        "meaning": SCORE_MEANINGS[mode],
+        "band": BAND_NAMES[relevance(hit)],
+        "why": why,
+    }

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection
+from django.utils.translation import gettext as _
 
 logger = logging.getLogger("sidecar.vector_index")
 
@@ -95,22 +96,42 @@ class IndexState:
         return self.state == "ready"
 
     def describe(self) -> str:
-        count = f"{self.chunks:,}{'+' if self.chunks >= self.counted_to else ''} chunks"
+        count = _("%(chunks)s chunks") % {
+            "chunks": f"{self.chunks:,}{'+' if self.chunks >= self.counted_to else ''}"
+        }
         if self.state == "ready":
-            return f"HNSW index ready ({count}, {self.size_bytes / 2**20:.0f} MiB): search uses it"
+            return _("HNSW index ready (%(count)s, %(size)s MiB): search uses it") % {
+                "count": count,
+                "size": f"{self.size_bytes / 2**20:.0f}",
+            }
         if self.state == "building":
             share = f", {self.done:.0%}" if self.done is not None else ""
-            return f"HNSW index building ({self.phase or 'starting'}{share}); search reads {count} exactly"
+            return _("HNSW index building (%(phase)s%(share)s); search reads %(count)s exactly") % {
+                "phase": self.phase or _("starting"),
+                "share": share,
+                "count": count,
+            }
         if self.state == "broken":
-            return f"HNSW index build failed or was stopped; search reads {count} exactly until it is rebuilt"
+            return _(
+                "HNSW index build failed or was stopped; search reads %(count)s exactly until it is rebuilt"
+            ) % {"count": count}
         if not indexable():
-            return (
-                f"no HNSW index: {settings.EMBEDDING_DIMENSIONS} dimensions, over the {MAX_INDEXED_DIMENSIONS:,} "
-                f"an index can hold; search reads {count} exactly"
-            )
+            return _(
+                "no HNSW index: %(dimensions)s dimensions, over the %(most)s an index can hold; "
+                "search reads %(count)s exactly"
+            ) % {
+                "dimensions": settings.EMBEDDING_DIMENSIONS,
+                "most": f"{MAX_INDEXED_DIMENSIONS:,}",
+                "count": count,
+            }
         if self.due:
-            return f"no HNSW index yet ({count}): one is due; search reads them exactly until it is built"
-        return f"no HNSW index ({count}, under {settings.VECTOR_INDEX_MIN_ROWS:,}): search reads them exactly"
+            return _(
+                "no HNSW index yet (%(count)s): one is due; search reads them exactly until it is built"
+            ) % {"count": count}
+        return _("no HNSW index (%(count)s, under %(least)s): search reads them exactly") % {
+            "count": count,
+            "least": f"{settings.VECTOR_INDEX_MIN_ROWS:,}",
+        }
 
     @property
     def due(self) -> bool:

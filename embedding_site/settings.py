@@ -147,6 +147,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    # The admin speaks the browser's language (Accept-Language) where Sidecar ships it.
+    "django.middleware.locale.LocaleMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
@@ -489,6 +491,11 @@ AXES_SENSITIVE_PARAMETERS = ["csrfmiddlewaretoken"]
 AXES_VERBOSE = False
 
 LANGUAGE_CODE = "en-us"
+# Only the languages Sidecar's own pages are translated into: offering Django's ~100 would show
+# an operator half a page in their language and half in English. docs/translating.md says how
+# to add one.
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True

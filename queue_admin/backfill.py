@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connection, connections
+from django.utils.translation import gettext, ngettext
 
 from queue_admin.document_state import (
     SQL_ANY_CHUNK,
@@ -75,14 +76,15 @@ class Estimate:
 
 def duration_in_words(seconds: float) -> str:
     if seconds < 60:
-        return "under a minute"
-    minutes = seconds / 60
-    if minutes < 90:
-        return f"about {round(minutes)} minute{'s' if round(minutes) != 1 else ''}"
-    hours = minutes / 60
-    if hours < 36:
-        return f"about {round(hours)} hours"
-    return f"about {round(hours / 24)} days"
+        return gettext("under a minute")
+    minutes = round(seconds / 60)
+    if seconds / 60 < 90:
+        return ngettext("about %(n)s minute", "about %(n)s minutes", minutes) % {"n": minutes}
+    hours = round(seconds / 3600)
+    if seconds / 3600 < 36:
+        return ngettext("about %(n)s hour", "about %(n)s hours", hours) % {"n": hours}
+    days = round(seconds / 86400)
+    return ngettext("about %(n)s day", "about %(n)s days", days) % {"n": days}
 
 
 def estimate(selection: Selection) -> Estimate:

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from queue_admin.config_schema import (  # noqa: F401 - the schema, for callers of this module
     DEFAULTS,
@@ -89,7 +92,8 @@ def set_value(key: str, value, user=None):
         if row is not None and old == value and type(old) is type(value):
             return None
         if row is None:
-            row = QueueConfig(config_key=key, description=SCHEMA[key].help_text)
+            with translation.override(None):  # the stored description is English, whoever saves
+                row = QueueConfig(config_key=key, description=str(SCHEMA[key].help_text))
         row.config_value = value
         row.updated_by = user if user is not None and user.is_authenticated else None
         row.save()
@@ -127,10 +131,13 @@ def apply_changes(changes: dict, loaded: dict, user=None) -> list:
         }
         moved = [key for key in changes if effective[key] != loaded.get(key)]
         if moved:
-            names = ", ".join(SCHEMA[key].label for key in moved)
+            names = ", ".join(str(SCHEMA[key].label) for key in moved)
             raise ConcurrentChange(
-                f"{names} changed since you opened this page (someone else saved it). Nothing was "
-                "saved: reload the page to see the current values, then make your change again.",
+                _(
+                    "%(names)s changed since you opened this page (someone else saved it). Nothing was "
+                    "saved: reload the page to see the current values, then make your change again."
+                )
+                % {"names": names},
                 code="concurrent_change",
             )
         written = [set_value(key, value, user=user) for key, value in changes.items()]
@@ -153,13 +160,13 @@ def presets() -> dict[str, Preset]:
     cluster_workers = django_settings.Q_CLUSTER.get("workers", 3)
     all_workers = min(max(cluster_workers - 1, 1), SCHEMA["max_concurrent_workers"].max_value)
     found = [
-        Preset("marathon", "Marathon",
-               "Careful: one document at a time by one worker per machine. Slow, but a bad document "
-               "fails alone and nothing else waits on it.",
+        Preset("marathon", gettext_lazy("Marathon"),
+               gettext_lazy("Careful: one document at a time by one worker per machine. Slow, but a "
+                            "bad document fails alone and nothing else waits on it."),
                {"batch_size": 1, "max_concurrent_workers": 1}),
-        Preset("fast_track", "Fast-track",
-               "Big batches and every worker the machine runs: the most documents per minute, "
-               "within the provider limits.",
+        Preset("fast_track", gettext_lazy("Fast-track"),
+               gettext_lazy("Big batches and every worker the machine runs: the most documents per "
+                            "minute, within the provider limits."),
                {"batch_size": 64, "max_concurrent_workers": all_workers}),
     ]  # fmt: skip
     return {preset.name: preset for preset in found}
@@ -175,7 +182,7 @@ def current_preset(settings: QueueSettings | None = None) -> str:
 
 
 def preset_label(name: str) -> str:
-    return presets()[name].label if name in presets() else "Custom"
+    return presets()[name].label if name in presets() else _("Custom")
 
 
 def preset_changes(
@@ -197,5 +204,5 @@ def apply_preset(name: str, loaded: dict, user=None) -> list:
     `loaded` is what the person saw; a setting changed since refuses the switch
     (ConcurrentChange), as in `apply_changes`."""
     if name not in presets():
-        raise ValidationError(f"There is no mode called {name!r}.", code="unknown_preset")
+        raise ValidationError(_("There is no mode called %(name)r.") % {"name": name}, code="unknown_preset")
     return apply_changes(presets()[name].values, loaded, user=user)

@@ -8,12 +8,17 @@ import json
 from dataclasses import dataclass, field, fields
 
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 PRIORITIES = ("high", "medium", "low")
 
 
 @dataclass(frozen=True)
 class ConfigKey:
+    """One setting. `label`, `help_text` and `unit` are lazy translations (people read them in
+    their language); `key` and the messages of `validate_value` stay English for scripts."""
+
     key: str
     label: str
     kind: type  # bool, int, or dict (priority weights)
@@ -43,51 +48,53 @@ class ConfigKey:
 
     @property
     def allowed_display(self) -> str:
+        """What is allowed, for people, in their language."""
         if self.kind is bool:
-            return "on or off"
+            return _("on or off")
+        bounds = {"low": f"{self.min_value:,}", "high": f"{self.max_value:,}"}
         if self.kind is dict:
-            return (
-                f"a whole number from {self.min_value:,} to {self.max_value:,} for each; at least one above 0"
-            )
-        return self.allowed(grouped=True)
+            return _("a whole number from %(low)s to %(high)s for each; at least one above 0") % bounds
+        return _("a whole number from %(low)s to %(high)s") % bounds
 
 
 _KEYS = [
-    ConfigKey("queue_enabled", "Queue enabled", bool, True,
-              "When off, workers stop claiming new work; items already claimed finish."),
-    ConfigKey("batch_size", "Batch size", int, 32,
-              "Documents a worker claims at once. 1 is the careful 'marathon' mode; larger is faster.",
-              1, 1000, "documents"),
-    ConfigKey("max_concurrent_workers", "Concurrent workers per machine", int, 2,
-              "How many drain tasks each machine's cluster keeps running at once (one fewer than "
-              "Q_WORKERS leaves a process for the schedules). A new machine adds its own.",
-              1, 64, "workers"),
-    ConfigKey("max_retries", "Maximum retries", int, 3,
-              "Attempts after a temporary error before an item moves to the dead-letter list.",
-              0, 20, "retries"),
-    ConfigKey("rate_limit_delay_ms", "Rate-limit delay", int, 1000,
-              "Wait before retrying when the provider says 'too many requests' without a Retry-After.",
+    ConfigKey("queue_enabled", gettext_lazy("Queue enabled"), bool, True,
+              gettext_lazy("When off, workers stop claiming new work; items already claimed finish.")),
+    ConfigKey("batch_size", gettext_lazy("Batch size"), int, 32,
+              gettext_lazy("Documents a worker claims at once. 1 is the careful 'marathon' mode; larger is faster."),
+              1, 1000, gettext_lazy("documents")),
+    ConfigKey("max_concurrent_workers", gettext_lazy("Concurrent workers per machine"), int, 2,
+              gettext_lazy("How many drain tasks each machine's cluster keeps running at once (one fewer than "
+                 "Q_WORKERS leaves a process for the schedules). A new machine adds its own."),
+              1, 64, gettext_lazy("workers")),
+    ConfigKey("max_retries", gettext_lazy("Maximum retries"), int, 3,
+              gettext_lazy("Attempts after a temporary error before an item moves to the dead-letter list."),
+              0, 20, gettext_lazy("retries")),
+    ConfigKey("rate_limit_delay_ms", gettext_lazy("Rate-limit delay"), int, 1000,
+              gettext_lazy("Wait before retrying when the provider says 'too many requests' without a Retry-After."),
               0, 3_600_000, "ms"),
-    ConfigKey("worker_heartbeat_interval_ms", "Heartbeat interval", int, 30000,
-              "How often workers report that they are alive; silent for 1.5 intervals is late, for 3 dead.",
+    ConfigKey("worker_heartbeat_interval_ms", gettext_lazy("Heartbeat interval"), int, 30000,
+              gettext_lazy("How often workers report that they are alive; silent for 1.5 intervals is late, for 3 dead."),
               1000, 600_000, "ms"),
-    ConfigKey("lease_seconds", "Lease length", int, 300,
-              "How long a claimed batch belongs to its worker before others may take it back.",
-              10, 86_400, "seconds"),
-    ConfigKey("queue_cleanup_interval_hours", "Keep completed items for", int, 24,
-              "Completed queue items, and workers that finished normally, older than this are deleted.",
-              1, 8760, "hours"),
-    ConfigKey("priority_weights", "Priority weights", dict, {"high": 3, "medium": 2, "low": 1},
-              "Higher weight is claimed first; waiting items gain weight with age so none starve.",
+    ConfigKey("lease_seconds", gettext_lazy("Lease length"), int, 300,
+              gettext_lazy("How long a claimed batch belongs to its worker before others may take it back."),
+              10, 86_400, gettext_lazy("seconds")),
+    ConfigKey("queue_cleanup_interval_hours", gettext_lazy("Keep completed items for"), int, 24,
+              gettext_lazy("Completed queue items, and workers that finished normally, older than this are deleted."),
+              1, 8760, gettext_lazy("hours")),
+    ConfigKey("priority_weights", gettext_lazy("Priority weights"), dict, {"high": 3, "medium": 2, "low": 1},
+              gettext_lazy("Higher weight is claimed first; waiting items gain weight with age so none starve."),
               0, 1000, keys=PRIORITIES),
-    ConfigKey("api_quota_per_minute", "Requests per minute", int, 60,
-              "Provider requests allowed per minute, shared by all workers.", 1, 1_000_000, "requests/min"),
-    ConfigKey("token_quota_per_minute", "Tokens per minute", int, 100000,
-              "Provider tokens allowed per minute, shared by all workers.", 1, 1_000_000_000, "tokens/min"),
-    ConfigKey("circuit_breaker_failure_threshold", "Breaker threshold", int, 5,
-              "Consecutive provider failures that open the circuit breaker.", 1, 1000, "failures"),
-    ConfigKey("circuit_breaker_recovery_seconds", "Breaker recovery", int, 60,
-              "How long the breaker stays open before a trial request.", 1, 86_400, "seconds"),
+    ConfigKey("api_quota_per_minute", gettext_lazy("Requests per minute"), int, 60,
+              gettext_lazy("Provider requests allowed per minute, shared by all workers."), 1, 1_000_000,
+              gettext_lazy("requests/min")),
+    ConfigKey("token_quota_per_minute", gettext_lazy("Tokens per minute"), int, 100000,
+              gettext_lazy("Provider tokens allowed per minute, shared by all workers."), 1, 1_000_000_000,
+              gettext_lazy("tokens/min")),
+    ConfigKey("circuit_breaker_failure_threshold", gettext_lazy("Breaker threshold"), int, 5,
+              gettext_lazy("Consecutive provider failures that open the circuit breaker."), 1, 1000, gettext_lazy("failures")),
+    ConfigKey("circuit_breaker_recovery_seconds", gettext_lazy("Breaker recovery"), int, 60,
+              gettext_lazy("How long the breaker stays open before a trial request."), 1, 86_400, gettext_lazy("seconds")),
 ]  # fmt: skip
 
 SCHEMA: dict[str, ConfigKey] = {item.key: item for item in _KEYS}
@@ -172,12 +179,19 @@ def validate_value(key: str, value):
 def display(value, item: ConfigKey | None = None) -> str:
     """A value as an operator reads it: "on", "30,000 ms", "high 3, medium 2, low 1"."""
     if isinstance(value, bool):
-        return "on" if value else "off"
+        return _("on") if value else _("off")
     if isinstance(value, dict):
-        return ", ".join(f"{k} {display(v)}" for k, v in value.items())
+        return ", ".join(f"{_priority_label(k)} {display(v)}" for k, v in value.items())
     if _is_int(value):
         return f"{value:,}" + (f" {item.unit}" if item and item.unit else "")
     return show_value(value)
+
+
+def _priority_label(name: str) -> str:
+    """ "high" in the reader's language (lower case, as in "high 3, medium 2, low 1")."""
+    from documents.priority import Priority
+
+    return str(Priority(name).label).lower() if name in Priority.values else name
 
 
 def show_value(value) -> str:

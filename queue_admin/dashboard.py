@@ -13,6 +13,7 @@ from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
+from django.utils.translation import gettext_lazy
 
 from documents import vector_index
 from documents.providers.factory import get_provider
@@ -26,9 +27,9 @@ RECENT_FAILURES = 1000
 TOP_ERRORS = 5
 ERROR_MESSAGE_CHARS = 300
 PROVIDER_NAMES = {
-    "local": "Local model (in-process, CPU)",
-    "openai": "OpenAI-compatible API",
-    "tei": "Hugging Face Text Embeddings Inference",
+    "local": gettext_lazy("Local model (in-process, CPU)"),
+    "openai": gettext_lazy("OpenAI-compatible API"),
+    "tei": gettext_lazy("Hugging Face Text Embeddings Inference"),
 }
 
 

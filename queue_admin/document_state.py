@@ -46,6 +46,7 @@ from django.db.models import (
     When,
 )
 from django.db.models.functions import Coalesce
+from django.utils.translation import gettext_lazy as _
 
 from documents.models import DocumentEmbedding
 from queue_admin.models import QueueItem
@@ -55,25 +56,29 @@ QUEUED, EMPTY, FRESH, FAILED, CANCELLED, STALE, MISSING = (
     "queued", "empty", "fresh", "failed", "cancelled", "stale", "missing"
 )  # fmt: skip
 CHOICES = [
-    (FRESH, "fresh"),
-    (STALE, "stale"),
-    (MISSING, "missing"),
-    (QUEUED, "queued"),
-    (FAILED, "failed"),
-    (CANCELLED, "cancelled"),
-    (EMPTY, "no text"),
+    (FRESH, _("fresh")),
+    (STALE, _("stale")),
+    (MISSING, _("missing")),
+    (QUEUED, _("queued")),
+    (FAILED, _("failed")),
+    (CANCELLED, _("cancelled")),
+    (EMPTY, _("no text")),
 ]
 LABELS = dict(CHOICES)
 EXPLANATIONS = {
-    QUEUED: "waiting in the queue, or being embedded now.",
-    EMPTY: "the text is blank: there is nothing to embed.",
-    FRESH: "embedded from the current text with the configured model.",
-    FAILED: "the last attempt failed (the error is below): it is not queued again until you retry it "
-    "from Dead letters, re-embed it, or its text changes.",
-    CANCELLED: "its queue item was cancelled by a person: it is not queued again until you retry or "
-    "re-embed it, or its text changes.",
-    STALE: "embedded, but from an earlier text or by another model: a backfill re-embeds it.",
-    MISSING: "never embedded: a backfill embeds it.",
+    QUEUED: _("waiting in the queue, or being embedded now."),
+    EMPTY: _("the text is blank: there is nothing to embed."),
+    FRESH: _("embedded from the current text with the configured model."),
+    FAILED: _(
+        "the last attempt failed (the error is below): it is not queued again until you retry it "
+        "from Dead letters, re-embed it, or its text changes."
+    ),
+    CANCELLED: _(
+        "its queue item was cancelled by a person: it is not queued again until you retry or "
+        "re-embed it, or its text changes."
+    ),
+    STALE: _("embedded, but from an earlier text or by another model: a backfill re-embeds it."),
+    MISSING: _("never embedded: a backfill embeds it."),
 }
 
 

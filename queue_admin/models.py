@@ -4,6 +4,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.core.exceptions import ValidationError
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from documents.models import SourceDocument
 from queue_admin import config_schema, vocabulary
@@ -54,7 +55,7 @@ class QueueItem(models.Model):
 
     class Meta:
         db_table = "embedding_queue"
-        verbose_name = "queue item"
+        verbose_name = _("queue item")
         permissions = [
             ("operate_queueitem", "Can retry, cancel and raise the priority of queue items"),
         ]
@@ -115,7 +116,7 @@ class DeadLetter(QueueItem):
 
     class Meta:
         proxy = True
-        verbose_name = "dead letter"
+        verbose_name = _("dead letter")
 
 
 class StuckItem(QueueItem):
@@ -123,7 +124,7 @@ class StuckItem(QueueItem):
 
     class Meta:
         proxy = True
-        verbose_name = "stuck item"
+        verbose_name = _("stuck item")
 
 
 class Worker(models.Model):
@@ -178,7 +179,7 @@ class QueueConfig(models.Model):
     class Meta:
         db_table = "embedding_queue_config"
         ordering = ["config_key"]
-        verbose_name = "queue setting"
+        verbose_name = _("queue setting")
 
     def __str__(self):
         return self.config_key
@@ -209,7 +210,7 @@ class ConfigChange(models.Model):
     class Meta:
         db_table = "embedding_queue_config_history"
         ordering = ["-changed_at", "-id"]
-        verbose_name = "queue setting change"
+        verbose_name = _("queue setting change")
         indexes = [models.Index(fields=["config_key", "-changed_at"], name="config_history_key_idx")]
 
     def __str__(self):
@@ -263,7 +264,7 @@ class ProviderLimitState(models.Model):
     class Meta:
         db_table = "embedding_provider_state"
         ordering = ["provider_key"]
-        verbose_name = "provider limit"
+        verbose_name = _("provider limit")
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(breaker_state__in=["closed", "open", "half_open"]),
@@ -299,7 +300,7 @@ class FreshnessSnapshot(models.Model):
 
     class Meta:
         db_table = "embedding_freshness_snapshots"
-        verbose_name = "document freshness snapshot"
+        verbose_name = _("document freshness snapshot")
 
     def __str__(self):
         return f"{self.model} at {self.counted_at:%Y-%m-%d %H:%M}"

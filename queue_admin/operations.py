@@ -15,6 +15,7 @@ from itertools import islice
 import tenacity
 from django.db import IntegrityError, transaction
 from django.db.models import F
+from django.utils.translation import gettext
 
 from queue_admin import queue_sql, registry
 from queue_admin.models import QueueItem, Worker
@@ -80,7 +81,7 @@ def retry(item_ids: Iterable, user=None) -> Outcome:
     return Outcome(
         changed,
         selected,
-        "only failed or cancelled items are retried, and not when their document is already queued",
+        gettext("only failed or cancelled items are retried, and not when their document is already queued"),
     )
 
 
@@ -88,21 +89,27 @@ def cancel(item_ids: Iterable, user=None) -> Outcome:
     reason = f"cancelled by {user}" if user is not None else "cancelled"
     changed, selected = _apply(queue_sql.cancel_items, item_ids, reason)
     logger.info("%s cancelled %s of %s selected queue items", user, changed, selected)
-    return Outcome(changed, selected, "only pending, processing or rate-limited items can be cancelled")
+    return Outcome(
+        changed, selected, gettext("only pending, processing or rate-limited items can be cancelled")
+    )
 
 
 def raise_priority(item_ids: Iterable, user=None) -> Outcome:
     changed, selected = _apply(queue_sql.raise_priority, item_ids, "high")
     logger.info("%s raised %s of %s selected queue items to high priority", user, changed, selected)
     return Outcome(
-        changed, selected, "only items waiting to be claimed can be raised, and high ones already are"
+        changed,
+        selected,
+        gettext("only items waiting to be claimed can be raised, and high ones already are"),
     )
 
 
 def requeue_stuck(item_ids: Iterable, user=None) -> Outcome:
     changed, selected = _apply(queue_sql.reclaim_expired_leases, item_ids)
     logger.info("%s requeued %s of %s selected stuck items", user, changed, selected)
-    return Outcome(changed, selected, "only items still processing after their lease ran out are requeued")
+    return Outcome(
+        changed, selected, gettext("only items still processing after their lease ran out are requeued")
+    )
 
 
 def clear_dead_workers(worker_ids: Iterable | None = None, user=None) -> Outcome:
@@ -116,4 +123,4 @@ def clear_dead_workers(worker_ids: Iterable | None = None, user=None) -> Outcome
     alive = registry.alive_workers().values("pk")
     changed, _ = candidates.exclude(pk__in=alive).delete()
     logger.info("%s cleared %s dead workers", user, changed)
-    return Outcome(changed, selected, "live workers are kept")
+    return Outcome(changed, selected, gettext("live workers are kept"))

@@ -21,6 +21,7 @@ import psutil
 from django.db import connection, transaction
 from django.db.models import Case, CharField, Count, F, Q, QuerySet, Value, When
 from django.db.models.functions import Now
+from django.utils.translation import gettext_lazy
 
 from queue_admin import config, queue_sql
 from queue_admin.config_schema import QueueSettings
@@ -36,10 +37,10 @@ SILENT_INTERVALS_BEFORE_DEAD = 3
 RECENTLY_DEAD_MINUTES = 60
 OK, LATE, DEAD, FINISHED = "ok", "late", "dead", "finished"
 HEALTH_LABELS = {
-    OK: "heartbeating on time",
-    LATE: "late: silent for over 1.5 heartbeat intervals",
-    DEAD: "dead: stopped heartbeating without saying goodbye",
-    FINISHED: "finished: ended its run normally",
+    OK: gettext_lazy("heartbeating on time"),
+    LATE: gettext_lazy("late: silent for over 1.5 heartbeat intervals"),
+    DEAD: gettext_lazy("dead: stopped heartbeating without saying goodbye"),
+    FINISHED: gettext_lazy("finished: ended its run normally"),
 }
 # Reclaiming is cheap (a partial index) but need not run on every batch of every worker.
 RECLAIM_EVERY_SECONDS = 5.0

@@ -4,25 +4,26 @@ document state, the admin and the commands all use these; tests/queue/test_vocab
 that the SQL spells no other status and that the error kinds are the providers' own."""
 
 from django.db import models
+from django.utils.translation import gettext_lazy as _
 
 from documents.priority import Priority  # noqa: F401  (the queue's priorities are a source's)
 
 
 class Status(models.TextChoices):
-    PENDING = "pending"
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    RATE_LIMITED = "rate_limited"
-    CANCELLED = "cancelled"
+    PENDING = "pending", _("Pending")
+    PROCESSING = "processing", _("Processing")
+    COMPLETED = "completed", _("Completed")
+    FAILED = "failed", _("Failed")
+    RATE_LIMITED = "rate_limited", _("Rate Limited")
+    CANCELLED = "cancelled", _("Cancelled")
 
 
 class ErrorKind(models.TextChoices):
     """documents.providers.base.ERROR_KINDS, as the queue stores them."""
 
-    TRANSIENT = "transient"
-    RATE_LIMITED = "rate_limited"
-    PERMANENT = "permanent"
+    TRANSIENT = "transient", _("Transient")
+    RATE_LIMITED = "rate_limited", _("Rate Limited")
+    PERMANENT = "permanent", _("Permanent")
 
 
 # Work still to do: at most one such item per document.

@@ -118,9 +118,12 @@ def operator(operators_group):
     return user
 
 
-def logged_in_page(browser, live_server, user):
-    """A new browser page, logged in to the admin through its login form as `user`."""
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 1400, "height": 1000})
+def logged_in_page(browser, live_server, user, locale: str | None = None):
+    """A new browser page, logged in to the admin through its login form as `user`; `locale`
+    ("de-DE") sets the browser's language, and so its Accept-Language header."""
+    context = browser.new_context(
+        base_url=live_server.url, viewport={"width": 1400, "height": 1000}, locale=locale
+    )
     page = context.new_page()
     page.set_default_timeout(15_000)
     page.goto("/admin/login/?next=/admin/")

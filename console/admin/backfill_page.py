@@ -10,32 +10,46 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from queue_admin import backfill
 from queue_admin.models import QueueItem
 
 KINDS = [
-    (backfill.MISSING_OR_STALE, "Missing and stale (the usual choice)"),
-    (backfill.MISSING, "Missing only: never embedded"),
-    (backfill.STALE, "Stale only: embedded from an earlier text or by another model"),
+    (backfill.MISSING_OR_STALE, gettext_lazy("Missing and stale (the usual choice)")),
+    (backfill.MISSING, gettext_lazy("Missing only: never embedded")),
+    (backfill.STALE, gettext_lazy("Stale only: embedded from an earlier text or by another model")),
 ]
+
+# The kinds as a message names them: "Queued 4 documents (missing or stale)".
+KIND_WORDS = {
+    backfill.MISSING_OR_STALE: gettext_lazy("missing or stale"),
+    backfill.MISSING: gettext_lazy("missing"),
+    backfill.STALE: gettext_lazy("stale"),
+}
 
 
 class BackfillForm(forms.Form):
     kind = forms.ChoiceField(
-        label="Documents", choices=KINDS, initial=backfill.MISSING_OR_STALE, widget=forms.RadioSelect
+        label=gettext_lazy("Documents"),
+        choices=KINDS,
+        initial=backfill.MISSING_OR_STALE,
+        widget=forms.RadioSelect,
     )
     priority = forms.ChoiceField(
-        label="Priority",
+        label=gettext_lazy("Priority"),
         choices=QueueItem.Priority.choices,
         initial=QueueItem.Priority.LOW,
-        help_text="Low lets edits and re-embeds (medium and high) go first.",
+        help_text=gettext_lazy("Low lets edits and re-embeds (medium and high) go first."),
     )
     include_failed = forms.BooleanField(
-        label="Include failed",
+        label=gettext_lazy("Include failed"),
         required=False,
-        help_text="Also documents whose last attempt failed or was cancelled by a person. Left out "
-        "by default: unchanged, they would fail again.",
+        help_text=gettext_lazy(
+            "Also documents whose last attempt failed or was cancelled by a person. Left out "
+            "by default: unchanged, they would fail again."
+        ),
     )
 
 
@@ -59,10 +73,11 @@ def respond(model_admin, request):
     choice = _choice(form)
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": "Backfill missing and stale embeddings",
+        "title": _("Backfill missing and stale embeddings"),
         "opts": model_admin.opts,
         "form": form,
         "choice": choice,
+        "priority_label": _priority_label(choice["priority"]) if choice else "",
         "figures": backfill.estimate(
             backfill.count(choice["kind"], model, include_held=bool(choice["include_failed"]))
         )
@@ -81,18 +96,29 @@ def _choice(form) -> dict | None:
     return form.cleaned_data if form.is_valid() else None
 
 
+def _priority_label(priority: str) -> str:
+    """ "low" in the reader's language, as the page's sentences use it."""
+    return str(QueueItem.Priority(priority).label).lower()
+
+
 def _report(model_admin, request, queued: int, kind: str, priority: str) -> None:
     if queued:
         model_admin.message_user(
             request,
-            f"Queued {queued:,} document{'s' if queued != 1 else ''} ({kind.replace('_', ' ')}) at {priority} "
-            "priority. Workers embed them in the background.",
+            ngettext(
+                "Queued %(count)s document (%(kind)s) at %(priority)s priority. Workers embed it in the background.",
+                "Queued %(count)s documents (%(kind)s) at %(priority)s priority. Workers embed them in the background.",
+                queued,
+            )
+            % {"count": f"{queued:,}", "kind": KIND_WORDS[kind], "priority": _priority_label(priority)},
             messages.SUCCESS,
         )
     else:
         model_admin.message_user(
             request,
-            "Nothing was queued: every document with text has a current embedding, or is already queued "
-            "at this priority or higher.",
+            _(
+                "Nothing was queued: every document with text has a current embedding, or is already queued "
+                "at this priority or higher."
+            ),
             messages.INFO,
         )

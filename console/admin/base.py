@@ -4,6 +4,8 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
 from embedding_site.counting import EstimatedCountPaginator
 
@@ -26,6 +28,21 @@ class ReadOnlyAdmin(BigTableAdmin):
         return False
 
 
+# What an action's message counts, in the reader's language and number.
+NOUNS = {
+    "item": lambda n: ngettext("%(count)s item", "%(count)s items", n),
+    "worker": lambda n: ngettext("%(count)s worker", "%(count)s workers", n),
+}
+# Each action's "done" sentence, with %(things)s for the counted noun ("Retried 3 items.").
+DONE = {
+    "retried": gettext_lazy("Retried %(things)s."),
+    "cancelled": gettext_lazy("Cancelled %(things)s."),
+    "raised": gettext_lazy("Raised %(things)s to high priority."),
+    "requeued": gettext_lazy("Requeued %(things)s."),
+    "cleared": gettext_lazy("Cleared %(things)s."),
+}
+
+
 def report(
     model_admin,
     request,
@@ -35,24 +52,30 @@ def report(
     left_out: tuple[int, str] = (0, ""),
     link=None,
 ) -> None:
-    """Tell the person what an action did: how many changed, how many selected rows no longer
-    exist (deleted meanwhile), and why the rest were left alone; `left_out`: how many selected
-    rows the person chose to leave out, and why; `link`: where to see what it touched."""
+    """Tell the person what an action did: how many changed (`done`, a key of DONE), how many
+    selected rows no longer exist (deleted meanwhile), and why the rest were left alone;
+    `left_out`: how many selected rows the person chose to leave out, and why; `link`: where to
+    see what it touched."""
     asked = len(request.POST.getlist(helpers.ACTION_CHECKBOX_NAME))
     select_across = request.POST.get("select_across") == "1"
 
     def plural(n):
-        return f"{n:,} {noun}{'' if n == 1 else 's'}"
+        return NOUNS[noun](n) % {"count": f"{n:,}"}
 
     level = messages.SUCCESS if outcome.changed else messages.WARNING
-    text = f"{done.capitalize()} {plural(outcome.changed)}."
+    text = DONE[done] % {"things": plural(outcome.changed)}
     if outcome.unchanged:
-        text += f" {plural(outcome.unchanged)} left as they were: {outcome.unchanged_because}."
+        text += " " + _("%(things)s left as they were: %(why)s.") % {
+            "things": plural(outcome.unchanged),
+            "why": outcome.unchanged_because,
+        }
     if left_out[0]:
-        text += f" {plural(left_out[0])} left out: {left_out[1]}."
+        text += " " + _("%(things)s left out: %(why)s.") % {"things": plural(left_out[0]), "why": left_out[1]}
     if not select_across and asked - left_out[0] > outcome.selected:
         gone = asked - left_out[0] - outcome.selected
-        text += f" {plural(gone)} no longer exist (deleted meanwhile) and were skipped."
+        text += " " + _("%(things)s no longer exist (deleted meanwhile) and were skipped.") % {
+            "things": plural(gone)
+        }
         level = messages.WARNING
     model_admin.message_user(request, text, level)
     if link is not None and outcome.changed:
@@ -74,5 +97,8 @@ def queue_items_link(*, since, item_ids=None, document_ids=None):
         query = {"updated_at__gte": since.isoformat()}
     url = reverse("admin:queue_admin_queueitem_changelist") + "?" + urlencode(query)
     return format_html(
-        '<a href="{}" class="sidecar-touched">See them in the queue</a>, with their status now.', url
+        '<a href="{}" class="sidecar-touched">{}</a>{}',
+        url,
+        _("See them in the queue"),
+        _(", with their status now."),
     )

@@ -12,6 +12,7 @@ from django.http import HttpResponseNotAllowed
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 
 from console import charts
 from documents.models import Source
@@ -68,7 +69,7 @@ def context(request) -> dict:
     return {
         "dashboard": figures,
         "status_rows": status_rows,
-        "priorities": QueueItem.Priority.values,
+        "priorities": QueueItem.Priority.choices,
         "chart": charts.throughput_chart(figures.throughput),
         "quota_rows": _quota_rows(figures),
         "sources": _sources(figures.provider.model_id),
@@ -96,18 +97,29 @@ def switch_queue(request):
         return HttpResponseNotAllowed(["POST"])
     wanted = request.POST.get("queue_enabled")
     if wanted not in ("on", "off"):
-        messages.error(request, "Nothing changed: the form must send queue_enabled=on or off.")
+        messages.error(request, _("Nothing changed: the form must send queue_enabled=on or off."))
         return redirect("admin:index")
     enabled = wanted == "on"
     change = config.set_value("queue_enabled", enabled, user=request.user)
-    wait = f"Workers see it within {round(config.CACHE_SECONDS)} seconds"
+    seconds = round(config.CACHE_SECONDS)
     if change is None:
-        messages.info(request, f"The queue was already {'running' if enabled else 'paused'}.")
+        messages.info(
+            request, _("The queue was already running.") if enabled else _("The queue was already paused.")
+        )
     elif enabled:
-        messages.success(request, f"Queue resumed. {wait} and start claiming work again.")
+        messages.success(
+            request,
+            _("Queue resumed. Workers see it within %(seconds)s seconds and start claiming work again.")
+            % {"seconds": seconds},
+        )
     else:
         messages.warning(
-            request, f"Queue paused. {wait} and stop claiming new work; batches already claimed finish."
+            request,
+            _(
+                "Queue paused. Workers see it within %(seconds)s seconds and stop claiming new work; "
+                "batches already claimed finish."
+            )
+            % {"seconds": seconds},
         )
     return redirect("admin:index")
 

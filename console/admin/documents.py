@@ -4,6 +4,7 @@ from django.urls import path, reverse
 from django.utils.formats import date_format
 from django.utils.html import format_html
 from django.utils.timezone import localtime
+from django.utils.translation import gettext_lazy
 
 from console.admin import backfill_page, reembed_action
 from console.admin.document_list import DocumentChangeList, EmbeddingStatusFilter, SourceFilter
@@ -43,7 +44,7 @@ class DocumentEmbeddingInline(admin.TabularInline):
         # 384+ floats per row that the page never shows.
         return super().get_queryset(request).defer("embedding")
 
-    @admin.display(description="text")
+    @admin.display(description=gettext_lazy("text"))
     def text_preview(self, obj):
         return obj.source_text[:160] + ("…" if len(obj.source_text) > 160 else "")
 
@@ -111,13 +112,13 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
     def has_reembed_permission(self, request):
         return request.user.has_perm(f"{self.opts.app_label}.reembed_{self.opts.model_name}")
 
-    @admin.action(description="Re-embed selected documents", permissions=["reembed"])
+    @admin.action(description=gettext_lazy("Re-embed selected documents"), permissions=["reembed"])
     def reembed_selected(self, request, queryset):
         return reembed_action.respond(self, request, queryset)
 
     # The list's columns.
 
-    @admin.display(description="embedding")
+    @admin.display(description=gettext_lazy("embedding"))
     def status_badge(self, obj):
         return format_html(
             '<span class="embedding-status embedding-{}">{}</span>',
@@ -125,11 +126,11 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
             document_state.LABELS[obj.embedding_status],
         )
 
-    @admin.display(description="chunks")
+    @admin.display(description=gettext_lazy("chunks"))
     def chunk_count(self, obj):
         return obj.chunk_count
 
-    @admin.display(description="model", empty_value="—")
+    @admin.display(description=gettext_lazy("model"), empty_value="—")
     def embedded_model(self, obj):
         return obj.embedded_model
 
@@ -140,7 +141,7 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
             obj._embedding_summary = document_state.embedding_summary(obj, self.embedding_model())
         return obj._embedding_summary
 
-    @admin.display(description="status")
+    @admin.display(description=gettext_lazy("status"))
     def embedding_status_detail(self, obj):
         status = self._summary(obj)["status"]
         return format_html(
@@ -150,21 +151,21 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
             document_state.EXPLANATIONS[status],
         )
 
-    @admin.display(description="model")
+    @admin.display(description=gettext_lazy("model"))
     def configured_model(self, obj):
         return self.embedding_model()
 
-    @admin.display(description="chunks")
+    @admin.display(description=gettext_lazy("chunks"))
     def embedded_chunks(self, obj):
         return self._summary(obj)["chunks"]
 
-    @admin.display(description="tokens")
+    @admin.display(description=gettext_lazy("tokens"))
     def embedded_tokens(self, obj):
         return f"{self._summary(obj)['tokens']:,}"
 
     # (Read-only fields show None as "None": the change page's methods return the dash.)
 
-    @admin.display(description="embedded from text")
+    @admin.display(description=gettext_lazy("embedded from text"))
     def embedded_text_hash(self, obj):
         summary = self._summary(obj)
         if summary["text_hash"] is None:
@@ -172,12 +173,12 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
         verdict = "the current text" if summary["text_hash_is_current"] else "an earlier text"
         return format_html("<code>{}</code> (MD5 of {})", summary["text_hash"], verdict)
 
-    @admin.display(description="embedded at")
+    @admin.display(description=gettext_lazy("embedded at"))
     def embedded_at(self, obj):
         embedded_at = self._summary(obj)["embedded_at"]
         return _when(embedded_at) if embedded_at else self.get_empty_value_display()
 
-    @admin.display(description="queue item")
+    @admin.display(description=gettext_lazy("queue item"))
     def latest_queue_item(self, obj):
         item = self._summary(obj)["latest_item"]
         if item is None:
@@ -191,7 +192,7 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
             _when(item.updated_at),
         )
 
-    @admin.display(description="last error")
+    @admin.display(description=gettext_lazy("last error"))
     def last_error(self, obj):
         item = self._summary(obj)["latest_item"]
         if item is None or not item.error_message:

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy
 
 from documents.models import Source
 from documents.priority import Priority
@@ -53,7 +54,7 @@ GLOBS_HELP = (
 
 class KindForm(forms.Form):
     kind = forms.ChoiceField(
-        label="What to attach",
+        label=gettext_lazy("What to attach"),
         choices=[(kind.value, f"{kind.label} — {KIND_HELP[kind]}") for kind in KINDS],
         widget=forms.RadioSelect,
     )
@@ -63,12 +64,12 @@ class SyncSettingsForm(forms.Form):
     """What may change on a file source's page: how often it syncs, and its priority."""
 
     sync_minutes = forms.IntegerField(
-        label="Sync every (minutes)", required=False, help_text=SYNC_MINUTES_HELP
+        label=gettext_lazy("Sync every (minutes)"), required=False, help_text=SYNC_MINUTES_HELP
     )
     priority = forms.ChoiceField(
         choices=Priority.choices,
         initial=Priority.MEDIUM,
-        help_text="The queue priority of this source's documents.",
+        help_text=gettext_lazy("The queue priority of this source's documents."),
     )
 
 
@@ -83,64 +84,76 @@ class FileSourceForm(SyncSettingsForm):
     name = forms.CharField(
         max_length=100,
         validators=[validate_source_name],
-        help_text="How commands, search and the API name this source: lowercase letters, digits, - and _.",
+        help_text=gettext_lazy(
+            "How commands, search and the API name this source: lowercase letters, digits, - and _."
+        ),
     )
     path = forms.CharField(
-        label="Folder",
+        label=gettext_lazy("Folder"),
         max_length=4096,
         widget=forms.TextInput(attrs={"size": 60, "placeholder": "/mnt/share/manuals"}),
-        help_text="The folder's absolute path on the server; every file under it, recursively (hidden files "
-        "left out). It must exist and be readable by Sidecar, and lie inside SOURCE_FOLDER_ROOTS when that is "
-        "set. Only a superuser may attach a folder: it reads files on the server's disk.",
+        help_text=gettext_lazy(
+            "The folder's absolute path on the server; every file under it, recursively (hidden files "
+            "left out). It must exist and be readable by Sidecar, and lie inside SOURCE_FOLDER_ROOTS when that is "
+            "set. Only a superuser may attach a folder: it reads files on the server's disk."
+        ),
     )
     include = forms.CharField(
-        label="Only files matching",
+        label=gettext_lazy("Only files matching"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60, "placeholder": "*.pdf, manuals/*.md"}),
         help_text=f"{GLOBS_HELP} Empty: every file.",
     )
     exclude = forms.CharField(
-        label="Not files matching",
+        label=gettext_lazy("Not files matching"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60, "placeholder": "drafts/*"}),
         help_text=GLOBS_HELP,
     )
     uri = forms.CharField(
-        label="Bucket",
+        label=gettext_lazy("Bucket"),
         max_length=2048,
         widget=forms.TextInput(attrs={"size": 60, "placeholder": "s3://bucket/prefix/"}),
-        help_text="<code>s3://bucket/prefix</code>: every object under the prefix. The bucket must be listable "
-        "with the workers' credentials, which come only from their environment (<code>AWS_ACCESS_KEY_ID</code>, "
-        "<code>AWS_SECRET_ACCESS_KEY</code>, or any other boto3 credential source): they are never typed "
-        "here, stored or shown.",
+        help_text=gettext_lazy(
+            "<code>s3://bucket/prefix</code>: every object under the prefix. The bucket must be listable "
+            "with the workers' credentials, which come only from their environment (<code>AWS_ACCESS_KEY_ID</code>, "
+            "<code>AWS_SECRET_ACCESS_KEY</code>, or any other boto3 credential source): they are never typed "
+            "here, stored or shown."
+        ),
     )
     endpoint_url = forms.CharField(
-        label="Endpoint URL",
+        label=gettext_lazy("Endpoint URL"),
         required=False,
         max_length=2048,
         widget=forms.TextInput(attrs={"size": 60, "placeholder": "http://minio:9000"}),
-        help_text="For MinIO, Cloudflare R2, GCS interoperability and others. Empty: AWS S3.",
+        help_text=gettext_lazy("For MinIO, Cloudflare R2, GCS interoperability and others. Empty: AWS S3."),
     )
-    region = forms.CharField(required=False, max_length=64, help_text="The bucket's region, e.g. eu-west-1.")
+    region = forms.CharField(
+        required=False, max_length=64, help_text=gettext_lazy("The bucket's region, e.g. eu-west-1.")
+    )
     urls = forms.CharField(
-        label="URLs",
+        label=gettext_lazy("URLs"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 5, "cols": 60, "placeholder": "https://example.com/handbook"}),
-        help_text="One per line, http or https. Loopback, private and link-local addresses are refused "
-        "(server-side request forgery guard) unless the host is in SOURCE_URL_ALLOWED_HOSTS.",
+        help_text=gettext_lazy(
+            "One per line, http or https. Loopback, private and link-local addresses are refused "
+            "(server-side request forgery guard) unless the host is in SOURCE_URL_ALLOWED_HOSTS."
+        ),
     )
     sitemap = forms.CharField(
-        label="Sitemap URL",
+        label=gettext_lazy("Sitemap URL"),
         required=False,
         max_length=2048,
         widget=forms.TextInput(attrs={"size": 60, "placeholder": "https://example.com/sitemap.xml"}),
-        help_text="Every page the sitemap lists, read at each sync (instead of, or besides, the URLs above).",
+        help_text=gettext_lazy(
+            "Every page the sitemap lists, read at each sync (instead of, or besides, the URLs above)."
+        ),
     )
     remove_missing = forms.BooleanField(
-        label="Remove documents whose file is gone",
+        label=gettext_lazy("Remove documents whose file is gone"),
         required=False,
         initial=True,
-        help_text="Unticked: the documents of files that disappear from the source are kept.",
+        help_text=gettext_lazy("Unticked: the documents of files that disappear from the source are kept."),
     )
 
     def __init__(self, *args, kind: str, **kwargs):
@@ -254,7 +267,7 @@ def attach(model_admin, request):
                 return redirect("admin:documents_source_changelist")
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": "Attach files",
+        "title": gettext_lazy("Attach files"),
         "opts": model_admin.opts,
         "kind_form": KindForm(initial={"kind": kind}),
         "kind": kind,

@@ -13,10 +13,14 @@ from django.shortcuts import redirect
 from django.template.defaultfilters import filesizeformat
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.utils.decorators import method_decorator
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from console.admin import import_uploads
+from console.admin.base import queue_items_link
 from documents import importing
 
 FORMAT_CHOICES = [
@@ -29,7 +33,7 @@ FORMAT_CHOICES = [
 class ImportUploadForm(forms.Form):
     # Before the file in the form: an upload stopped for its size keeps the fields sent before it.
     format = forms.ChoiceField(choices=FORMAT_CHOICES, required=False)
-    file = forms.FileField(required=False, help_text="A CSV or JSON Lines file, UTF-8.")
+    file = forms.FileField(required=False, help_text=gettext_lazy("A CSV or JSON Lines file, UTF-8."))
 
     def __init__(self, *args, too_large=False, **kwargs):
         super().__init__(*args, **kwargs)
@@ -101,7 +105,7 @@ class DocumentImportMixin:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": "Import documents",
+            "title": gettext_lazy("Import documents"),
             "form": form,
             "max_size": filesizeformat(settings.DOCUMENT_IMPORT_MAX_BYTES),
             "fields": importing.FIELDS,
@@ -117,12 +121,17 @@ class DocumentImportMixin:
         if upload is None:
             messages.error(
                 request,
-                "That import is unknown or has expired (it belongs to no upload of yours). Upload the file again.",
+                _(
+                    "That import is unknown or has expired (it belongs to no upload of yours). Upload the file again."
+                ),
             )
             return redirect(self._import_url("import"))
         if request.method == "POST" and "cancel" in request.POST:
             import_uploads.forget(request, token)
-            messages.info(request, f"Import of {upload['name']} cancelled; the uploaded file was deleted.")
+            messages.info(
+                request,
+                _("Import of %(name)s cancelled; the uploaded file was deleted.") % {"name": upload["name"]},
+            )
             return redirect(self._import_url("changelist"))
 
         if request.method == "POST" and "confirm" in request.POST:
@@ -133,7 +142,7 @@ class DocumentImportMixin:
         context = {
             **self.admin_site.each_context(request),
             "opts": self.opts,
-            "title": f"Import {upload['name']}",
+            "title": _("Import %(name)s") % {"name": upload["name"]},
             "upload": upload,
             "report": report,
             "refusal": refusal,
@@ -144,17 +153,20 @@ class DocumentImportMixin:
 
     def _update_refusal(self, request, report) -> str | None:
         if report.updates and not self.has_change_permission(request):
-            return (
-                f"{report.updates} row(s) have the id of an existing document, and you may add documents "
+            return _(
+                "%(count)s row(s) have the id of an existing document, and you may add documents "
                 "but not change them. Remove those rows or their ids, or ask for the change permission."
-            )
+            ) % {"count": report.updates}
         return None
 
     def _import(self, request, token, upload):
         claimed = import_uploads.claim(upload)
         if claimed is None:
-            messages.error(request, "This file is already being imported (or was); see the documents list.")
+            messages.error(
+                request, _("This file is already being imported (or was); see the documents list.")
+            )
             return redirect(self._import_url("changelist"))
+        since = timezone.now()
         try:
             # No second check first: write_file refuses a bad row (or, for someone who may not
             # change documents, an update) as it meets it, rolling everything back, and one pass
@@ -170,14 +182,20 @@ class DocumentImportMixin:
         import_uploads.forget(request, token)
         imported = result.created + result.updated
         queued = (
-            "they are queued for embedding"
+            _("they are queued for embedding")
             if result.queued == imported
-            else f"{result.queued} of them are queued for embedding (the others' text was already embedded)"
+            else _("%(queued)s of them are queued for embedding (the others' text was already embedded)")
+            % {"queued": result.queued}
         )
         messages.success(
             request,
-            f"Imported {imported} documents ({result.created} new, {result.updated} updated); {queued}.",
+            _("Imported %(imported)s documents (%(created)s new, %(updated)s updated); %(queued)s.")
+            % {"imported": imported, "created": result.created, "updated": result.updated, "queued": queued},
         )
+        if result.queued:
+            # The import's rows were queued by the triggers as it wrote them: every queue item
+            # changed since it started (another writer's items too, if any wrote meanwhile).
+            messages.info(request, queue_items_link(since=since))
         return redirect(self._import_url("changelist"))
 
     def _import_url(self, name, *args):

@@ -11,6 +11,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.text import Truncator
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from console.admin.base import LINKED_AT_MOST, ReadOnlyAdmin, queue_items_link, report
 from queue_admin import operations
@@ -27,7 +29,7 @@ class WorkerFilter(admin.SimpleListFilter):
     over a million queue rows would be slow; the registry is small, and retired drains would
     crowd out the ones worth looking at)."""
 
-    title = "worker"
+    title = gettext_lazy("worker")
     parameter_name = "worker"
 
     def lookups(self, request, model_admin):
@@ -66,11 +68,11 @@ class QueueItemAdminBase(ReadOnlyAdmin):
     readonly_fields = ("document_link",)
     fieldsets = [
         (None, {"fields": ("document_link", "status", "priority", "operation", "metadata")}),
-        ("Attempts and errors", {"fields": ("retry_count", "max_retries", "next_attempt_at",
+        (gettext_lazy("Attempts and errors"), {"fields": ("retry_count", "max_retries", "next_attempt_at",
                                             "error_kind", "error_message", "rate_limit_delay_ms")}),
-        ("Claim", {"fields": ("worker_id", "batch_id", "lease_expires_at", "processing_started_at",
+        (gettext_lazy("Claim"), {"fields": ("worker_id", "batch_id", "lease_expires_at", "processing_started_at",
                               "processing_completed_at", "estimated_tokens", "actual_tokens")}),
-        ("Dates", {"fields": ("created_at", "updated_at")}),
+        (gettext_lazy("Dates"), {"fields": ("created_at", "updated_at")}),
     ]  # fmt: skip
 
     def get_queryset(self, request):
@@ -80,24 +82,24 @@ class QueueItemAdminBase(ReadOnlyAdmin):
     def has_operate_permission(self, request):
         return request.user.has_perm(OPERATE)
 
-    @admin.display(description="document", ordering="document__title")
+    @admin.display(description=gettext_lazy("document"), ordering="document__title")
     def document_link(self, obj):
         url = reverse("admin:documents_sourcedocument_change", args=[obj.document_id])
         return format_html('<a href="{}">{}</a>', url, Truncator(str(obj.document)).chars(60))
 
-    @admin.display(description="status", ordering="status")
+    @admin.display(description=gettext_lazy("status"), ordering="status")
     def status_badge(self, obj):
         return format_html('<span class="sidecar-status {}">{}</span>', obj.status, obj.get_status_display())
 
-    @admin.display(description="attempts", ordering="retry_count")
+    @admin.display(description=gettext_lazy("attempts"), ordering="retry_count")
     def attempts(self, obj):
         return f"{obj.retry_count} / {obj.max_retries}"
 
-    @admin.display(description="error")
+    @admin.display(description=gettext_lazy("error"))
     def short_error(self, obj):
         return Truncator(obj.error_message).chars(80) if obj.error_message else ""
 
-    @admin.action(description="Retry selected (failed or cancelled → pending, attempts reset)",
+    @admin.action(description=gettext_lazy("Retry selected (failed or cancelled → pending, attempts reset)"),
                   permissions=["operate"])  # fmt: skip
     def retry(self, request, queryset):
         """Retry, but first warn when some selected items failed for good on text nobody has
@@ -110,7 +112,7 @@ class QueueItemAdminBase(ReadOnlyAdmin):
                 "admin/queue_admin/retry_permanent.html",
                 {
                     **self.admin_site.each_context(request),
-                    "title": "Retry items that will likely fail again?",
+                    "title": _("Retry items that will likely fail again?"),
                     "opts": self.model._meta,
                     "doomed": doomed.select_related("document")[:MAX_LISTED],
                     "doomed_count": doomed.count(),
@@ -123,7 +125,7 @@ class QueueItemAdminBase(ReadOnlyAdmin):
             )
         left_out = (0, "")
         if choice == "others":
-            left_out = (doomed.count(), "they would fail again as they are")
+            left_out = (doomed.count(), _("they would fail again as they are"))
             queryset = queryset.exclude(pk__in=doomed.values("pk"))
         since = timezone.now()
         ids = list(queryset.values_list("id", flat=True)[: LINKED_AT_MOST + 1])
@@ -132,18 +134,19 @@ class QueueItemAdminBase(ReadOnlyAdmin):
         report(self, request, outcome, "retried", left_out=left_out, link=link)
 
     @admin.action(
-        description="Cancel selected (pending, processing or rate-limited)", permissions=["operate"]
+        description=gettext_lazy("Cancel selected (pending, processing or rate-limited)"),
+        permissions=["operate"],
     )
     def cancel(self, request, queryset):
         outcome = operations.cancel(queryset.values_list("id", flat=True).iterator(), user=request.user)
         report(self, request, outcome, "cancelled")
 
-    @admin.action(description="Raise selected to high priority", permissions=["operate"])
+    @admin.action(description=gettext_lazy("Raise selected to high priority"), permissions=["operate"])
     def raise_priority(self, request, queryset):
         outcome = operations.raise_priority(
             queryset.values_list("id", flat=True).iterator(), user=request.user
         )
-        report(self, request, outcome, "raised to high priority")
+        report(self, request, outcome, "raised")
 
     class Media:
         css = {"all": ["console/sidecar_admin.css"]}
@@ -173,7 +176,7 @@ class DeadLetterAdmin(QueueItemAdminBase):
     def get_queryset(self, request):
         return super().get_queryset(request).filter(status=QueueItem.Status.FAILED)
 
-    @admin.display(description="error")
+    @admin.display(description=gettext_lazy("error"))
     def error_message_full(self, obj):
         return Truncator(obj.error_message).chars(300)
 
@@ -196,11 +199,13 @@ class StuckItemAdmin(QueueItemAdminBase):
             .annotate(expired_for=Now() - F("lease_expires_at"))
         )
 
-    @admin.display(description="lease expired", ordering="lease_expires_at")
+    @admin.display(description=gettext_lazy("lease expired"), ordering="lease_expires_at")
     def lease_expired(self, obj):
-        return f"{obj.expired_for.total_seconds():,.0f} s ago"
+        return _("%(seconds)s s ago") % {"seconds": f"{obj.expired_for.total_seconds():,.0f}"}
 
-    @admin.action(description="Requeue selected now (counts as an attempt)", permissions=["operate"])
+    @admin.action(
+        description=gettext_lazy("Requeue selected now (counts as an attempt)"), permissions=["operate"]
+    )
     def requeue(self, request, queryset):
         outcome = operations.requeue_stuck(
             queryset.values_list("id", flat=True).iterator(), user=request.user

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.utils.translation import gettext_lazy
 
 from console.admin.base import ReadOnlyAdmin
 from queue_admin import config, limits
@@ -23,17 +24,17 @@ class ProviderLimitStateAdmin(ReadOnlyAdmin):
     list_filter = ("breaker_state",)
     search_fields = ("provider_key",)
 
-    @admin.display(description="requests in the last minute")
+    @admin.display(description=gettext_lazy("requests in the last minute"))
     def requests_last_minute(self, obj):
         use = limits.quota_use(rpm=0, tpm=0).get(obj.provider_key)  # a row per provider: few
         return "—" if use is None else round(use.requests_used)
 
-    @admin.display(description="tokens in the last minute")
+    @admin.display(description=gettext_lazy("tokens in the last minute"))
     def tokens_last_minute(self, obj):
         use = limits.quota_use(rpm=0, tpm=0).get(obj.provider_key)
         return "—" if use is None else round(use.tokens_used)
 
-    @admin.display(description="trial in (s)")
+    @admin.display(description=gettext_lazy("trial in (s)"))
     def seconds_until_trial(self, obj):
         recovery = (
             QueueConfig.objects.filter(config_key="circuit_breaker_recovery_seconds")

@@ -10,6 +10,8 @@ from django.contrib import messages
 from django.contrib.admin import helpers
 from django.template.response import TemplateResponse
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import ngettext
 
 from console.admin.base import LINKED_AT_MOST, queue_items_link
 from queue_admin import backfill, reembed
@@ -28,7 +30,7 @@ def respond(model_admin, request, queryset):
     selection = backfill.Selection(chosen.documents, chosen.estimated_tokens)
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": "Re-embed documents?",
+        "title": _("Re-embed documents?"),
         "opts": model_admin.opts,
         "chosen": chosen,
         "figures": backfill.estimate(selection),
@@ -57,8 +59,14 @@ def _queue(model_admin, request, queryset) -> None:
         if matching.documents + matching.blank > confirmed:
             model_admin.message_user(
                 request,
-                f"Nothing was queued: {_documents(matching.documents + matching.blank)} match now, more "
-                f"than the {confirmed:,} you confirmed. Check the list and choose the action again.",
+                _(
+                    "Nothing was queued: %(documents)s match now, more than the %(confirmed)s you "
+                    "confirmed. Check the list and choose the action again."
+                )
+                % {
+                    "documents": _documents(matching.documents + matching.blank),
+                    "confirmed": f"{confirmed:,}",
+                },
                 messages.ERROR,
             )
             return
@@ -72,23 +80,35 @@ def _queue(model_admin, request, queryset) -> None:
         )
         model_admin.message_user(
             request,
-            f"Queued {_documents(result.queued)} for re-embedding at high priority, even if unchanged.",
+            _("Queued %(documents)s for re-embedding at high priority, even if unchanged.")
+            % {"documents": _documents(result.queued)},
             messages.SUCCESS,
         )
         model_admin.message_user(request, link, messages.INFO)
     if result.blank:
         model_admin.message_user(
-            request, f"Skipped {_documents(result.blank)} with no text: nothing to embed.", messages.WARNING
+            request,
+            _("Skipped %(documents)s with no text: nothing to embed.")
+            % {"documents": _documents(result.blank)},
+            messages.WARNING,
         )
     if gone:
         model_admin.message_user(
             request,
-            f"Skipped {gone:,} of the {_documents(confirmed)} you confirmed: deleted since"
-            + (" (or no longer matching the list's filter)." if _across(request) else "."),
+            (
+                _(
+                    "Skipped %(gone)s of the %(documents)s you confirmed: deleted since (or no longer matching the list's filter)."
+                )
+                if _across(request)
+                else _("Skipped %(gone)s of the %(documents)s you confirmed: deleted since.")
+            )
+            % {"gone": f"{gone:,}", "documents": _documents(confirmed)},
             messages.WARNING,
         )
     if not (result.queued or result.blank or gone):
-        model_admin.message_user(request, "Nothing was queued: no documents were selected.", messages.WARNING)
+        model_admin.message_user(
+            request, _("Nothing was queued: no documents were selected."), messages.WARNING
+        )
 
 
 def _across(request) -> bool:
@@ -107,4 +127,4 @@ def _confirmed_count(request) -> int:
 
 
 def _documents(count: int) -> str:
-    return f"{count:,} document" + ("" if count == 1 else "s")
+    return ngettext("%(count)s document", "%(count)s documents", count) % {"count": f"{count:,}"}

@@ -23,11 +23,15 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest, HttpResponseNotAllowed
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.text import format_lazy
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from documents.keyword_index import KeywordIndexError
 from documents.models import DocumentEmbedding, Source, SourceDocument, normalize_query
 from documents.providers.base import EmbeddingError
 from documents.search import (
+    BAND_LABELS,
     DEFAULT_MODE,
     MAX_QUERY_CHARACTERS,
     MODES,
@@ -47,22 +51,22 @@ logger = logging.getLogger("sidecar.search")
 PERMISSION = "documents.search_sourcedocument"
 RESULT_COUNTS = (5, 10, 20, 50)
 MODE_CHOICES = [
-    ("hybrid", "Hybrid (words and meaning)"),
-    ("vector", "Meaning only (vector)"),
-    ("keyword", "Words only (keyword)"),
+    ("hybrid", gettext_lazy("Hybrid (words and meaning)")),
+    ("vector", gettext_lazy("Meaning only (vector)")),
+    ("keyword", gettext_lazy("Words only (keyword)")),
 ]
 
 
 class SearchForm(forms.Form):
     q = forms.CharField(
-        label="Query",
+        label=gettext_lazy("Query"),
         required=False,  # an empty query gets its own message below
         widget=forms.TextInput(
-            attrs={"size": 70, "autofocus": True, "placeholder": "What are you looking for?"}
+            attrs={"size": 70, "autofocus": True, "placeholder": gettext_lazy("What are you looking for?")}
         ),
     )
     k = forms.TypedChoiceField(
-        label="Results",
+        label=gettext_lazy("Results"),
         choices=[(n, n) for n in RESULT_COUNTS],
         coerce=int,
         initial=10,
@@ -70,30 +74,34 @@ class SearchForm(forms.Form):
         required=False,
     )
     source = forms.ChoiceField(
-        label="Source",
+        label=gettext_lazy("Source"),
         required=False,
-        error_messages={"invalid_choice": "There is no source named %(value)s: choose one from the list."},
+        error_messages={
+            "invalid_choice": gettext_lazy("There is no source named %(value)s: choose one from the list.")
+        },
     )
     mode = forms.ChoiceField(
-        label="Mode",
+        label=gettext_lazy("Mode"),
         choices=MODE_CHOICES,
         initial=DEFAULT_MODE,
         required=False,
-        error_messages={"invalid_choice": f"Choose a mode: {', '.join(MODES)}."},
+        error_messages={
+            "invalid_choice": format_lazy(gettext_lazy("Choose a mode: {modes}."), modes=", ".join(MODES))
+        },
     )
     metadata = forms.CharField(
-        label="Metadata contains",
+        label=gettext_lazy("Metadata contains"),
         required=False,
         widget=forms.TextInput(attrs={"size": 30, "placeholder": '{"lang": "en"}'}),
-        help_text="Only documents whose metadata contains this JSON object.",
+        help_text=gettext_lazy("Only documents whose metadata contains this JSON object."),
     )
     updated_after = forms.CharField(
-        label="Updated from",
+        label=gettext_lazy("Updated from"),
         required=False,
         widget=forms.TextInput(attrs={"size": 12, "placeholder": "2026-01-31"}),
     )
     updated_before = forms.CharField(
-        label="before",
+        label=gettext_lazy("before"),
         required=False,
         widget=forms.TextInput(attrs={"size": 12, "placeholder": "2026-12-31"}),
     )
@@ -101,17 +109,19 @@ class SearchForm(forms.Form):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         names = list(Source.objects.order_by("name").values_list("name", flat=True))
-        self.fields["source"].choices = [("", "All sources"), *((name, name) for name in names)]
+        self.fields["source"].choices = [("", _("All sources")), *((name, name) for name in names)]
         self.several_sources = len(names) > 1
 
     def clean_q(self):
         query = self.cleaned_data["q"]
         if not query:
-            raise forms.ValidationError("Type a few words to search for.")
+            raise forms.ValidationError(_("Type a few words to search for."))
         if len(query) > MAX_QUERY_CHARACTERS:
             raise forms.ValidationError(
-                f"The query has {len(query):,} characters; the most is {MAX_QUERY_CHARACTERS:,}. "
-                "A sentence or two finds documents best."
+                _(
+                    "The query has %(length)s characters; the most is %(most)s. A sentence or two finds documents best."
+                )
+                % {"length": f"{len(query):,}", "most": f"{MAX_QUERY_CHARACTERS:,}"}
             )
         try:
             check_query(query)  # control characters, undecodable bytes: the API's rules
@@ -180,7 +190,7 @@ def app_list_entry(site, request):
     if not request.user.has_perm(PERMISSION):
         return None
     entry = {
-        "name": "Semantic search",
+        "name": _("Semantic search"),
         "object_name": "SemanticSearch",
         "admin_url": reverse("admin:search", current_app=site.name),
         "add_url": None,
@@ -202,7 +212,7 @@ def search_page(site, request, data=None):
     form = SearchForm(data if "q" in data else None)
     context = {
         **site.each_context(request),
-        "title": "Semantic search",
+        "title": _("Semantic search"),
         "form": form,
         "can_backfill": request.user.has_perm("documents.reembed_sourcedocument"),
     }
@@ -283,6 +293,7 @@ def _search(
             "hit": hit,
             "url": reverse("admin:documents_sourcedocument_change", args=[hit.document_id]),
             "relevance": relevance(hit),
+            "relevance_label": BAND_LABELS[relevance(hit)],
             "score_explained": relevance_explained(hit, result.mode),
         }
         for rank, hit in enumerate(result.hits, start=1)

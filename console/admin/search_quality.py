@@ -14,6 +14,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.translation import gettext as _
 
 from console.admin.search import PERMISSION
 from documents.keyword_index import KeywordIndexError
@@ -39,7 +40,7 @@ def app_list_entry(site, request):
     if not request.user.has_perm(PERMISSION):
         return None
     entry = {
-        "name": "Search quality",
+        "name": _("Search quality"),
         "object_name": "SearchQuality",
         "admin_url": reverse("admin:search_quality", current_app=site.name),
         "add_url": None,
@@ -63,7 +64,7 @@ def quality_page(site, request):
     model = choose_provider().model_id
     context = {
         **site.each_context(request),
-        "title": "Search quality",
+        "title": _("Search quality"),
         "queries": len(queries),
         "judged_documents": sum(len(relevant) for relevant in queries.values()),
         "runs": runs,

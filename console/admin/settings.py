@@ -10,6 +10,8 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from console.admin.base import ReadOnlyAdmin
 from console.settings_forms import QueueSettingsForm
@@ -17,6 +19,10 @@ from queue_admin import config
 from queue_admin.models import ConfigChange, QueueConfig
 
 HISTORY_ON_PAGE = 20
+
+
+def _described(changes) -> str:
+    return "; ".join(f"{c.label}: {c.old_display} → {c.new_display}" for c in changes)
 
 
 @admin.register(QueueConfig)
@@ -48,7 +54,7 @@ class QueueConfigAdmin(admin.ModelAdmin):
                 return HttpResponseRedirect(request.path)
             preview = self._preset_preview(request.POST["preview_preset"], current)
             if preview is None:
-                self.message_user(request, "There is no such mode.", messages.ERROR)
+                self.message_user(request, _("There is no such mode."), messages.ERROR)
         settings_post = request.method == "POST" and not preset_post
         form = QueueSettingsForm(request.POST if settings_post else None, current=current, editable=editable)
         if settings_post:
@@ -60,11 +66,11 @@ class QueueConfigAdmin(admin.ModelAdmin):
                     return HttpResponseRedirect(request.path)
             else:
                 self.message_user(
-                    request, "Nothing was saved: correct the values marked below.", messages.ERROR
+                    request, _("Nothing was saved: correct the values marked below."), messages.ERROR
                 )
         context = {
             **self.admin_site.each_context(request),
-            "title": "Queue settings",
+            "title": _("Queue settings"),
             "subtitle": None,
             "opts": self.model._meta,
             "form": form,
@@ -74,6 +80,7 @@ class QueueConfigAdmin(admin.ModelAdmin):
             "history_url": reverse("admin:queue_admin_configchange_changelist"),
             "presets": config.presets().values(),
             "current_preset": config.preset_label(config.current_preset(current)),
+            "custom_preset": config.current_preset(current) == "custom",
             "preset_preview": preview,
             **(extra_context or {}),
         }
@@ -91,7 +98,7 @@ class QueueConfigAdmin(admin.ModelAdmin):
                 for setting, now, then in changes
             ],
             # What the person saw: applying refuses if someone changed these meanwhile.
-            "loaded": [(setting.key, config.show_value(now)) for setting, now, _ in changes],
+            "loaded": [(setting.key, config.show_value(now)) for setting, now, _then in changes],
         }
 
     def _apply_preset(self, request, name):
@@ -106,13 +113,14 @@ class QueueConfigAdmin(admin.ModelAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return
-        described = (
-            "; ".join(f"{c.label}: {c.old_display} → {c.new_display}" for c in changes) or "nothing changed"
-        )
+        described = _described(changes) or _("nothing changed")
         self.message_user(
             request,
-            f"Switched to {config.preset_label(name)}. {described}. Running workers pick up changes "
-            f"within {int(config.CACHE_SECONDS)} seconds; no restart needed.",
+            _(
+                "Switched to %(mode)s. %(changes)s. Running workers pick up changes within %(seconds)s "
+                "seconds; no restart needed."
+            )
+            % {"mode": config.preset_label(name), "changes": described, "seconds": int(config.CACHE_SECONDS)},
             messages.SUCCESS,
         )
 
@@ -120,7 +128,7 @@ class QueueConfigAdmin(admin.ModelAdmin):
         """Save what this person changed; returns the changes, or None after a refusal."""
         keys = form.changed_settings()
         if not keys:
-            self.message_user(request, "Nothing changed.", messages.INFO)
+            self.message_user(request, _("Nothing changed."), messages.INFO)
             return []
         values = form.values()
         try:
@@ -132,11 +140,12 @@ class QueueConfigAdmin(admin.ModelAdmin):
         except ValidationError as exc:
             self.message_user(request, " ".join(exc.messages), messages.ERROR)
             return None
-        described = "; ".join(f"{c.label}: {c.old_display} → {c.new_display}" for c in changes)
         self.message_user(
             request,
-            f"Saved. {described}. Running workers pick up changes within "
-            f"{int(config.CACHE_SECONDS)} seconds; no restart needed.",
+            _(
+                "Saved. %(changes)s. Running workers pick up changes within %(seconds)s seconds; no restart needed."
+            )
+            % {"changes": _described(changes), "seconds": int(config.CACHE_SECONDS)},
             messages.SUCCESS,
         )
         return changes
@@ -155,14 +164,14 @@ class ConfigChangeAdmin(ReadOnlyAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.display(description="setting", ordering="config_key")
+    @admin.display(description=gettext_lazy("setting"), ordering="config_key")
     def setting(self, obj):
         return obj.label
 
-    @admin.display(description="old value")
+    @admin.display(description=gettext_lazy("old value"))
     def old_value_shown(self, obj):
         return obj.old_display
 
-    @admin.display(description="new value")
+    @admin.display(description=gettext_lazy("new value"))
     def new_value_shown(self, obj):
         return obj.new_display

@@ -18,6 +18,7 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.utils.translation import gettext_lazy
 
 from documents.models import Source
 from documents.priority import Priority
@@ -48,7 +49,9 @@ class TableSourceForm(forms.Form):
     name = forms.CharField(
         max_length=100,
         validators=[validate_source_name],
-        help_text="How commands, search and the API name this source: lowercase letters, digits, - and _.",
+        help_text=gettext_lazy(
+            "How commands, search and the API name this source: lowercase letters, digits, - and _."
+        ),
     )
     template = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 4, "cols": 60, "placeholder": "{title}\n\n{body}"}),
@@ -56,16 +59,18 @@ class TableSourceForm(forms.Form):
         help_text=TEMPLATE_HELP,
     )
     title_column = forms.ChoiceField(
-        label="Title column", required=False, help_text="Shown as the document's title in lists and search."
+        label=gettext_lazy("Title column"),
+        required=False,
+        help_text=gettext_lazy("Shown as the document's title in lists and search."),
     )
     metadata_columns = forms.MultipleChoiceField(
-        label="Metadata columns",
+        label=gettext_lazy("Metadata columns"),
         required=False,
         widget=forms.CheckboxSelectMultiple,
-        help_text="Copied into each document's metadata (not embedded).",
+        help_text=gettext_lazy("Copied into each document's metadata (not embedded)."),
     )
     where = forms.CharField(
-        label="Row filter",
+        label=gettext_lazy("Row filter"),
         required=False,
         widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
         help_text=FILTER_HELP,
@@ -73,7 +78,7 @@ class TableSourceForm(forms.Form):
     priority = forms.ChoiceField(
         choices=Priority.choices,
         initial=Priority.MEDIUM,
-        help_text="The queue priority of this source's documents.",
+        help_text=gettext_lazy("The queue priority of this source's documents."),
     )
 
     def __init__(self, *args, table: tables.TableInfo, user, editing: Source | None = None, **kwargs):
@@ -167,7 +172,7 @@ def attach(model_admin, request):
                 form.add_service_error(exc)
     context = {
         **model_admin.admin_site.each_context(request),
-        "title": "Attach a table",
+        "title": gettext_lazy("Attach a table"),
         "opts": model_admin.opts,
         "table_choices": choices,
         "chosen": chosen,

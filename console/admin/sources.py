@@ -15,6 +15,7 @@ from django.core.exceptions import PermissionDenied
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
+from django.utils.translation import gettext_lazy
 
 from console.admin import detach_action, file_source_pages, source_pages
 from console.admin.sync_report import last_sync_html
@@ -140,11 +141,11 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
 
     # The list's columns (the change page's read-only fields too).
 
-    @admin.display(description="kind")
+    @admin.display(description=gettext_lazy("kind"))
     def kind_label(self, obj):
         return "built-in" if obj.is_builtin else obj.get_kind_display().lower()
 
-    @admin.display(description="reads")
+    @admin.display(description=gettext_lazy("reads"))
     def reads(self, obj):
         if obj.is_builtin:
             return "Sidecar's own documents"
@@ -167,24 +168,24 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
             "This source cannot be edited or detached; pause, resume and backfill it from the list."
         )
 
-    @admin.display(description="template")
+    @admin.display(description=gettext_lazy("template"))
     def template(self, obj):
         return format_html("<pre>{}</pre>", obj.options.get("template", ""))
 
-    @admin.display(description="title column")
+    @admin.display(description=gettext_lazy("title column"))
     def title_column(self, obj):
         return obj.options.get("title_column") or "—"
 
-    @admin.display(description="metadata columns")
+    @admin.display(description=gettext_lazy("metadata columns"))
     def metadata_columns(self, obj):
         return ", ".join(obj.options.get("metadata_columns") or []) or "—"
 
-    @admin.display(description="row filter")
+    @admin.display(description=gettext_lazy("row filter"))
     def row_filter(self, obj):
         where = obj.options.get("where")
         return format_html("<code>{}</code>", where) if where else "— (every row)"
 
-    @admin.display(description="state")
+    @admin.display(description=gettext_lazy("state"))
     def state_column(self, obj):
         figures = getattr(obj, "figures", None)
         if obj.state == Source.State.BROKEN:
@@ -216,7 +217,7 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
             return state + last_sync_html(obj, failures=False)
         return state
 
-    @admin.display(description="sync every")
+    @admin.display(description=gettext_lazy("sync every"))
     def sync_every(self, obj):
         minutes = obj.options.get("sync_minutes")
         return (
@@ -225,21 +226,23 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
             else "on demand only (the Resync action, or `manage.py source sync`)"
         )
 
-    @admin.display(description="last sync")
+    @admin.display(description=gettext_lazy("last sync"))
     def last_sync_column(self, obj):
         return last_sync_html(obj)
 
-    @admin.display(description="running")
+    @admin.display(description=gettext_lazy("running"))
     def running(self, obj):
         if obj.enabled:
             return "running"
-        return format_html('<span class="sidecar-source-paused" title="{}">paused</span>', PAUSED)
+        return format_html(
+            '<span class="sidecar-source-paused" title=gettext_lazy("{}")>paused</span>', PAUSED
+        )
 
     def _figure(self, obj, name):
         figures = getattr(obj, "figures", None)
         return "—" if figures is None else f"{getattr(figures, name):,}"
 
-    @admin.display(description="documents")
+    @admin.display(description=gettext_lazy("documents"))
     def documents(self, obj):
         return format_html(
             '<a href="{}?source={}">{}</a>',
@@ -248,34 +251,34 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
             self._figure(obj, "rows"),
         )
 
-    @admin.display(description="fresh")
+    @admin.display(description=gettext_lazy("fresh"))
     def fresh(self, obj):
         return self._figure(obj, "fresh")
 
-    @admin.display(description="stale")
+    @admin.display(description=gettext_lazy("stale"))
     def stale(self, obj):
         return self._figure(obj, "stale")
 
-    @admin.display(description="missing")
+    @admin.display(description=gettext_lazy("missing"))
     def missing(self, obj):
         return self._figure(obj, "missing")
 
-    @admin.display(description="failed")
+    @admin.display(description=gettext_lazy("failed"))
     def failed(self, obj):
         return self._figure(obj, "failed")
 
-    @admin.display(description="queued")
+    @admin.display(description=gettext_lazy("queued"))
     def queued(self, obj):
         return self._figure(obj, "queued")
 
-    @admin.display(description="last change", empty_value="—")
+    @admin.display(description=gettext_lazy("last change"), empty_value="—")
     def last_change(self, obj):
         figures = getattr(obj, "figures", None)
         return figures.last_change if figures else None
 
     # The actions: one service call per source, and a message for each that says what it did.
 
-    @admin.action(description="Pause selected sources", permissions=["change"])
+    @admin.action(description=gettext_lazy("Pause selected sources"), permissions=["change"])
     def pause_sources(self, request, queryset):
         for source in queryset:
             taken = sources.pause(source)
@@ -286,7 +289,7 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
-    @admin.action(description="Resume selected sources", permissions=["change"])
+    @admin.action(description=gettext_lazy("Resume selected sources"), permissions=["change"])
     def resume_sources(self, request, queryset):
         for source in queryset:
             queued = sources.resume(source, self.embedding_model())
@@ -297,7 +300,10 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
-    @admin.action(description="Resync selected sources (re-render rows, sync files)", permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Resync selected sources (re-render rows, sync files)"),
+        permissions=["change"],
+    )
     def resync_sources(self, request, queryset):
         for source in queryset:
             try:
@@ -321,7 +327,10 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
                 messages.SUCCESS,
             )
 
-    @admin.action(description="Backfill selected sources (queue missing and stale)", permissions=["change"])
+    @admin.action(
+        description=gettext_lazy("Backfill selected sources (queue missing and stale)"),
+        permissions=["change"],
+    )
     def backfill_sources(self, request, queryset):
         model = self.embedding_model()
         for source in queryset:
@@ -344,7 +353,7 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
                 messages.SUCCESS if queued else messages.INFO,
             )
 
-    @admin.action(description="Detach selected sources…", permissions=["delete"])
+    @admin.action(description=gettext_lazy("Detach selected sources…"), permissions=["delete"])
     def detach_sources(self, request, queryset):
         return detach_action.respond(self, request, queryset)
 

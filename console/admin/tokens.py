@@ -1,5 +1,6 @@
 from django.contrib import admin, messages
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from documents.models import ApiToken
 
@@ -38,7 +39,7 @@ class ApiTokenAdmin(admin.ModelAdmin):
             return
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Revoke selected API tokens", permissions=["change"])
+    @admin.action(description=gettext_lazy("Revoke selected API tokens"), permissions=["change"])
     def revoke(self, request, queryset):
         revoked = queryset.filter(revoked_at__isnull=True).update(revoked_at=timezone.now())
         self.message_user(

@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils.html import format_html
+from django.utils.translation import gettext_lazy
 
 from console.admin.base import ReadOnlyAdmin, report
 from queue_admin import config, operations, registry
@@ -87,10 +88,10 @@ class WorkerAdmin(ReadOnlyAdmin):
     def has_operate_permission(self, request):
         return request.user.has_perm("queue_admin.operate_queueitem")
 
-    @admin.display(description="heartbeat", ordering="-last_heartbeat")
+    @admin.display(description=gettext_lazy("heartbeat"), ordering="-last_heartbeat")
     def heartbeat(self, obj):
         return format_html(
-            '<span class="sidecar-heartbeat {}" title="{}; last heartbeat {}">{} · {} s ago</span>',
+            '<span class="sidecar-heartbeat {}" title=gettext_lazy("{}; last heartbeat {}")>{} · {} s ago</span>',
             obj.health,
             registry.HEALTH_LABELS[obj.health],
             obj.last_heartbeat.isoformat(timespec="seconds"),
@@ -98,13 +99,15 @@ class WorkerAdmin(ReadOnlyAdmin):
             f"{obj.heartbeat_age.total_seconds():,.0f}",
         )
 
-    @admin.display(description="docs/s while busy")
+    @admin.display(description=gettext_lazy("docs/s while busy"))
     def throughput(self, obj):
         if not obj.total_processing_time_ms:
             return "—"
         return f"{obj.tasks_processed / (obj.total_processing_time_ms / 1000):,.1f}"
 
-    @admin.action(description="Clear selected dead workers (live ones are kept)", permissions=["operate"])
+    @admin.action(
+        description=gettext_lazy("Clear selected dead workers (live ones are kept)"), permissions=["operate"]
+    )
     def clear_dead(self, request, queryset):
         outcome = operations.clear_dead_workers(queryset.values_list("pk", flat=True), user=request.user)
         report(self, request, outcome, "cleared", noun="worker")

@@ -3,6 +3,7 @@ rates in words a person reads at a glance."""
 
 from django import template
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 
 from queue_admin.queue_counts import Count
 
@@ -16,8 +17,8 @@ def count(value) -> str:
     if isinstance(value, Count):
         if value.estimated:
             return format_html(
-                '<span class="sidecar-estimate" title="Estimate: {}">{} {}</span>',
-                value.note,
+                '<span class="sidecar-estimate" title="{}">{} {}</span>',
+                _("Estimate: %(why)s") % {"why": value.note},
                 ">" if value.at_least else "≈",
                 f"{value.value:,}",
             )
@@ -32,13 +33,17 @@ def duration(seconds) -> str:
         return "—"
     seconds = round(seconds)
     if seconds < 60:
-        return f"{seconds} s"
+        return _("%(s)s s") % {"s": seconds}
     minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
     if minutes < 60:
-        return f"{minutes} min"
+        return _("%(min)s min") % {"min": minutes}
     if hours < 24:
-        return f"{hours} h {minutes % 60} min" if minutes % 60 else f"{hours} h"
-    return f"{days} d {hours % 24} h" if hours % 24 else f"{days} d"
+        if minutes % 60:
+            return _("%(h)s h %(min)s min") % {"h": hours, "min": minutes % 60}
+        return _("%(h)s h") % {"h": hours}
+    if hours % 24:
+        return _("%(d)s d %(h)s h") % {"d": days, "h": hours % 24}
+    return _("%(d)s d") % {"d": days}
 
 
 @register.filter
@@ -55,4 +60,10 @@ def per_minute(per_second) -> str:
 
 @register.filter
 def breaker_label(state: str) -> str:
-    return {"half_open": "half-open", "not_applicable": "not applicable"}.get(state, state)
+    labels = {
+        "closed": _("closed"),
+        "open": _("open"),
+        "half_open": _("half-open"),
+        "not_applicable": _("not applicable"),
+    }
+    return labels.get(state, state)

@@ -48,3 +48,10 @@ def test_an_operator_imports_a_csv_file_after_seeing_its_preview(
     assert QueueItem.objects.filter(status="pending").count() == 2
     assert "Shipping" in page.inner_text("#result_list")
     assert list(tmp_path.iterdir()) == []  # the uploaded file was deleted
+
+    # The message links to the queue items the import made, where their status shows.
+    page.click(".messagelist a.sidecar-touched")
+    page.wait_for_url("**/admin/queue_admin/queueitem/**")
+    listed = page.inner_text("#result_list")
+    assert "Refund policy" in listed and "Shipping" in listed
+    assert page.locator("#result_list tbody tr").count() == 2

@@ -30,7 +30,7 @@ def test_the_page_lists_every_setting_with_label_help_default_and_range(admin_cl
     page = admin_client.get(URL).content.decode()
     for key, item in config.SCHEMA.items():
         assert f'id="setting-{key}"' in page, key
-        assert item.label in page and item.help_text.replace("'", "&#x27;") in page, key
+        assert str(item.label) in page and str(item.help_text).replace("'", "&#x27;") in page, key
         assert item.allowed_display in page, key
     assert 'type="checkbox" name="queue_enabled"' in page and "sidecar-switch" in page
     assert 'type="number" name="batch_size"' in page and 'min="1"' in page and 'max="1000"' in page
