@@ -71,6 +71,15 @@ def set_config(key: str, value) -> None:
     config.forget_cached()
 
 
+def unset_config(key: str) -> None:
+    """Back to the default (for a key that follows the provider, the workers' provider's)."""
+    from queue_admin import config
+    from queue_admin.models import QueueConfig
+
+    QueueConfig.objects.filter(config_key=key).delete()
+    config.forget_cached()
+
+
 def set_batch_size(size: int) -> None:
     set_config("batch_size", size)
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ValidationError
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import translation
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
@@ -85,11 +85,13 @@ def set_value(key: str, value, user=None):
     the value did not change. Other processes see the new value within CACHE_SECONDS."""
     validate_value(key, value)
     with transaction.atomic():
+        _lock_settings()
         # FOR UPDATE: two people saving at once get two history rows in order, each with the
         # old value the other one left.
         row = QueueConfig.objects.select_for_update().filter(config_key=key).first()
-        old = row.config_value if row else None
-        if row is not None and old == value and type(old) is type(value):
+        # No row: the default was in effect (a key that follows the provider has none until set).
+        old = row.config_value if row else DEFAULTS[key]
+        if old == value and type(old) is type(value):
             return None
         if row is None:
             with translation.override(None):  # the stored description is English, whoever saves
@@ -102,6 +104,14 @@ def set_value(key: str, value, user=None):
         )
     forget_cached()
     return change
+
+
+def _lock_settings() -> None:
+    """Serialise writers of the settings until the transaction ends. Row locks cannot: a key
+    that follows the provider has no row to lock until its first save, and two first saves
+    at once would both insert it."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext('sidecar-queue-settings'))")
 
 
 class ConcurrentChange(ValidationError):
@@ -119,6 +129,7 @@ def apply_changes(changes: dict, loaded: dict, user=None) -> list:
     for key, value in changes.items():
         validate_value(key, value)
     with transaction.atomic():
+        _lock_settings()
         stored = dict(
             QueueConfig.objects.select_for_update()
             .filter(config_key__in=list(changes))
@@ -154,6 +165,10 @@ class Preset:
     values: dict
 
 
+# Fast-track's batch, unless the provider's own default is bigger (a remote API's 256).
+FAST_TRACK_BATCH = 64
+
+
 def presets() -> dict[str, Preset]:
     """The seed's two processing modes. Fast-track's worker count follows this machine's
     django-q2 cluster (Q_WORKERS), less the one process the schedules need."""
@@ -163,11 +178,11 @@ def presets() -> dict[str, Preset]:
         Preset("marathon", gettext_lazy("Marathon"),
                gettext_lazy("Careful: one document at a time by one worker per machine. Slow, but a "
                             "bad document fails alone and nothing else waits on it."),
-               {"batch_size": 1, "max_concurrent_workers": 1}),
+               {"batch_size": 1, "requests_in_flight": 1, "max_concurrent_workers": 1}),
         Preset("fast_track", gettext_lazy("Fast-track"),
                gettext_lazy("Big batches and every worker the machine runs: the most documents per "
                             "minute, within the provider limits."),
-               {"batch_size": 64, "max_concurrent_workers": all_workers}),
+               {"batch_size": max(FAST_TRACK_BATCH, DEFAULTS["batch_size"]), "max_concurrent_workers": all_workers}),
     ]  # fmt: skip
     return {preset.name: preset for preset in found}
 
@@ -205,4 +220,6 @@ def apply_preset(name: str, loaded: dict, user=None) -> list:
     (ConcurrentChange), as in `apply_changes`."""
     if name not in presets():
         raise ValidationError(_("There is no mode called %(name)r.") % {"name": name}, code="unknown_preset")
-    return apply_changes(presets()[name].values, loaded, user=user)
+    values = presets()[name].values
+    # A setting the person was not shown already had the preset's value; it must still have it.
+    return apply_changes(values, {key: loaded.get(key, value) for key, value in values.items()}, user=user)

@@ -28,10 +28,25 @@ class ConfigKey:
     max_value: int | None = None
     unit: str = ""
     keys: tuple[str, ...] = field(default=())
+    # Defaults that follow the embedding provider in use (EMBEDDING_PROVIDER: local, openai,
+    # tei), where `default` is the fallback. Such a key is stored only once a person sets it,
+    # so the default comes along when the provider changes (config.current reads DEFAULTS).
+    by_provider: dict = field(default_factory=dict)
+
+    @property
+    def effective_default(self):
+        """The default for the provider this process embeds with."""
+        from django.conf import settings
+
+        return self.by_provider.get(settings.EMBEDDING_PROVIDER, self.default)
 
     @property
     def default_display(self) -> str:
-        return display(self.default, self)
+        shown = display(self.effective_default, self)
+        if not self.by_provider:
+            return shown
+        each = ", ".join(f"{name} {display(value)}" for name, value in sorted(self.by_provider.items()))
+        return _("%(value)s (it follows the provider: %(each)s)") % {"value": shown, "each": each}
 
     def allowed(self, grouped: bool = False) -> str:
         """What values are allowed, in words; `grouped` writes 1,000,000 for people (messages
@@ -62,7 +77,13 @@ _KEYS = [
               gettext_lazy("When off, workers stop claiming new work; items already claimed finish.")),
     ConfigKey("batch_size", gettext_lazy("Batch size"), int, 32,
               gettext_lazy("Documents a worker claims at once. 1 is the careful 'marathon' mode; larger is faster."),
-              1, 1000, gettext_lazy("documents")),
+              1, 1000, gettext_lazy("documents"), by_provider={"local": 32, "openai": 256, "tei": 32}),
+    ConfigKey("requests_in_flight", gettext_lazy("Requests in flight per worker"), int, 1,
+              gettext_lazy("Batches each worker embeds at once: while one waits for the provider's answer, "
+                           "the next is claimed and sent. More helps a remote provider far away; a local "
+                           "model on the CPU gains nothing. A worker killed outright holds twice this many "
+                           "batches until their leases run out."),
+              1, 16, gettext_lazy("batches"), by_provider={"local": 1, "openai": 4, "tei": 4}),
     ConfigKey("max_concurrent_workers", gettext_lazy("Concurrent workers per machine"), int, 2,
               gettext_lazy("How many drain tasks each machine's cluster keeps running at once (one fewer than "
                  "Q_WORKERS leaves a process for the schedules). A new machine adds its own."),
@@ -99,7 +120,8 @@ _KEYS = [
 
 SCHEMA: dict[str, ConfigKey] = {item.key: item for item in _KEYS}
 
-DEFAULTS = {key: item.default for key, item in SCHEMA.items()}
+# What a key is when nobody set it, for this process's provider (see ConfigKey.by_provider).
+DEFAULTS = {key: item.effective_default for key, item in SCHEMA.items()}
 
 
 @dataclass(frozen=True)
@@ -110,6 +132,7 @@ class QueueSettings:
 
     queue_enabled: bool
     batch_size: int
+    requests_in_flight: int
     max_concurrent_workers: int
     max_retries: int
     rate_limit_delay_ms: int

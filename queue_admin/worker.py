@@ -108,6 +108,30 @@ def _close_this_threads_connections() -> None:
         logger.debug("closing the writer's database session failed", exc_info=True)
 
 
+class _Budget:
+    """How many more batches run() may start (`max_batches`), shared by its lanes: a lane takes
+    one before claiming and gives it back when it found nothing (or failed), so the lanes
+    together never process more than asked."""
+
+    def __init__(self, batches: int | None):
+        self._left = batches
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self._lock:
+            if self._left is None:
+                return True
+            if self._left <= 0:
+                return False
+            self._left -= 1
+            return True
+
+    def give_back(self) -> None:
+        with self._lock:
+            if self._left is not None:
+                self._left += 1
+
+
 class QueueWorker:
     """One worker: an id in the registry, a provider, and the batch loop."""
 
@@ -125,7 +149,7 @@ class QueueWorker:
         # has no quota to share and nothing to trip over.
         self.shared_limits = provider.is_remote
         self.provider_key = provider.model_id
-        self._sending_to = provider
+        self._lane_state = threading.local()  # who gets this lane's requests (_sending_to)
         self._heartbeat: registry.Heartbeat | None = None
         self.metrics = worker_metrics.Recorder()
         # Items of a batch that failed while the database was unreachable: they could not be
@@ -133,6 +157,16 @@ class QueueWorker:
         # lives, so they are given back as soon as the database answers again.
         self._to_release: list[uuid.UUID] = []
         self._release_lock = threading.Lock()  # the writer thread adds to it too
+
+    @property
+    def _sending_to(self):
+        """Who gets the requests of the batch this lane is embedding: the provider, or its
+        fallback while the provider's breaker is open (chosen per batch, per lane)."""
+        return getattr(self._lane_state, "provider", self.provider)
+
+    @_sending_to.setter
+    def _sending_to(self, provider) -> None:
+        self._lane_state.provider = provider
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -154,61 +188,100 @@ class QueueWorker:
         of everything done (every write finished).
 
         Each batch's write (chunks, completion, one transaction) runs on a writer thread with
-        its own database session while this thread claims and embeds the next batch: the
-        HNSW insert and the completion then overlap the model or the provider's answer
-        instead of following them (at most one write in flight, so at most two batches are
-        in hand: the one being written and the one being embedded).
+        its own database session while a lane claims and embeds the next batch: the HNSW
+        insert and the completion then overlap the model or the provider's answer instead of
+        following them. The `requests_in_flight` setting is the number of lanes: with one,
+        this thread is the lane (at most two batches in hand: one being written, one being
+        embedded); with more, each lane is a thread with its own database session, so that
+        many requests are at the provider at once, and each lane holds at most two batches.
         """
         total = BatchReport()
-        batches = failures_in_a_row = 0
         self.deadline = deadline
+        budget = _Budget(max_batches)
+        lanes = self._lanes()
+        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-writer") as writer:
+            try:
+                if lanes == 1:
+                    self._lane(writer, total, budget, until_empty)
+                else:
+                    with ThreadPoolExecutor(lanes, thread_name_prefix=f"{self.name}-lane") as pool:
+                        running = [
+                            pool.submit(self._lane_on_its_thread, writer, total, budget, until_empty)
+                            for _ in range(lanes)
+                        ]
+                        for lane in running:
+                            lane.result()
+            finally:
+                writer.submit(_close_this_threads_connections).result()
+        return total
+
+    def _lanes(self) -> int:
+        """How many lanes this run has: the setting now (a change reaches the next run). With
+        the database away it is not known; one lane then backs off and retries as always."""
+        try:
+            return config.current().requests_in_flight
+        except Exception:
+            logger.warning("worker %s: settings unreadable; starting with one lane", self.worker_id)
+            return 1
+
+    def _lane_on_its_thread(self, writer, total: BatchReport, budget: "_Budget", until_empty: bool) -> None:
+        try:
+            self._lane(writer, total, budget, until_empty)
+        finally:
+            _close_this_threads_connections()
+
+    def _lane(self, writer, total: BatchReport, budget: "_Budget", until_empty: bool) -> None:
+        """One lane of run(): claim and embed a batch, hand its write to the writer, repeat;
+        at most one write of this lane's in flight."""
+        failures_in_a_row = 0
         writing: tuple[Future, _Batch] | None = None
 
-        def settle() -> None:  # wait for the write in flight and count it
+        def settle() -> None:  # wait for this lane's write in flight and count it
             nonlocal writing
             if writing is not None:
                 (future, batch), writing = writing, None
                 self._add(total, self._settle(future, batch))
 
-        with ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-writer") as writer:
-            try:
-                while self.registered and not self.stop_requested.is_set():
-                    if max_batches is not None and batches >= max_batches:
-                        break
-                    if deadline is not None and time.monotonic() >= deadline:
-                        break
-                    try:
-                        batch = self._prepare_batch()
-                    except Exception:
-                        # The database restarting, a broken model file: keep the worker alive,
-                        # back off (2, 4, … 60 s), reconnect on the next try (close_old_connections).
-                        settle()
-                        failures_in_a_row += 1
-                        logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
-                        self.stop_requested.wait(min(60, 2**failures_in_a_row))
-                        continue
-                    failures_in_a_row = 0
-                    was_writing = writing is not None
+        try:
+            while self.registered and not self.stop_requested.is_set():
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    break
+                if not budget.take():
+                    break
+                try:
+                    batch = self._prepare_batch()
+                except Exception:
+                    # The database restarting, a broken model file: keep the worker alive,
+                    # back off (2, 4, … 60 s), reconnect on the next try (close_old_connections).
+                    budget.give_back()
                     settle()
-                    if batch is None:
-                        if was_writing:
-                            continue  # that write may have given items back (a text edited meanwhile): look again
-                        if until_empty:
-                            break
-                        self.stop_requested.wait(IDLE_POLL_SECONDS)
-                        continue
-                    batches += 1
-                    writing = (writer.submit(self._write_batch_on_writer_thread, batch), batch)
-            finally:
+                    failures_in_a_row += 1
+                    logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
+                    self.stop_requested.wait(min(60, 2**failures_in_a_row))
+                    continue
+                failures_in_a_row = 0
+                was_writing = writing is not None
                 settle()
-                writer.submit(_close_this_threads_connections).result()
-        return total
+                if batch is None:
+                    budget.give_back()
+                    if was_writing:
+                        continue  # that write may have given items back (a text edited meanwhile): look again
+                    if until_empty:
+                        break
+                    self.stop_requested.wait(IDLE_POLL_SECONDS)
+                    continue
+                writing = (writer.submit(self._write_batch_on_writer_thread, batch), batch)
+        finally:
+            settle()
 
-    @staticmethod
-    def _add(total: BatchReport, report: BatchReport | None) -> None:
+    _adding = threading.Lock()  # lanes add to one total
+
+    @classmethod
+    def _add(cls, total: BatchReport, report: BatchReport | None) -> None:
         if report is not None:
-            for name in total.__dataclass_fields__:
-                setattr(total, name, getattr(total, name) + getattr(report, name))
+            with cls._adding:
+                for name in total.__dataclass_fields__:
+                    setattr(total, name, getattr(total, name) + getattr(report, name))
 
     def _settle(self, writing: Future, batch: "_Batch") -> BatchReport | None:
         """The finished write's report, recorded and logged here on the loop's thread; None

@@ -112,7 +112,11 @@ def seeded_config(db):
     from queue_admin.models import QueueConfig
 
     QueueConfig.objects.bulk_create(
-        [QueueConfig(config_key=key, config_value=item.default) for key, item in config.SCHEMA.items()],
+        [
+            QueueConfig(config_key=key, config_value=item.default)
+            for key, item in config.SCHEMA.items()
+            if not item.by_provider  # as migration 0003: these follow the provider until set
+        ],
         ignore_conflicts=True,
     )
     config.forget_cached()

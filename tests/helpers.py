@@ -50,7 +50,8 @@ def set_config(**values):
     from queue_admin.models import QueueConfig
 
     for key, value in values.items():
-        item = QueueConfig.objects.get(config_key=key)
+        # A key that follows the provider has no row until set (migration 0003).
+        item = QueueConfig.objects.filter(config_key=key).first() or QueueConfig(config_key=key)
         item.config_value = value
         item.save()
     config.forget_cached()

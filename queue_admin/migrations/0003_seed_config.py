@@ -1,4 +1,5 @@
-"""Seed the queue settings with the defaults from queue_admin.config.SCHEMA."""
+"""Seed the queue settings with the defaults from queue_admin.config.SCHEMA; a key whose default
+follows the provider (ConfigKey.by_provider) is left unstored, so its default keeps following."""
 
 from django.db import migrations
 
@@ -11,7 +12,7 @@ def seed(apps, schema_editor):
     QueueConfig.objects.bulk_create(
         QueueConfig(config_key=key, config_value=item.default, description=item.help_text)
         for key, item in SCHEMA.items()
-        if key not in existing
+        if key not in existing and not item.by_provider
     )
 
 

@@ -53,7 +53,7 @@ def test_machine_owned_rows_cannot_be_added_or_edited(admin_client, one_of_each,
 
 
 def test_queue_settings_cannot_be_added_or_deleted(admin_client):
-    item = QueueConfig.objects.get(config_key="batch_size")
+    item = QueueConfig.objects.get(config_key="max_retries")
     assert admin_client.get(reverse("admin:queue_admin_queueconfig_add")).status_code == 403
     assert (
         admin_client.get(reverse("admin:queue_admin_queueconfig_delete", args=[item.pk])).status_code == 403

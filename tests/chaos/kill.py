@@ -26,6 +26,8 @@ class KillPlan:
     lease_seconds: int = 10  # the smallest allowed: a killed worker's items come back soonest
     heartbeat_ms: int = 1000
     batch_size: int = 32  # the default: what a kill can cost at most
+    # Lanes per worker (the requests_in_flight setting): a kill can cost up to two batches a lane.
+    requests_in_flight: int = 1
     # Each answer takes this long, as a nearby embedding server's would: batches are in flight
     # when the kills come, and the backlog lasts long enough for many of them.
     provider_latency_seconds: float = 0.1
@@ -35,6 +37,16 @@ class KillPlan:
 
 LONG = KillPlan()
 SHORT = KillPlan(documents=1200, timeout_seconds=120)  # inside `make test`: about 30 s
+# The same with three requests in flight per worker (a remote provider's defaults are four):
+# three times the throughput, so a slower provider and more frequent kills keep the backlog
+# long enough for several kills.
+SHORT_LANES = KillPlan(
+    documents=1200,
+    timeout_seconds=120,
+    requests_in_flight=3,
+    provider_latency_seconds=0.4,
+    kill_every_seconds=1.5,
+)
 
 
 def run(plan: KillPlan, log_dir: Path) -> dict:
@@ -44,6 +56,7 @@ def run(plan: KillPlan, log_dir: Path) -> dict:
     state. Returns the figures; `problems` is empty when nothing was lost."""
     rig.set_queue_settings(
         batch_size=plan.batch_size,
+        requests_in_flight=plan.requests_in_flight,
         lease_seconds=plan.lease_seconds,
         worker_heartbeat_interval_ms=plan.heartbeat_ms,
         max_concurrent_workers=sum(1 for kind in plan.workers if kind == "qcluster"),

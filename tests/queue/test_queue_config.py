@@ -8,9 +8,10 @@ from queue_admin.models import QueueConfig
 
 pytestmark = pytest.mark.django_db
 
+# Every key but those whose default follows the provider (batch_size, requests_in_flight):
+# they are stored only once someone sets them.
 SEED = {
     "queue_enabled": True,
-    "batch_size": 32,
     "max_concurrent_workers": 2,
     "max_retries": 3,
     "rate_limit_delay_ms": 1000,
@@ -27,7 +28,8 @@ SEED = {
 
 def test_migration_seeds_every_key_with_its_default():
     assert dict(QueueConfig.objects.values_list("config_key", "config_value")) == SEED
-    assert set(config.SCHEMA) == set(SEED)
+    assert set(config.SCHEMA) - set(SEED) == {"batch_size", "requests_in_flight"}
+    assert all(config.SCHEMA[key].by_provider for key in ("batch_size", "requests_in_flight"))
 
 
 BAD = [
@@ -48,7 +50,9 @@ BAD = [
 
 @pytest.mark.parametrize("key, value, allowed", BAD)
 def test_invalid_values_are_refused_naming_key_value_and_range(key, value, allowed):
-    item = QueueConfig.objects.get(config_key=key)
+    item, _ = QueueConfig.objects.get_or_create(
+        config_key=key, defaults={"config_value": config.SCHEMA[key].effective_default}
+    )
     before = item.config_value
     item.config_value = value
     with pytest.raises(ValidationError) as caught:
@@ -66,7 +70,5 @@ def test_unknown_key_is_refused():
 
 
 def test_valid_value_is_saved():
-    item = QueueConfig.objects.get(config_key="batch_size")
-    item.config_value = 1
-    item.save()
+    QueueConfig.objects.create(config_key="batch_size", config_value=1)
     assert QueueConfig.objects.get(config_key="batch_size").config_value == 1

@@ -95,10 +95,15 @@ def test_the_boundaries_themselves_are_allowed():
 def test_a_value_written_around_sidecar_is_ignored_with_a_warning(key, stored, sql, caplog, admin_client):
     """psql can write anything into the table; the workers must not stop on it. They use the
     default, the log says why, and the settings page can still save a good value."""
-    sql("UPDATE embedding_queue_config SET config_value = %s::jsonb WHERE config_key = %s", [stored, key])
+    sql(
+        "INSERT INTO embedding_queue_config (config_key, config_value, description, created_at, updated_at) "
+        "VALUES (%s, %s::jsonb, '', now(), now()) "
+        "ON CONFLICT (config_key) DO UPDATE SET config_value = excluded.config_value",
+        [key, stored],
+    )
     config.forget_cached()
     with caplog.at_level(logging.WARNING, logger="sidecar.config"):
-        assert config.current().value(key) == config.SCHEMA[key].default
+        assert config.current().value(key) == config.SCHEMA[key].effective_default
     assert f"queue setting {key} is ignored" in caplog.text
 
     from tests.helpers import form_data

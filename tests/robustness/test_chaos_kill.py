@@ -30,3 +30,21 @@ def test_workers_killed_every_two_seconds_lose_nothing(tmp_path):
     work = result["provider"]
     assert work["inputs_sent"] - work["inputs_needed"] <= result["kills"] * 32, work
     assert result["tracebacks_in_worker_logs"] == 0
+
+
+def test_workers_with_three_requests_in_flight_killed_every_two_seconds_lose_nothing(tmp_path):
+    """The same chaos with three lanes per worker: a kill now drops up to two batches a lane,
+    all given back by their leases; nothing lost, nothing done twice beyond that."""
+    rig.reset_database()
+    plan = kill.SHORT_LANES
+    result = kill.run(plan, tmp_path / "logs")
+
+    assert result["problems"] == {}, result["end_state"]
+    assert result["end_state"]["documents"] == plan.documents + rig.POISONED - result["deleted"]
+    assert result["end_state"]["dead_letters"] == rig.POISONED
+    assert result["kills"] >= 3, result
+    work = result["provider"]
+    assert (
+        work["inputs_sent"] - work["inputs_needed"] <= result["kills"] * 32 * 2 * plan.requests_in_flight
+    ), work
+    assert result["tracebacks_in_worker_logs"] == 0

@@ -1,0 +1,148 @@
+"""Several requests in flight per worker (the `requests_in_flight` setting): run()'s lanes send
+the next batches while one is at the provider, on the real database with a fake embedder (these
+tests are about the queue, not the model); and the settings that follow the provider."""
+
+import importlib
+import threading
+import time
+
+import pytest
+from django.db import connection
+from django.test import override_settings
+
+from documents.models import DocumentEmbedding, SourceDocument
+from queue_admin import config
+from queue_admin.config_schema import SCHEMA
+from queue_admin.models import ConfigChange, QueueConfig, QueueItem
+from queue_admin.worker import QueueWorker
+from tests.fakes import FakeEmbedderForQueueTests
+from tests.helpers import set_config
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
+
+
+class SlowFakeEmbedderForQueueTests(FakeEmbedderForQueueTests):
+    """Answers after `seconds`, like a provider far away, and counts how many calls it holds
+    at once."""
+
+    def __init__(self, seconds: float = 0.05):
+        super().__init__()
+        self.seconds = seconds
+        self.at_once = 0
+        self.most_at_once = 0
+        self._count_lock = threading.Lock()
+
+    def embed(self, texts, may_retry=None):
+        with self._count_lock:
+            self.at_once += 1
+            self.most_at_once = max(self.most_at_once, self.at_once)
+        try:
+            time.sleep(self.seconds)
+            return super().embed(texts)
+        finally:
+            with self._count_lock:
+                self.at_once -= 1
+
+
+def run_worker(embedder, **kwargs):
+    with QueueWorker(embedder, name="test") as worker:
+        return worker.run(**kwargs)
+
+
+def sessions() -> int:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_three_lanes_keep_three_requests_at_the_provider_and_embed_each_document_once():
+    set_config(batch_size=4, requests_in_flight=3)
+    docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"far away {n}") for n in range(60))
+    embedder = SlowFakeEmbedderForQueueTests()
+    before = sessions()
+    report = run_worker(embedder)
+    assert embedder.most_at_once == 3
+    assert (report.claimed, report.completed) == (60, 60)
+    assert sorted(embedder.texts_sent) == sorted(d.content for d in docs)  # none twice, none lost
+    assert set(QueueItem.objects.values_list("status", flat=True)) == {"completed"}
+    assert DocumentEmbedding.objects.count() == 60
+    # Every lane's database session (and the writer's) is closed when run() returns.
+    deadline = time.monotonic() + 5
+    while sessions() > before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert sessions() == before
+
+
+def test_one_lane_sends_one_request_at_a_time():
+    set_config(batch_size=4, requests_in_flight=1)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"near {n}") for n in range(12))
+    embedder = SlowFakeEmbedderForQueueTests(seconds=0.02)
+    assert run_worker(embedder).completed == 12
+    assert embedder.most_at_once == 1
+
+
+def test_lanes_together_stop_at_max_batches():
+    set_config(batch_size=2, requests_in_flight=4)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"budget {n}") for n in range(20))
+    report = run_worker(SlowFakeEmbedderForQueueTests(), max_batches=3)
+    assert report.claimed == 6 and report.completed == 6
+    assert QueueItem.objects.filter(status="pending").count() == 14
+
+
+def test_a_stop_with_lanes_in_flight_loses_nothing():
+    """Stopped while lanes are at the provider: what was answered is written, the rest goes
+    back to the queue untouched; a second run finishes the job with nothing done twice."""
+    set_config(batch_size=3, requests_in_flight=3)
+    docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"stop {n}") for n in range(45))
+    embedder = SlowFakeEmbedderForQueueTests(seconds=0.1)
+    with QueueWorker(embedder, name="test") as worker:
+        threading.Timer(0.25, worker.stop_requested.set).start()
+        first = worker.run()
+    assert 0 < first.completed < 45
+    assert QueueItem.objects.filter(status="processing").count() == 0  # nothing left held
+    second = run_worker(embedder)
+    assert first.completed + second.completed == 45
+    assert sorted(embedder.texts_sent) == sorted(d.content for d in docs)
+
+
+def test_marathon_means_one_request_at_a_time_too():
+    set_config(requests_in_flight=4)
+    config.apply_preset(
+        "marathon", loaded={"batch_size": 32, "requests_in_flight": 4, "max_concurrent_workers": 2}
+    )
+    assert (config.current().batch_size, config.current().requests_in_flight) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    "provider, batch_size, in_flight", [("local", 32, 1), ("openai", 256, 4), ("tei", 32, 4)]
+)
+def test_unset_batch_size_and_requests_in_flight_follow_the_provider(provider, batch_size, in_flight):
+    """Nobody set them (no row): the provider's default. The settings page says so."""
+    assert not QueueConfig.objects.filter(config_key__in=["batch_size", "requests_in_flight"]).exists()
+    with override_settings(EMBEDDING_PROVIDER=provider):
+        assert SCHEMA["batch_size"].effective_default == batch_size
+        assert SCHEMA["requests_in_flight"].effective_default == in_flight
+        assert (
+            "it follows the provider: local 1, openai 4, tei 4"
+            in SCHEMA["requests_in_flight"].default_display
+        )
+
+
+def test_a_value_a_person_set_wins_over_the_providers_default():
+    set_config(requests_in_flight=2)
+    assert config.current().requests_in_flight == 2
+
+
+def test_the_upgrade_unpins_a_seeded_batch_size_but_keeps_a_chosen_one():
+    migration = importlib.import_module("queue_admin.migrations.0020_settings_that_follow_the_provider")
+    from django.apps import apps
+
+    QueueConfig.objects.create(config_key="batch_size", config_value=32)  # as 0003 seeded it
+    migration.follow_the_provider(apps, None)
+    assert not QueueConfig.objects.filter(config_key="batch_size").exists()
+
+    config.set_value("batch_size", 64)  # a person chose 64, then back to 32: both recorded
+    config.set_value("batch_size", 32)
+    assert ConfigChange.objects.filter(config_key="batch_size").exists()
+    migration.follow_the_provider(apps, None)
+    assert QueueConfig.objects.get(config_key="batch_size").config_value == 32
