@@ -74,19 +74,20 @@ def screenshot_dir():
     return folder
 
 
-def docs_screenshot(page, name: str) -> None:
+def docs_screenshot(page, name: str, viewport: dict | None = None) -> None:
     """With SIDECAR_DOCS_SCREENSHOTS=1 (`make docs-screenshots`), save what `page` shows as
-    docs/images/NAME.png for the admin guide: the top 1280 × 800 of the page, as a reader's
-    screen would show it. Otherwise nothing; the test's own viewport is restored either way."""
+    docs/images/NAME.png for the admin guide: the top 1280 × 800 of the page (or `viewport`),
+    as a reader's screen would show it. Otherwise nothing; the test's own viewport is restored
+    either way."""
     if os.environ.get("SIDECAR_DOCS_SCREENSHOTS") != "1":
         return
-    viewport = page.viewport_size
-    page.set_viewport_size(DOCS_VIEWPORT)
+    own = page.viewport_size
+    page.set_viewport_size(viewport or DOCS_VIEWPORT)
     try:
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(DOCS_IMAGES / f"{name}.png"))
     finally:
-        page.set_viewport_size(viewport)
+        page.set_viewport_size(own)
 
 
 @pytest.fixture
@@ -118,11 +119,15 @@ def operator(operators_group):
     return user
 
 
-def logged_in_page(browser, live_server, user, locale: str | None = None):
+def logged_in_page(browser, live_server, user, locale: str | None = None, color_scheme: str = "light"):
     """A new browser page, logged in to the admin through its login form as `user`; `locale`
-    ("de-DE") sets the browser's language, and so its Accept-Language header."""
+    ("de-DE") sets the browser's language, and so its Accept-Language header; `color_scheme`
+    ("dark") what the admin's automatic theme follows."""
     context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1400, "height": 1000}, locale=locale
+        base_url=live_server.url,
+        viewport={"width": 1400, "height": 1000},
+        locale=locale,
+        color_scheme=color_scheme,
     )
     page = context.new_page()
     page.set_default_timeout(15_000)

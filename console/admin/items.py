@@ -60,6 +60,10 @@ class QueueItemAdminBase(ReadOnlyAdmin):
         "next_attempt_at",
         "updated_at",
     )
+    # The document column is a link to the document; the item's own page opens from its status
+    # (Django would wrap the first column in a second link: a link inside a link, which
+    # browsers split into an empty one that screen readers announce as a nameless link).
+    list_display_links = ("status_badge",)
     list_filter = ("status", "priority", "error_kind", WorkerFilter)
     search_fields = ("=document__id", "document__title", "=id")
     list_select_related = ("document",)
@@ -169,6 +173,7 @@ class DeadLetterAdmin(QueueItemAdminBase):
         "worker_id",
         "updated_at",
     )
+    list_display_links = ("updated_at",)
     list_filter = ("error_kind", "priority", WorkerFilter)
     ordering = ("-updated_at",)
     actions = ["retry"]
@@ -187,6 +192,7 @@ class StuckItemAdmin(QueueItemAdminBase):
     take them back by themselves within seconds; this list shows any that linger."""
 
     list_display = ("document_link", "worker_id", "lease_expired", "processing_started_at", "attempts")
+    list_display_links = ("lease_expired",)
     list_filter = ("priority", WorkerFilter)
     ordering = ("lease_expires_at",)
     actions = ["requeue", "cancel"]

@@ -10,7 +10,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def batch_size():
-    return QueueConfig.objects.get(config_key="batch_size").config_value
+    """What the workers read (unset until someone saves it: the provider's default)."""
+    from queue_admin import config
+
+    config.forget_cached()
+    return config.current().batch_size
 
 
 def test_an_invalid_setting_is_refused_next_to_the_field_and_a_valid_one_is_saved_with_history(
