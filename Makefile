@@ -34,25 +34,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test,docs]'
 	@touch $(STAMP)
 
-# The admin's browser tests drive Debian's Chromium (Playwright cannot download its own here).
-# As root with apt-get it is installed; otherwise those tests skip and say how to enable them.
+# $(call debian_tool,COMMAND,PACKAGE,WHAT NEEDS IT): as root with apt-get, install a Debian
+# package whose command is missing; otherwise say which tests will skip and how to enable them.
+define debian_tool
+	@if ! command -v $(1) >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing $(2) for $(3) (apt-get install $(2))"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(2) >/dev/null; \
+	  else \
+	    echo "$(1) not found: $(3) will be skipped (sudo apt-get install $(2))"; \
+	  fi; \
+	fi
+endef
+
+# The admin's browser tests drive Debian's Chromium (Playwright cannot download its own here;
+# CHROMIUM_PATH names another); the translation tests read the code with gettext's xgettext.
 browser:
-	@if [ -z "$$CHROMIUM_PATH" ] && ! command -v chromium >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing Chromium for the browser tests (apt-get install chromium)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
-	  else \
-	    echo "Chromium not found: the browser tests will be skipped (sudo apt-get install chromium)"; \
-	  fi; \
-	fi
-	@if ! command -v xgettext >/dev/null 2>&1; then \
-	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "Installing gettext for the translation tests (apt-get install gettext)"; \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gettext >/dev/null; \
-	  else \
-	    echo "xgettext not found: the catalogue-completeness test will be skipped (sudo apt-get install gettext)"; \
-	  fi; \
-	fi
+	$(if $(CHROMIUM_PATH),,$(call debian_tool,chromium,chromium,the browser tests))
+	$(call debian_tool,xgettext,gettext,the catalogue-completeness test)
 
 # After marking strings for translation: refresh each language's catalogue under locale/
 # (NEW_LANGUAGE=xx starts a new one), translate what is new, then `make messages` again to compile
