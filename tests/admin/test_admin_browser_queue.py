@@ -85,3 +85,24 @@ def test_the_workers_page_lists_each_worker_with_its_host_and_counts(operator_pa
     workers = page.inner_text("#result_list")
     assert "web-1:4101:drain-a" in workers and "web-2:5230:drain-b" in workers
     docs_screenshot(page, "workers")
+
+
+def test_an_operator_switches_to_marathon_after_seeing_what_it_changes(operator_page, operator):
+    """The mode preset by mouse: the preview lists each setting it changes, nothing is saved
+    until the switch, then the settings page and the dashboard both say Marathon."""
+    page = operator_page
+    page.goto("/admin/queue_admin/queueconfig/")
+    assert page.inner_text("#current-preset") == "Custom"
+    page.click("button[value=marathon]")
+    preview = page.inner_text("#preset-preview")
+    assert "Batch size: 32 documents → 1 documents" in preview
+    assert "Concurrent workers per machine: 2 workers → 1 workers" in preview
+    assert batch_size() == 32 and not ConfigChange.objects.exists()  # a preview saves nothing
+
+    page.click("button[name=apply_preset]")
+    assert "Switched to Marathon" in page.inner_text(".messagelist")
+    assert page.inner_text("#current-preset") == "Marathon"
+    assert batch_size() == 1
+    assert {change.changed_by for change in ConfigChange.objects.all()} == {operator}
+    page.goto("/admin/")
+    assert page.inner_text("#sidecar-queue-mode") == "Marathon"
