@@ -72,6 +72,8 @@ class Source(models.Model):
 
     class Meta:
         db_table = "document_sources"
+        verbose_name = _("source")
+        verbose_name_plural = _("sources")
         ordering = ["id"]
 
     def __str__(self):
@@ -127,6 +129,8 @@ class SourceDocument(models.Model):
 
     class Meta:
         db_table = "source_documents"
+        verbose_name = _("source document")
+        verbose_name_plural = _("source documents")
         ordering = ["-updated_at"]
         # The admin's list, newest first. The id breaks ties (the admin adds it to the order),
         # and matters: a bulk load stamps every row with the same time, and without it a page
@@ -209,6 +213,8 @@ class DocumentEmbedding(models.Model):
 
     class Meta:
         db_table = "document_embeddings"
+        verbose_name = _("document embedding")
+        verbose_name_plural = _("document embeddings")
         ordering = ["document_id", "chunk_index"]
         constraints = [
             models.UniqueConstraint(
@@ -284,6 +290,7 @@ class ApiToken(models.Model):
         db_table = "api_tokens"
         ordering = ["-created_at"]
         verbose_name = _("API token")
+        verbose_name_plural = _("API tokens")
 
     def __str__(self):
         return f"{self.name} ({self.user})"

@@ -56,6 +56,7 @@ class QueueItem(models.Model):
     class Meta:
         db_table = "embedding_queue"
         verbose_name = _("queue item")
+        verbose_name_plural = _("queue items")
         permissions = [
             ("operate_queueitem", "Can retry, cancel and raise the priority of queue items"),
         ]
@@ -117,6 +118,7 @@ class DeadLetter(QueueItem):
     class Meta:
         proxy = True
         verbose_name = _("dead letter")
+        verbose_name_plural = _("dead letters")
 
 
 class StuckItem(QueueItem):
@@ -125,6 +127,7 @@ class StuckItem(QueueItem):
     class Meta:
         proxy = True
         verbose_name = _("stuck item")
+        verbose_name_plural = _("stuck items")
 
 
 class Worker(models.Model):
@@ -158,6 +161,8 @@ class Worker(models.Model):
 
     class Meta:
         db_table = "embedding_queue_workers"
+        verbose_name = _("worker")
+        verbose_name_plural = _("workers")
         ordering = ["-last_heartbeat"]
 
     def __str__(self):
@@ -180,6 +185,7 @@ class QueueConfig(models.Model):
         db_table = "embedding_queue_config"
         ordering = ["config_key"]
         verbose_name = _("queue setting")
+        verbose_name_plural = _("queue settings")
 
     def __str__(self):
         return self.config_key
@@ -211,6 +217,7 @@ class ConfigChange(models.Model):
         db_table = "embedding_queue_config_history"
         ordering = ["-changed_at", "-id"]
         verbose_name = _("queue setting change")
+        verbose_name_plural = _("queue setting changes")
         indexes = [models.Index(fields=["config_key", "-changed_at"], name="config_history_key_idx")]
 
     def __str__(self):
@@ -265,6 +272,7 @@ class ProviderLimitState(models.Model):
         db_table = "embedding_provider_state"
         ordering = ["provider_key"]
         verbose_name = _("provider limit")
+        verbose_name_plural = _("provider limits")
         constraints = [
             models.CheckConstraint(
                 condition=models.Q(breaker_state__in=["closed", "open", "half_open"]),
@@ -301,6 +309,7 @@ class FreshnessSnapshot(models.Model):
     class Meta:
         db_table = "embedding_freshness_snapshots"
         verbose_name = _("document freshness snapshot")
+        verbose_name_plural = _("document freshness snapshots")
 
     def __str__(self):
         return f"{self.model} at {self.counted_at:%Y-%m-%d %H:%M}"

@@ -128,6 +128,11 @@ def test_the_dashboard_speaks_german(german_client):
         assert phrase in html
     for phrase in ("Waiting or in progress", "Time to drain", "Embedding provider"):
         assert phrase not in html
+    # The menu names Sidecar's lists in German too (models' verbose names, singular and plural).
+    for phrase in ("Quelldokumente", "Unzustellbare Einträge", "Warteschlangen-Einstellungen", "Erweitert"):
+        assert phrase in html
+    for phrase in ("Source documents", "Dead letters", "Queue settings"):
+        assert phrase not in html
 
 
 def test_the_settings_page_speaks_german(german_client):
