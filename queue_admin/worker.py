@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings as django_settings
-from django.db import close_old_connections, connections, reset_queries, transaction
+from django.db import close_old_connections, connection, connections, reset_queries, transaction
 from django.utils import timezone
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_random_exponential
 
@@ -204,6 +204,10 @@ class QueueWorker:
                 if lanes == 1:
                     self._lane(writer, total, budget, until_empty)
                 else:
+                    # This thread only waits from here on; its session would sit idle through
+                    # the run and could be dead by the end (the database restarted), which the
+                    # registry's goodbye would then meet. The next use opens a fresh one.
+                    connection.close()
                     with ThreadPoolExecutor(lanes, thread_name_prefix=f"{self.name}-lane") as pool:
                         running = [
                             pool.submit(self._lane_on_its_thread, writer, total, budget, until_empty)
