@@ -268,8 +268,10 @@ class QueueWorker:
                 settle()
                 if batch is None:
                     budget.give_back()
-                    if was_writing:
-                        continue  # that write may have given items back (a text edited meanwhile): look again
+                    if was_writing or self._to_release:
+                        # That write may have given items back (a text edited meanwhile), or
+                        # another lane's failed batch waits to be given back: look again.
+                        continue
                     if until_empty:
                         break
                     self.stop_requested.wait(IDLE_POLL_SECONDS)
@@ -337,7 +339,13 @@ class QueueWorker:
         with self._release_lock:
             to_release, self._to_release = self._to_release, []
         if to_release:
-            released = queue_sql.release(to_release, self.worker_id)
+            try:
+                released = queue_sql.release(to_release, self.worker_id)
+            except Exception:
+                # Still unreachable: keep them for the next try, or they would wait out their lease.
+                with self._release_lock:
+                    self._to_release.extend(to_release)
+                raise
             logger.warning("worker %s gave back %s items of a batch that failed", self.worker_id, released)
         queue_settings = config.current()
         registry.reclaim_and_expire(queue_settings)

@@ -146,3 +146,35 @@ def test_the_upgrade_unpins_a_seeded_batch_size_but_keeps_a_chosen_one():
     assert ConfigChange.objects.filter(config_key="batch_size").exists()
     migration.follow_the_provider(apps, None)
     assert QueueConfig.objects.get(config_key="batch_size").config_value == 32
+
+
+def test_items_to_give_back_survive_a_failed_give_back(monkeypatch):
+    """A batch that failed while the database was away waits in the worker to be given back;
+    if giving it back fails again (still away: with several lanes, another lane may try first),
+    the items stay listed for the next try instead of waiting out their lease."""
+    from queue_admin import queue_sql
+
+    set_config(batch_size=4)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"held {n}") for n in range(4))
+    with QueueWorker(FakeEmbedderForQueueTests(), name="test") as worker:
+        _, items = queue_sql.claim_batch(
+            worker.worker_id, 4, lease_seconds=300, weights=config.current().priority_weights
+        )
+        held = [item.id for item in items]
+        worker._to_release = list(held)
+        real_release = queue_sql.release
+        calls = []
+
+        def release_fails_once(ids, worker_id):
+            calls.append(list(ids))
+            if len(calls) == 1:
+                raise RuntimeError("the database is still away")
+            return real_release(ids, worker_id)
+
+        monkeypatch.setattr(queue_sql, "release", release_fails_once)
+        with pytest.raises(RuntimeError):
+            worker._prepare_batch()
+        assert sorted(worker._to_release) == sorted(held)  # kept, not dropped
+        report = worker.run()
+    assert report.completed == 4
+    assert set(QueueItem.objects.values_list("status", flat=True)) == {"completed"}
