@@ -118,11 +118,15 @@ def operator(operators_group):
     return user
 
 
-def logged_in_page(browser, live_server, user, locale: str | None = None):
+def logged_in_page(browser, live_server, user, locale: str | None = None, color_scheme: str = "light"):
     """A new browser page, logged in to the admin through its login form as `user`; `locale`
-    ("de-DE") sets the browser's language, and so its Accept-Language header."""
+    ("de-DE") sets the browser's language, and so its Accept-Language header; `color_scheme`
+    ("dark") the system theme the admin follows."""
     context = browser.new_context(
-        base_url=live_server.url, viewport={"width": 1400, "height": 1000}, locale=locale
+        base_url=live_server.url,
+        viewport={"width": 1400, "height": 1000},
+        locale=locale,
+        color_scheme=color_scheme,
     )
     page = context.new_page()
     page.set_default_timeout(15_000)

@@ -148,9 +148,6 @@ class QueueItemAdminBase(ReadOnlyAdmin):
         )
         report(self, request, outcome, "raised")
 
-    class Media:
-        css = {"all": ["console/sidecar_admin.css"]}
-
 
 @admin.register(QueueItem)
 class QueueItemAdmin(QueueItemAdminBase):
