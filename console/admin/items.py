@@ -60,6 +60,9 @@ class QueueItemAdminBase(ReadOnlyAdmin):
         "next_attempt_at",
         "updated_at",
     )
+    # Not the first column, Django's default: a link around the document's link is an empty
+    # link followed by the document's (browsers do not nest links).
+    list_display_links = ("status_badge",)
     list_filter = ("status", "priority", "error_kind", WorkerFilter)
     search_fields = ("=document__id", "document__title", "=id")
     list_select_related = ("document",)
@@ -166,6 +169,7 @@ class DeadLetterAdmin(QueueItemAdminBase):
         "worker_id",
         "updated_at",
     )
+    list_display_links = ("error_message_full",)
     list_filter = ("error_kind", "priority", WorkerFilter)
     ordering = ("-updated_at",)
     actions = ["retry"]
@@ -184,6 +188,7 @@ class StuckItemAdmin(QueueItemAdminBase):
     take them back by themselves within seconds; this list shows any that linger."""
 
     list_display = ("document_link", "worker_id", "lease_expired", "processing_started_at", "attempts")
+    list_display_links = ("lease_expired",)
     list_filter = ("priority", WorkerFilter)
     ordering = ("lease_expires_at",)
     actions = ["requeue", "cancel"]
