@@ -43,3 +43,62 @@ def test_axe_finds_no_serious_violation(browser, live_server, superuser, seeded,
         finally:
             page.context.close()
     assert not problems, f"{name}:\n" + "\n".join(problems)
+
+
+# What has the keyboard's focus, and whether it shows: an outline or a ring (box-shadow).
+FOCUSED = """() => {
+  const element = document.activeElement;
+  const style = getComputedStyle(element);
+  const outlined = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0;
+  return {
+    tag: element.tagName.toLowerCase(),
+    name: element.name || element.id || element.textContent.trim().slice(0, 40),
+    inContent: !!element.closest('#content-start'),
+    visible: outlined || style.boxShadow !== 'none',
+  };
+}"""
+
+
+def test_the_settings_form_works_by_keyboard_alone_with_a_visible_focus(
+    browser, live_server, superuser, seeded_config
+):
+    """Tab to the skip link and into the content, Tab from field to field to "Maximum retries",
+    type a value, Shift+Tab back, Tab on to "Save changes" and press Enter: saved. Every
+    control the focus lands on on the way shows that it has it."""
+    from queue_admin import config
+
+    page = logged_in_page(browser, live_server, superuser)
+    try:
+        page.goto("/admin/queue_admin/queueconfig/")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")  # the skip link: past the header and the sidebar
+        visited = []
+
+        def tab_to(wanted: str, key: str = "Tab") -> None:
+            for _ in range(60):
+                page.keyboard.press(key)
+                focused = page.evaluate(FOCUSED)
+                assert focused["inContent"], f"the focus left the content at {focused}"
+                visited.append(focused)
+                if focused["name"] == wanted:
+                    return
+            raise AssertionError(f"{wanted} was not reached by {key}: {visited}")
+
+        tab_to("max_retries")
+        page.keyboard.press("Control+A")
+        page.keyboard.type("7")
+        tab_to("rate_limit_delay_ms")
+        tab_to("max_retries", key="Shift+Tab")
+        assert page.input_value("input[name=max_retries]") == "7"
+        tab_to("_save")
+        invisible = [f"<{f['tag']}> {f['name']}" for f in visited if not f["visible"]]
+        assert not invisible, f"focus not visible on: {invisible}"
+        assert {f["tag"] for f in visited} >= {"input", "button"}
+
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".messagelist")
+        assert "Maximum retries: 3 retries → 7 retries" in page.inner_text(".messagelist")
+        config.forget_cached()
+        assert config.current().max_retries == 7
+    finally:
+        page.context.close()
