@@ -35,6 +35,26 @@ LETTER_WRAPPED = """() => {
   return found;
 }"""
 
+# Words (no space inside) of 4 to 60 characters that break over more than two lines in a table
+# column: a model name or a worker id squeezed ("sentence- / transformers/all- / MiniLM-L6- / ...").
+SPLIT_WORDS = """() => {
+  const found = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  for (let node = walker.nextNode(); node; node = walker.nextNode()) {
+    const element = node.parentElement && node.parentElement.closest('th, td');
+    if (!element || !element.checkVisibility({visibilityProperty: true})) continue;
+    for (const word of node.textContent.matchAll(/\\S+/g)) {
+      if (word[0].length < 4 || word[0].length > 60) continue;
+      const range = document.createRange();
+      range.setStart(node, word.index);
+      range.setEnd(node, word.index + word[0].length);
+      const lines = new Set([...range.getClientRects()].filter(r => r.width > 0).map(r => Math.round(r.top)));
+      if (lines.size > 2) found.push(`<${element.tagName.toLowerCase()}> ${word[0]} (${lines.size} lines)`);
+    }
+  }
+  return found;
+}"""
+
 # What sticks out past the viewport's right edge (outside any scrolling box), outermost first.
 STICKING_OUT = """width => {
   const clipped = element => {
@@ -98,6 +118,8 @@ def layout_problems(page, width: int) -> list[str]:
         culprits = ", ".join(page.evaluate(STICKING_OUT, width))
         problems.append(f"the page is {page_width} px wide, it scrolls sideways: {culprits}")
     problems += [f"wraps letter by letter: {text}" for text in page.evaluate(LETTER_WRAPPED)]
+    if width >= 1400:
+        problems += [f"a word breaks over lines: {text}" for text in page.evaluate(SPLIT_WORDS)]
     # On a wide screen a long error message wraps where it is; only a narrow one may need to
     # scroll a table to read it.
     right = page.evaluate(UNBROKEN_TEXT_RIGHT, sidecar_pages.UNBROKEN_ERROR[:30])
