@@ -61,11 +61,25 @@ def seed() -> Seeded:
     return Seeded(document=documents[-1], source_id=source.pk)
 
 
-def _after_action(page, list_path: str, action: str, checkboxes: str = "#action-toggle"):
-    page.goto(list_path)
-    page.check(checkboxes)
-    page.select_option("select[name=action]", action)
-    page.click("button[name=index]")
+def _opened(path: str, showing: str):
+    """Open `path` and check that it shows `showing` (the case the data was made for)."""
+
+    def open_page(page, seeded):
+        page.goto(path.format(seeded=seeded))
+        page.wait_for_selector(showing)
+
+    return open_page
+
+
+def _after_action(list_path: str, action: str, showing: str):
+    def open_page(page, seeded):
+        page.goto(list_path)
+        page.check("#action-toggle")
+        page.select_option("select[name=action]", action)
+        page.click("button[name=index]")
+        page.wait_for_selector(showing)
+
+    return open_page
 
 
 def _import_preview(page, seeded):
@@ -75,32 +89,29 @@ def _import_preview(page, seeded):
     page.wait_for_selector("#import-preview")
 
 
-# name: how to open it (page, seeded). The names are the screenshots' names.
+# name: how to open it (page, seeded) and see the case its data was made for. The names are the
+# screenshots' names.
 PAGES = {
-    "dashboard": lambda page, seeded: page.goto("/admin/"),
-    "documents": lambda page, seeded: page.goto("/admin/documents/sourcedocument/"),
-    "document": lambda page, seeded: page.goto(
-        f"/admin/documents/sourcedocument/{seeded.document.pk}/change/"
-    ),
-    "workers": lambda page, seeded: page.goto("/admin/queue_admin/worker/"),
-    "queue-items": lambda page, seeded: page.goto("/admin/queue_admin/queueitem/"),
-    "dead-letters": lambda page, seeded: page.goto("/admin/queue_admin/deadletter/"),
-    "settings": lambda page, seeded: page.goto("/admin/queue_admin/queueconfig/"),
-    "search": lambda page, seeded: page.goto(f"/admin/search/?q={SEARCH_QUERY.replace(' ', '+')}"),
-    "search-quality": lambda page, seeded: page.goto("/admin/search/quality/"),
-    "sources": lambda page, seeded: page.goto("/admin/documents/source/"),
-    "attach-table": lambda page, seeded: page.goto("/admin/documents/source/add/"),
-    "attach-files": lambda page, seeded: page.goto("/admin/documents/source/add/?kind=files"),
-    "source": lambda page, seeded: page.goto(f"/admin/documents/source/{seeded.source_id}/change/"),
-    "source-upload": lambda page, seeded: page.goto(f"/admin/documents/source/{seeded.source_id}/upload/"),
-    "backfill": lambda page, seeded: page.goto("/admin/documents/sourcedocument/backfill/"),
-    "import-upload": lambda page, seeded: page.goto("/admin/documents/sourcedocument/import/"),
+    "dashboard": _opened("/admin/", "#top-errors table"),
+    "documents": _opened("/admin/documents/sourcedocument/", "#result_list"),
+    "document": _opened("/admin/documents/sourcedocument/{seeded.document.pk}/change/", "#content-main form"),
+    "workers": _opened("/admin/queue_admin/worker/", "#result_list"),
+    "queue-items": _opened("/admin/queue_admin/queueitem/", "#result_list"),
+    "dead-letters": _opened("/admin/queue_admin/deadletter/", "#result_list"),
+    "settings": _opened("/admin/queue_admin/queueconfig/", "#queue-settings-form"),
+    "search": _opened(f"/admin/search/?q={SEARCH_QUERY.replace(' ', '+')}", "#search-results"),
+    "search-quality": _opened("/admin/search/quality/", "#quality-test-set"),
+    "sources": _opened("/admin/documents/source/", "#result_list"),
+    "attach-table": _opened("/admin/documents/source/add/", "#id_table_choice"),
+    "attach-files": _opened("/admin/documents/source/add/?kind=files", "#content-main form"),
+    "source": _opened("/admin/documents/source/{seeded.source_id}/change/", "#content-main form"),
+    "source-upload": _opened("/admin/documents/source/{seeded.source_id}/upload/", "input[type=file]"),
+    "backfill": _opened("/admin/documents/sourcedocument/backfill/", "#backfill-estimate"),
+    "import-upload": _opened("/admin/documents/sourcedocument/import/", "#id_file"),
     "import-preview": _import_preview,
-    "reembed-confirmation": lambda page, seeded: _after_action(
-        page, "/admin/documents/sourcedocument/", "reembed_selected"
+    "reembed-confirmation": _after_action(
+        "/admin/documents/sourcedocument/", "reembed_selected", "#reembed-summary"
     ),
-    "retry-permanent": lambda page, seeded: _after_action(page, "/admin/queue_admin/deadletter/", "retry"),
-    "detach-confirmation": lambda page, seeded: page.goto(
-        f"/admin/documents/source/{seeded.source_id}/delete/"
-    ),
+    "retry-permanent": _after_action("/admin/queue_admin/deadletter/", "retry", "#retry-warning"),
+    "detach-confirmation": _opened("/admin/documents/source/{seeded.source_id}/delete/", "#detach-counts"),
 }
