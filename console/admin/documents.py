@@ -2,7 +2,8 @@ from django.contrib import admin
 from django.db import models
 from django.urls import path, reverse
 from django.utils.formats import date_format
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.timezone import localtime
 from django.utils.translation import gettext_lazy
 
@@ -132,7 +133,14 @@ class SourceDocumentAdmin(DocumentImportMixin, admin.ModelAdmin):
 
     @admin.display(description=gettext_lazy("model"), empty_value="—")
     def embedded_model(self, obj):
-        return obj.embedded_model
+        if not obj.embedded_model:
+            return None
+        # "sentence-transformers/all-MiniLM-L6-v2@onnx-int8" in a column broke at every hyphen,
+        # four lines a row: it may break only after a slash.
+        parts = obj.embedded_model.replace("/", "/\n").splitlines()
+        return format_html_join(
+            mark_safe("<wbr>"), '<span class="sidecar-nowrap">{}</span>', ((part,) for part in parts)
+        )
 
     # The change page's "Embedding" section: read-only, and never the vector.
 

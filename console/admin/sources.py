@@ -61,9 +61,6 @@ class SourceAdmin(SourceUploadMixin, admin.ModelAdmin):
     change_list_template = "admin/documents/source/change_list.html"
     show_facets = admin.ShowFacets.NEVER
 
-    class Media:
-        css = {"all": ["console/sidecar_admin.css"]}
-
     def embedding_model(self) -> str:
         """The configured provider's model id: fresh / stale / missing are about it."""
         return get_provider().model_id

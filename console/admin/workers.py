@@ -111,6 +111,3 @@ class WorkerAdmin(ReadOnlyAdmin):
     def clear_dead(self, request, queryset):
         outcome = operations.clear_dead_workers(queryset.values_list("pk", flat=True), user=request.user)
         report(self, request, outcome, "cleared", noun="worker")
-
-    class Media:
-        css = {"all": ["console/sidecar_admin.css"]}

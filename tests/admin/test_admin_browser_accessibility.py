@@ -1,100 +1,104 @@
-"""Accessibility, checked by axe-core (axe-playwright-python, which bundles it: nothing is
-downloaded) in Chromium on every page Sidecar adds or overrides, in both themes: no serious or
-critical violation. And the settings form works by keyboard alone, with a visible focus."""
-
-import json
+"""axe-core (axe-playwright-python, which bundles it) on every admin page Sidecar adds or
+overrides (tests/admin/sidecar_pages.py), in the light and the dark theme: no serious or
+critical violation of its WCAG 2 A/AA and best-practice rules."""
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
-from django.urls import reverse
 
-from queue_admin.models import QueueItem
-from tests.admin.test_admin_browser_layout import busy_queue, page_paths  # noqa: F401  (fixture)
+from console.admin import import_uploads
+from tests.admin import sidecar_pages
 from tests.browser import logged_in_page
-from tests.helpers import SETTINGS_URL
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-SERIOUS = {"serious", "critical"}
+FAILING_IMPACTS = {"serious", "critical"}
+
+
+@pytest.fixture
+def seeded(seeded_config, fresh_search_caches, settings, tmp_path, monkeypatch):
+    settings.SOURCE_UPLOAD_DIR = tmp_path / "uploads"
+    monkeypatch.setattr(import_uploads, "upload_dir", lambda: tmp_path)
+    return sidecar_pages.seed()
 
 
 def serious_violations(page) -> list[str]:
-    results = Axe().run(page)
+    results = Axe().run(page).response
     return [
         f"{violation['id']} ({violation['impact']}): {violation['help']} — "
-        + ", ".join(str(node["target"]) for node in violation["nodes"][:5])
-        for violation in results.response["violations"]
-        if violation["impact"] in SERIOUS
+        + ", ".join(" ".join(node["target"]) for node in violation["nodes"])
+        for violation in results["violations"]
+        if violation["impact"] in FAILING_IMPACTS
     ]
 
 
-def choose_action(page, list_path: str, action: str) -> None:
-    """Tick every row of a changelist and run `action` (its confirmation page follows)."""
-    page.goto(list_path)
-    page.check("#action-toggle")
-    page.select_option("select[name=action]", action)
-    page.click("button[name=index]")
+@pytest.mark.parametrize("name", sidecar_pages.PAGES)
+def test_axe_finds_no_serious_violation(browser, live_server, superuser, seeded, name):
+    problems = []
+    for scheme in ("light", "dark"):
+        page = logged_in_page(browser, live_server, superuser, color_scheme=scheme)
+        try:
+            sidecar_pages.PAGES[name](page, seeded)
+            page.wait_for_load_state("load")
+            problems += [f"{scheme}: {violation}" for violation in serious_violations(page)]
+        finally:
+            page.context.close()
+    assert not problems, f"{name}:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("theme", ("light", "dark"))
-def test_no_page_has_a_serious_accessibility_violation(browser, live_server, superuser, busy_queue, theme):  # noqa: F811
-    page = logged_in_page(browser, live_server, superuser, color_scheme=theme)
-    found = {}
-    try:
-        for name, path in page_paths(busy_queue).items():
-            page.goto(path)
-            if problems := serious_violations(page):
-                found[name] = problems
-        # The confirmation pages Sidecar draws for its actions.
-        choose_action(page, reverse("admin:documents_sourcedocument_changelist"), "reembed_selected")
-        page.wait_for_selector("#reembed-summary")
-        if problems := serious_violations(page):
-            found["re-embed confirmation"] = problems
-        choose_action(page, reverse("admin:queue_admin_deadletter_changelist"), "retry")
-        page.wait_for_selector("#retry-warning")
-        if problems := serious_violations(page):
-            found["retry warning"] = problems
-    finally:
-        page.context.close()
-    assert found == {}, json.dumps(found, indent=1)
+# What has the keyboard's focus, and whether it shows: an outline or a ring (box-shadow).
+FOCUSED = """() => {
+  const element = document.activeElement;
+  const style = getComputedStyle(element);
+  const outlined = style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0;
+  return {
+    tag: element.tagName.toLowerCase(),
+    name: element.name || element.id || element.textContent.trim().slice(0, 40),
+    inContent: !!element.closest('#content-start'),
+    visible: outlined || style.boxShadow !== 'none',
+  };
+}"""
 
 
-def test_the_settings_form_works_by_keyboard_with_a_visible_focus(
+def test_the_settings_form_works_by_keyboard_alone_with_a_visible_focus(
     browser, live_server, superuser, seeded_config
 ):
-    """Tab to the batch size, type a value, Tab on to Save and press Enter: saved. Every field
-    and button on the way shows where the focus is (an outline or a ring, not nothing)."""
-    page = logged_in_page(browser, live_server, superuser)
-    try:
-        page.goto(SETTINGS_URL)
-        unmarked = []
-        for _ in range(80):
-            page.keyboard.press("Tab")
-            focused = page.evaluate(
-                """() => {
-                  const el = document.activeElement, style = getComputedStyle(el);
-                  const ring = (style.outlineStyle !== 'none' && parseFloat(style.outlineWidth) > 0)
-                               || (style.boxShadow && style.boxShadow !== 'none');
-                  return {id: el.id, name: el.name || '', tag: el.tagName, ring,
-                          inForm: !!el.closest('#queue-settings-form')};
-                }"""
-            )
-            if focused["inForm"] and not focused["ring"]:
-                unmarked.append(f"{focused['tag']} {focused['name'] or focused['id']}")
-            if focused["name"] == "batch_size":
-                page.keyboard.press("Control+A")
-                page.keyboard.type("48")
-            if focused["name"] == "_save":
-                page.keyboard.press("Enter")
-                break
-        else:
-            pytest.fail("Tab never reached the Save button")
-        page.wait_for_selector(".messagelist .success")
-        assert unmarked == []
-    finally:
-        page.context.close()
+    """Tab to the skip link and into the content, Tab from field to field to "Maximum retries",
+    type a value, Shift+Tab back, Tab on to "Save changes" and press Enter: saved. Every
+    control the focus lands on on the way shows that it has it."""
     from queue_admin import config
 
-    config.forget_cached()
-    assert config.current().batch_size == 48
-    assert QueueItem.objects.count() == 0  # nothing else happened on the way
+    page = logged_in_page(browser, live_server, superuser)
+    try:
+        page.goto("/admin/queue_admin/queueconfig/")
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")  # the skip link: past the header and the sidebar
+        visited = []
+
+        def tab_to(wanted: str, key: str = "Tab") -> None:
+            for _ in range(60):
+                page.keyboard.press(key)
+                focused = page.evaluate(FOCUSED)
+                assert focused["inContent"], f"the focus left the content at {focused}"
+                visited.append(focused)
+                if focused["name"] == wanted:
+                    return
+            raise AssertionError(f"{wanted} was not reached by {key}: {visited}")
+
+        tab_to("max_retries")
+        page.keyboard.press("Control+A")
+        page.keyboard.type("7")
+        tab_to("rate_limit_delay_ms")
+        tab_to("max_retries", key="Shift+Tab")
+        assert page.input_value("input[name=max_retries]") == "7"
+        tab_to("_save")
+        invisible = [f"<{f['tag']}> {f['name']}" for f in visited if not f["visible"]]
+        assert not invisible, f"focus not visible on: {invisible}"
+        assert {f["tag"] for f in visited} >= {"input", "button"}
+
+        page.keyboard.press("Enter")
+        page.wait_for_selector(".messagelist")
+        assert "Maximum retries: 3 retries → 7 retries" in page.inner_text(".messagelist")
+        config.forget_cached()
+        assert config.current().max_retries == 7
+    finally:
+        page.context.close()
