@@ -230,5 +230,9 @@ def test_web_and_worker_ride_out_a_database_restart_and_nothing_is_lost(
     assert "Traceback" not in web_output, web_output[-3000:]
     assert worker.returncode == 0, worker_output[-3000:]
     # The batch caught in the outage was given back as soon as the database answered (not
-    # left to its lease, which the worker's heartbeat would have kept renewing).
-    assert "gave back 32 items of a batch that failed" in worker_output, worker_output[-3000:]
+    # left to its lease, which the worker's heartbeat would have kept renewing). With four
+    # lanes the slow batch may reach the writer after the database is back, leaving nothing to
+    # give back; that none waited out its lease is then shown by everything above completing
+    # within the 120 s wait, under the 300 s lease.
+    if lanes == 1:
+        assert "gave back 32 items of a batch that failed" in worker_output, worker_output[-3000:]
