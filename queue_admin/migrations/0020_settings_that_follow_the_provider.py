@@ -1,5 +1,5 @@
-"""Batch size and requests in flight follow the embedding provider (ConfigKey.by_provider):
-a remote API is fastest with big batches and several requests out at once, the local model with
+"""The batch size follows the embedding provider (ConfigKey.by_provider):
+a remote API is fastest with big batches, the local model with
 neither. Their default is in effect while no row holds a value, so the row that migration 0003
 seeded for `batch_size` is removed if nobody ever set it (its seeded 32, no change recorded);
 a value a person chose stays."""

@@ -37,7 +37,7 @@ class KillPlan:
 
 LONG = KillPlan()
 SHORT = KillPlan(documents=1200, timeout_seconds=120)  # inside `make test`: about 30 s
-# The same with three requests in flight per worker (a remote provider's defaults are four):
+# The same with three requests in flight per worker (an operator's setting for a remote API):
 # three times the throughput, so a slower provider and more frequent kills keep the backlog
 # long enough for several kills.
 SHORT_LANES = KillPlan(

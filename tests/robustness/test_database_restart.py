@@ -135,7 +135,7 @@ def stop_and_collect(process: subprocess.Popen) -> str:
     return process.log.read_text()
 
 
-# One request in flight, and four (the tei provider's default): each lane holds at most two
+# One request in flight (the default), and four: each lane holds at most two
 # batches (one at the model, one being written), so that many may be sent again.
 @pytest.mark.parametrize("lanes", [1, 4])
 def test_web_and_worker_ride_out_a_database_restart_and_nothing_is_lost(
