@@ -161,7 +161,8 @@ def test_web_and_worker_ride_out_a_database_restart_and_nothing_is_lost(
     with psycopg.connect(url, autocommit=True) as settings_connection:
         settings_connection.execute(
             "INSERT INTO embedding_queue_config (config_key, config_value, description, created_at, updated_at) "
-            "VALUES ('requests_in_flight', %s::jsonb, '', now(), now())",
+            "VALUES ('requests_in_flight', %s::jsonb, '', now(), now()) "
+            "ON CONFLICT (config_key) DO UPDATE SET config_value = excluded.config_value",
             [str(lanes)],
         )
 
