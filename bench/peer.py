@@ -376,8 +376,5 @@ def reset_sidecar_config(
     keys=("batch_size", "requests_in_flight", "api_quota_per_minute", "token_quota_per_minute"),
 ) -> None:
     """Back to the shipped queue settings (unset: the defaults) for what follows."""
-    from queue_admin import config
-    from queue_admin.models import QueueConfig
-
-    QueueConfig.objects.filter(config_key__in=keys).delete()
-    config.forget_cached()
+    for key in keys:
+        common.unset_config(key)

@@ -11,7 +11,7 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from documents.priority import Priority
+from documents.priority import in_words
 from queue_admin import config
 from queue_admin.config_schema import QueueSettings
 
@@ -61,7 +61,7 @@ class QueueSettingsForm(forms.Form):
                 self._add(key, _number_field(item, item.label), current.value(key), item)
             else:  # the priority weights: one number per priority
                 for priority in item.keys:
-                    shown = str(Priority(priority).label).lower()
+                    shown = in_words(priority)
                     label = f"{item.label}: {shown}"
                     field = _number_field(item, label)
                     field.sub_label = shown

@@ -9,3 +9,9 @@ class Priority(models.TextChoices):
     HIGH = "high", _("High")
     MEDIUM = "medium", _("Medium")
     LOW = "low", _("Low")
+
+
+def in_words(priority: str) -> str:
+    """A priority as a sentence names it, in the reader's language: "high", "hoch"; anything
+    else as it is."""
+    return str(Priority(priority).label).lower() if priority in Priority.values else priority

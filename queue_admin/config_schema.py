@@ -11,6 +11,8 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
+from documents.priority import in_words
+
 PRIORITIES = ("high", "medium", "low")
 
 
@@ -204,17 +206,10 @@ def display(value, item: ConfigKey | None = None) -> str:
     if isinstance(value, bool):
         return _("on") if value else _("off")
     if isinstance(value, dict):
-        return ", ".join(f"{_priority_label(k)} {display(v)}" for k, v in value.items())
+        return ", ".join(f"{in_words(k)} {display(v)}" for k, v in value.items())
     if _is_int(value):
         return f"{value:,}" + (f" {item.unit}" if item and item.unit else "")
     return show_value(value)
-
-
-def _priority_label(name: str) -> str:
-    """ "high" in the reader's language (lower case, as in "high 3, medium 2, low 1")."""
-    from documents.priority import Priority
-
-    return str(Priority(name).label).lower() if name in Priority.values else name
 
 
 def show_value(value) -> str:

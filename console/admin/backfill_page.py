@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from documents.priority import in_words
 from queue_admin import backfill
 from queue_admin.models import QueueItem
 
@@ -77,7 +78,7 @@ def respond(model_admin, request):
         "opts": model_admin.opts,
         "form": form,
         "choice": choice,
-        "priority_label": _priority_label(choice["priority"]) if choice else "",
+        "priority_label": in_words(choice["priority"]) if choice else "",
         "figures": backfill.estimate(
             backfill.count(choice["kind"], model, include_held=bool(choice["include_failed"]))
         )
@@ -96,11 +97,6 @@ def _choice(form) -> dict | None:
     return form.cleaned_data if form.is_valid() else None
 
 
-def _priority_label(priority: str) -> str:
-    """ "low" in the reader's language, as the page's sentences use it."""
-    return str(QueueItem.Priority(priority).label).lower()
-
-
 def _report(model_admin, request, queued: int, kind: str, priority: str) -> None:
     if queued:
         model_admin.message_user(
@@ -110,7 +106,7 @@ def _report(model_admin, request, queued: int, kind: str, priority: str) -> None
                 "Queued %(count)s documents (%(kind)s) at %(priority)s priority. Workers embed them in the background.",
                 queued,
             )
-            % {"count": f"{queued:,}", "kind": KIND_WORDS[kind], "priority": _priority_label(priority)},
+            % {"count": f"{queued:,}", "kind": KIND_WORDS[kind], "priority": in_words(priority)},
             messages.SUCCESS,
         )
     else:

@@ -14,6 +14,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
 from console.admin.base import LINKED_AT_MOST, queue_items_link
+from documents.priority import in_words
 from queue_admin import backfill, reembed
 from queue_admin.models import QueueItem
 
@@ -35,7 +36,7 @@ def respond(model_admin, request, queryset):
         "chosen": chosen,
         "figures": backfill.estimate(selection),
         "model": model_admin.embedding_model(),
-        "priority": QueueItem.Priority.HIGH.label.lower(),
+        "priority": in_words(QueueItem.Priority.HIGH),
         "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
         "select_across": request.POST.get("select_across") == "1",
         "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,

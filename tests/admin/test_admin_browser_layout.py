@@ -8,12 +8,14 @@ import pytest
 
 from console.admin import import_uploads
 from tests.admin import sidecar_pages
-from tests.browser import logged_in_page
+from tests.browser import docs_screenshot, logged_in_page
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 WIDTHS = (400, 1400)
 SCHEMES = ("light", "dark")
+# The admin guide's narrow and dark pictures (`make docs-screenshots`), beside its 1,280 px ones.
+DOCS_SHOWS = {(400, "light"): "narrow", (1400, "dark"): "dark"}
 
 # Text nodes of more than 3 characters laid out in at least one line per 2 characters: "F r e s h".
 LETTER_WRAPPED = """() => {
@@ -142,6 +144,10 @@ def test_the_page_fits_400_and_1400_px_in_light_and_dark(
                 page.wait_for_load_state("load")
                 problems += [f"{width} px, {scheme}: {problem}" for problem in layout_problems(page, width)]
                 page.screenshot(path=str(screenshot_dir / f"{name}-{width}-{scheme}.png"), full_page=True)
+                if name in ("dashboard", "settings") and (width, scheme) in DOCS_SHOWS:
+                    docs_screenshot(
+                        page, f"{name}-{DOCS_SHOWS[width, scheme]}", {"width": width, "height": 800}
+                    )
         finally:
             page.context.close()
     assert not problems, f"{name}:\n" + "\n".join(problems)
