@@ -70,7 +70,9 @@ def test_three_lanes_keep_three_requests_at_the_provider_and_embed_each_document
     deadline = time.monotonic() + 5
     while sessions() > before and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert sessions() == before
+    # At most as many as before: a backend of an earlier test may still have been leaving when
+    # `before` was counted (as in test_worker.py's writer-session check).
+    assert sessions() <= before
 
 
 def test_one_lane_sends_one_request_at_a_time():
