@@ -219,6 +219,28 @@ def enqueue(
     return queued
 
 
+def enqueue_and_list(
+    kind: str,
+    model: str,
+    *,
+    priority: str,
+    limit: int | None = None,
+    include_held: bool = False,
+    source_id: int | None = None,
+) -> list:
+    """Queue the matching documents as `enqueue` does, in one statement, and return their ids
+    (for a provider batch, which claims exactly those). Call inside a transaction."""
+    where = _where(kind, skip_live=False, include_held=include_held, source_id=source_id)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT d.id FROM source_documents d WHERE {where} ORDER BY d.id LIMIT %(limit)s",
+            {"model": model, "limit": limit},
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT sidecar_enqueue(%s::uuid[], %s, %s)", [ids, priority, kind == ALL])
+    return ids
+
+
 class PartlyQueued(Exception):
     """Some parts of a parallel enqueue failed; the others' items are queued."""
 

@@ -118,6 +118,11 @@ _KEYS = [
               gettext_lazy("Consecutive provider failures that open the circuit breaker."), 1, 1000, gettext_lazy("failures")),
     ConfigKey("circuit_breaker_recovery_seconds", gettext_lazy("Breaker recovery"), int, 60,
               gettext_lazy("How long the breaker stays open before a trial request."), 1, 86_400, gettext_lazy("seconds")),
+    ConfigKey("batch_api_min_documents", gettext_lazy("Batch API from"), int, 10_000,
+              gettext_lazy("A backfill of at least this many documents may go through the provider's Batch API "
+                           "(OpenAI: half the price, answered within 24 hours) if the person starting it "
+                           "chooses so. 0: never offered."),
+              0, 100_000_000, gettext_lazy("documents")),
 ]  # fmt: skip
 
 SCHEMA: dict[str, ConfigKey] = {item.key: item for item in _KEYS}
@@ -146,6 +151,7 @@ class QueueSettings:
     token_quota_per_minute: int
     circuit_breaker_failure_threshold: int
     circuit_breaker_recovery_seconds: int
+    batch_api_min_documents: int
 
     def value(self, key: str):
         """One setting by its key, for the pages and checks that go through SCHEMA."""

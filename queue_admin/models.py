@@ -332,3 +332,56 @@ class WorkerMetric(models.Model):
 
     def __str__(self):
         return f"{self.name}{self.labels} = {self.value}"
+
+
+class ProviderBatch(models.Model):
+    """Documents embedded through the provider's Batch API: claimed from the queue (their items
+    are `processing`, held by `worker_id` until the answers are written), sent as one file, and
+    written when the provider has answered. Moved through its states only by
+    `queue_admin/provider_batches.py`; the admin shows it and can cancel it."""
+
+    class State(models.TextChoices):
+        PREPARING = "preparing", _("Preparing")  # claimed; the file is not at the provider yet
+        SUBMITTED = "submitted", _("At the provider")
+        CANCELLING = "cancelling", _("Cancelling")
+        DONE = "done", _("Done")
+
+    OPEN_STATES = (State.PREPARING, State.SUBMITTED, State.CANCELLING)
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.PREPARING)
+    provider_status = models.CharField(_("provider's status"), max_length=40, blank=True, default="")
+    model = models.CharField(_("model"), max_length=200)
+    provider_batch_id = models.CharField(_("provider's batch id"), max_length=200, blank=True, default="")
+    input_file_id = models.CharField(max_length=200, blank=True, default="")
+    output_file_id = models.CharField(max_length=200, blank=True, default="")
+    error_file_id = models.CharField(max_length=200, blank=True, default="")
+    # custom_id (the item's id) → {"hash": the text's md5 when sent, "chunks": chunk indices sent}
+    requests = models.JSONField(default=dict, blank=True)
+    documents = models.PositiveIntegerField(_("documents"), default=0)
+    texts_sent = models.PositiveIntegerField(_("texts sent"), default=0)
+    estimated_tokens = models.PositiveBigIntegerField(_("estimated tokens"), default=0)
+    request_counts = models.JSONField(default=dict, blank=True)  # the provider's total/completed/failed
+    completed = models.PositiveIntegerField(_("completed"), default=0)
+    failed = models.PositiveIntegerField(_("failed"), default=0)
+    returned = models.PositiveIntegerField(_("returned to the queue"), default=0)
+    error_message = models.TextField(_("error"), blank=True, default="")
+    started_by = models.CharField(_("started by"), max_length=200, blank=True, default="")
+    created_at = models.DateTimeField(_("created"), db_default=models.functions.Now())
+    submitted_at = models.DateTimeField(_("submitted"), null=True, blank=True)
+    finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
+    last_polled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "embedding_provider_batches"
+        ordering = ["-created_at"]
+        verbose_name = _("provider batch")
+        verbose_name_plural = _("provider batches")
+
+    def __str__(self):
+        return self.provider_batch_id or str(self.id)
+
+    @property
+    def worker_id(self) -> str:
+        """Who holds this batch's items in the queue (never a live worker's id)."""
+        return f"batch-api:{self.id}"

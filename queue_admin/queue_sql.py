@@ -92,6 +92,57 @@ def claim_batch(
         return batch_id, [ClaimedItem(*row) for row in cursor.fetchall()]
 
 
+def claim_documents(
+    document_ids: list[uuid.UUID], worker_id: str, *, lease_seconds: int
+) -> tuple[uuid.UUID, int]:
+    """Claim the claimable items of these documents for `worker_id` (a provider batch, which
+    takes what a backfill chose rather than the queue's best); returns (batch_id, claimed).
+    Items a worker holds already are left to it."""
+    batch_id = uuid.uuid4()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""WITH chosen AS (
+                   SELECT id FROM embedding_queue
+                    WHERE document_id = ANY(%(documents)s::uuid[]) AND status IN ({_CLAIMABLE})
+                      FOR UPDATE SKIP LOCKED
+               )
+               UPDATE embedding_queue q
+                  SET status = 'processing', worker_id = %(worker_id)s, batch_id = %(batch_id)s,
+                      lease_expires_at = statement_timestamp() + make_interval(secs => %(lease_seconds)s),
+                      processing_started_at = statement_timestamp(), processing_completed_at = NULL,
+                      updated_at = statement_timestamp()
+                 FROM chosen WHERE q.id = chosen.id""",
+            {"documents": list(document_ids), "worker_id": worker_id, "batch_id": batch_id,
+             "lease_seconds": lease_seconds},
+        )  # fmt: skip
+        return batch_id, cursor.rowcount
+
+
+def held_by(worker_id: str, limit: int | None = None) -> list[ClaimedItem]:
+    """The items `worker_id` holds now (a provider batch's, read back after a restart)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """SELECT id, document_id, priority, retry_count, max_retries,
+                      coalesce((metadata ->> 'force')::boolean, false)
+                 FROM embedding_queue WHERE worker_id = %s AND status = 'processing'
+                ORDER BY id LIMIT %s""",
+            [worker_id, limit],
+        )
+        return [ClaimedItem(*row) for row in cursor.fetchall()]
+
+
+def hand_over(item_ids: list[uuid.UUID], from_worker: str, to_worker: str) -> int:
+    """Move held items from one holder to another (a provider batch too big for one file
+    gives its surplus to the next), lease unchanged; returns how many moved."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue SET worker_id = %s, updated_at = statement_timestamp()
+                WHERE id = ANY(%s) AND worker_id = %s AND status = 'processing'""",
+            [to_worker, list(item_ids), from_worker],
+        )
+        return cursor.rowcount
+
+
 def heartbeat(worker_id: str, lease_seconds: int) -> int:
     """Extend the leases of everything `worker_id` holds; returns how many it still holds."""
     with connection.cursor() as cursor:

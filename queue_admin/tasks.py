@@ -15,7 +15,7 @@ from django.conf import settings
 
 from documents.models import Source
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, freshness, registry, sources, vector_indexes
+from queue_admin import backfill, config, freshness, provider_batches, registry, sources, vector_indexes
 from queue_admin.worker import QueueWorker
 
 logger = logging.getLogger("sidecar.tasks")
@@ -94,6 +94,12 @@ def maintain_vector_indexes() -> list[str]:
     """Start the vector index builds the policy wants now (queue_admin/vector_indexes.py);
     returns the models whose build was started."""
     return vector_indexes.start_due_builds()
+
+
+def advance_provider_batches() -> dict[str, int]:
+    """Send, poll and write the provider batches (queue_admin/provider_batches.py); returns how
+    many are in each state."""
+    return provider_batches.advance_all()
 
 
 def delete_old_completed() -> int:

@@ -365,8 +365,8 @@ class QueueWorker:
         batch = _Batch(batch_id, items, BatchReport(claimed=len(items)), time.monotonic())
         try:
             registry.set_batch(self.worker_id, batch_id)
-            plans = self._plan(items)
-            self._refuse_too_long([p for p in plans if p.too_long], batch.report)
+            plans = self.plan_items(items)
+            self.refuse_too_long([p for p in plans if p.too_long], batch.report)
             plans = [p for p in plans if not p.too_long]
             pending = [p for p in plans if not p.skip]
             if pending:
@@ -382,7 +382,7 @@ class QueueWorker:
         """Write the batch's chunks and complete its items (one transaction); on the writer
         thread in run(). On failure the batch is given back and the error raised."""
         try:
-            self._write(batch.plans, batch.report)
+            self.write_plans(batch.plans, batch.report)
         except Exception:
             self._give_back(batch.items)
             raise
@@ -449,7 +449,7 @@ class QueueWorker:
             return self.provider
         return self.provider.fallback
 
-    def _plan(self, items: list[queue_sql.ClaimedItem]) -> list[_Plan]:
+    def plan_items(self, items: list[queue_sql.ClaimedItem]) -> list[_Plan]:
         model = self.provider.model_id
         doc_ids = [item.document_id for item in items]
         texts = sidecar.current_texts(doc_ids)
@@ -495,7 +495,7 @@ class QueueWorker:
                     plan.reusable[index] = known[digest]
         return plans
 
-    def _refuse_too_long(self, plans: list[_Plan], report: BatchReport) -> None:
+    def refuse_too_long(self, plans: list[_Plan], report: BatchReport) -> None:
         """Dead-letter documents too long to embed, with what to do about it; their sidecar
         rows (if any) stay as they were."""
         limit = django_settings.EMBEDDING_MAX_DOCUMENT_CHARACTERS
@@ -555,7 +555,7 @@ class QueueWorker:
         unsent -= broken.keys()
         report.requeued += queue_sql.release(list(unsent), self.worker_id)
         failures = [(plan, broken[plan.item.id]) for plan in plans if plan.item.id in broken]
-        self._record_failures(failures, queue_settings, report)
+        self.record_failures(failures, queue_settings, report)
         return [plan for plan in plans if plan.item.id not in broken and plan.item.id not in unsent]
 
     def _embed_into(self, sub_batch, report: BatchReport, queue_settings: QueueSettings) -> None:
@@ -636,7 +636,7 @@ class QueueWorker:
         self.metrics.observe("sidecar_provider_request_duration_seconds", time.monotonic() - sent_at)
         self.metrics.inc("sidecar_provider_requests", result=result)
 
-    def _record_failures(self, failures, queue_settings: QueueSettings, report: BatchReport) -> None:
+    def record_failures(self, failures, queue_settings: QueueSettings, report: BatchReport) -> None:
         for plan, error in failures:
             self.metrics.inc("sidecar_item_failures", kind=error.kind)
             message = f"{self.provider.model_id}: {error}"
@@ -662,7 +662,7 @@ class QueueWorker:
             elif queue_sql.fail(plan.item.id, self.worker_id, kind="permanent", message=message):
                 report.failed += 1
 
-    def _write(self, plans: list[_Plan], report: BatchReport) -> None:
+    def write_plans(self, plans: list[_Plan], report: BatchReport) -> None:
         """Write chunks and complete items in one transaction, for texts still current.
 
         A document edited since we read it gets no vector from the old text: its item goes

@@ -119,6 +119,23 @@ class HttpJsonClient:
     def post_json(self, path: str, payload: Any, may_retry: Callable[[], bool] | None = None) -> Any:
         """POST ``payload`` to ``base_url + path``; retry transient failures (each only if
         ``may_retry()`` allows it, when given); return parsed JSON."""
+        return self._with_retries(lambda: self._send_once("POST", path, json=payload), may_retry)
+
+    def get_json(self, path: str) -> Any:
+        """GET ``base_url + path`` and return its parsed JSON; transient failures retried."""
+        return self._with_retries(lambda: self._send_once("GET", path))
+
+    def post_file(self, path: str, filename: str, content: bytes, fields: dict[str, str]) -> Any:
+        """POST one file as ``multipart/form-data`` (field ``file``) with ``fields``; return
+        parsed JSON. A retried upload may leave a second copy at the service (harmless)."""
+        files = {"file": (filename, content, "application/jsonl")}
+        return self._with_retries(lambda: self._send_once("POST", path, files=files, data=fields))
+
+    def get_bytes(self, path: str, max_bytes: int) -> bytes:
+        """GET ``base_url + path`` and return its body, refusing more than ``max_bytes``."""
+        return self._with_retries(lambda: self._send_once("GET", path, parse_json=False, limit=max_bytes))
+
+    def _with_retries(self, send: Callable[[], Any], may_retry: Callable[[], bool] | None = None) -> Any:
         options = self.options
         retrying = Retrying(
             retry=retry_if_exception(lambda exc: isinstance(exc, EmbeddingError) and exc.kind == "transient"),
@@ -138,7 +155,7 @@ class HttpJsonClient:
             if failed and gate is not None and not gate():
                 raise _RetryRefused(failed[-1])
             try:
-                return self._post_once(path, payload)
+                return send()
             except EmbeddingError as exc:
                 failed.append(exc)
                 raise
@@ -154,16 +171,18 @@ class HttpJsonClient:
                 retry_after=error.retry_after,
             ) from error
 
-    def _post_once(self, path: str, payload: Any) -> Any:
+    def _send_once(
+        self, method: str, path: str, *, parse_json: bool = True, limit: int | None = None, **request
+    ):
         url = f"{self.base_url}/{path.lstrip('/')}"
-        where = f"POST {url}"
+        where = f"{method} {url}"
         deadline = time.monotonic() + self.options.timeout_seconds
         client = shared_client(self.base_url, self._api_key)
         try:
-            with client.stream("POST", url, json=payload, timeout=self._timeout) as response:
+            with client.stream(method, url, timeout=self._timeout, **request) as response:
                 if response.is_success:
-                    body = _read_capped(response, self.options.max_response_bytes, deadline)
-                    return _parse_json(response, body)
+                    body = _read_capped(response, limit or self.options.max_response_bytes, deadline)
+                    return _parse_json(response, body) if parse_json else body
                 raise _status_error(response, _read_excerpt(response, deadline))
         except EmbeddingError as exc:
             message = self._scrub(f"{where}: {exc}")

@@ -23,6 +23,7 @@ SEED = {
     "token_quota_per_minute": 100000,
     "circuit_breaker_failure_threshold": 5,
     "circuit_breaker_recovery_seconds": 60,
+    "batch_api_min_documents": 10_000,
 }
 
 

@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from documents.providers.factory import get_provider
-from queue_admin import backfill, sources
+from queue_admin import backfill, provider_batches, sources
 
 # Two sessions halve the time on a 2-core database server (1,000,000 documents: `python -m
 # bench backfill`); more help only where the server has the cores.
@@ -32,6 +32,11 @@ class Command(BaseCommand):
             "--dry-run", action="store_true", help="print counts and estimates; change nothing"
         )
         parser.add_argument("--wait", action="store_true", help="show progress until the backlog is drained")
+        parser.add_argument(
+            "--batch-api", action="store_true",
+            help="send the documents through the provider's Batch API (openai only: half the price, answered "
+            "within 24 hours) instead of the workers; `provider_batches` shows how they are doing",
+        )  # fmt: skip
         parser.add_argument(
             "--include-failed", action="store_true",
             help="also queue documents whose last attempt failed or was cancelled by a person (left "
@@ -74,6 +79,9 @@ class Command(BaseCommand):
         if options["dry_run"]:
             self._estimates(selection)
             return
+        if options["batch_api"]:
+            self._through_batch_api(kind, options, include_held, source_id)
+            return
         try:
             queued = backfill.enqueue(
                 kind,
@@ -89,6 +97,36 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS(f"Queued {queued} documents at {options['priority']} priority."))
         if options["wait"]:
             self._wait()
+
+    def _through_batch_api(self, kind, options, include_held, source_id):
+        try:
+            batches = provider_batches.start(
+                kind,
+                priority=options["priority"],
+                limit=options["limit"],
+                include_held=include_held,
+                source_id=source_id,
+                started_by="backfill command",
+            )
+        except provider_batches.NotAvailable as error:
+            raise CommandError(f"Cannot use the Batch API: {error}.") from None
+        claimed = sum(batch.documents for batch in batches)
+        self.stdout.write(
+            f"{claimed} documents claimed into {len(batches)} provider batches; sending them now."
+        )
+        provider_batches.advance_all()
+        for batch in batches:
+            batch.refresh_from_db()
+            sent = batch.provider_batch_id or "not sent yet"
+            self.stdout.write(
+                f"  {batch.id}: {batch.documents} documents, {batch.get_state_display()} ({sent})"
+            )
+        self.stdout.write(
+            self.style.SUCCESS(
+                "The workers' schedule polls them every minute and writes the answers; "
+                "`manage.py provider_batches` shows them."
+            )
+        )
 
     def _estimates(self, selection):
         figures = backfill.estimate(selection)
@@ -110,6 +148,11 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"Estimated cost: {figures.cost:.4f} at {figures.price_per_million_tokens} per million tokens."
             )
+            if provider_batches.unavailable_reason() is None:
+                self.stdout.write(
+                    f"Through the Batch API (--batch-api): {provider_batches.batch_cost(figures.cost):.4f}, "
+                    "answered within 24 hours."
+                )
         self.stdout.write("Dry run: nothing was queued.")
 
     def _wait(self):
