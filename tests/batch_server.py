@@ -124,7 +124,9 @@ class FakeBatchApi:
         output, errors = [], []
         for line in answered:
             texts = line["body"]["input"]
-            failing = next((code for marker, code in self.line_status.items() if any(marker in t for t in texts)), None)
+            failing = next(
+                (code for marker, code in self.line_status.items() if any(marker in t for t in texts)), None
+            )
             if failing:
                 errors.append(_answer(line, failing, _error(f"scripted {failing}")))
             else:
@@ -145,9 +147,15 @@ class FakeBatchApi:
         data = []
         for index, text in enumerate(texts):
             vector = fake_vector(text, self.dimensions)
-            embedding = base64.b64encode(vector.astype("<f4").tobytes()).decode() if as_base64 else vector.tolist()
+            embedding = (
+                base64.b64encode(vector.astype("<f4").tobytes()).decode() if as_base64 else vector.tolist()
+            )
             data.append({"object": "embedding", "index": index, "embedding": embedding})
-        return {"object": "list", "data": data, "usage": {"prompt_tokens": sum(len(t) // 4 + 1 for t in texts)}}
+        return {
+            "object": "list",
+            "data": data,
+            "usage": {"prompt_tokens": sum(len(t) // 4 + 1 for t in texts)},
+        }
 
 
 def _answer(line: dict, status: int, body: dict) -> dict:
@@ -166,7 +174,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _reply(self, status: int, body) -> None:
         raw = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/octet-stream" if isinstance(body, bytes) else "application/json")
+        self.send_header(
+            "Content-Type", "application/octet-stream" if isinstance(body, bytes) else "application/json"
+        )
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)

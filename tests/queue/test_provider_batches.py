@@ -2,6 +2,7 @@
 OpenAI files-and-batches service on loopback (tests/batch_server.py) that answers with the
 same deterministic vectors as the online fake, late, partly, or not at all, on cue."""
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -213,9 +214,14 @@ def test_unchanged_documents_are_completed_without_being_sent(batch_api):
 
 def test_answers_of_the_wrong_size_are_permanent_errors_of_that_line(batch_api):
     api = BatchApi(factory.get_provider())
-    line = {"custom_id": "x", "response": {"status_code": 200, "body": {"data": [{"index": 0, "embedding": [0.5] * 3}]}}}
-    answer = api.read_answers(__import__("json").dumps(line).encode(), {"x": 1})["x"]
-    assert isinstance(answer, EmbeddingError) and answer.kind == "permanent" and "384 dimensions" in str(answer)
+    line = {
+        "custom_id": "x",
+        "response": {"status_code": 200, "body": {"data": [{"index": 0, "embedding": [0.5] * 3}]}},
+    }
+    answer = api.read_answers(json.dumps(line).encode(), {"x": 1})["x"]
+    assert (
+        isinstance(answer, EmbeddingError) and answer.kind == "permanent" and "384 dimensions" in str(answer)
+    )
     assert api.read_answers(b"not json\n", {"x": 1}) == {}
 
 
