@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from django.db import connection, transaction
 from django.db.models import Count
 from django.utils import timezone
+from django.utils.translation import ngettext
 
 from documents.providers.base import EmbeddingError, EmbeddingResult
 from documents.providers.factory import get_provider
@@ -83,6 +84,12 @@ def offered(documents: int) -> bool:
     """Whether a backfill of this many documents may go through the Batch API."""
     threshold = config.current().batch_api_min_documents
     return bool(threshold) and documents >= threshold and unavailable_reason() is None
+
+
+def window_in_words() -> str:
+    """The provider's window to answer a batch: "24 hours"."""
+    hours = COMPLETION_WINDOW_SECONDS // 3600
+    return ngettext("%(n)s hour", "%(n)s hours", hours) % {"n": hours}
 
 
 def batch_cost(online_cost: float | None) -> float | None:

@@ -7,6 +7,7 @@ import pytest
 from django.db import connection
 
 from documents.models import SourceDocument
+from tests.batch_server import FakeBatchApi
 from tests.fault_server import FakeEmbedder
 from tests.helpers import free_port, run_sql
 
@@ -159,3 +160,20 @@ def tei_search_service(settings):
         settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL = "tei", "fake-model"
         settings.EMBEDDING_BASE_URL = fake.url
         yield fake
+
+
+BATCH_API_MODEL = "fake-batch-model"
+
+
+@pytest.fixture
+def batch_api(settings):
+    """The configured provider: openai at a fake Batch API service (tests/batch_server.py)."""
+    from documents.providers import factory
+
+    with FakeBatchApi(dimensions=settings.EMBEDDING_DIMENSIONS) as fake:
+        settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL = "openai", BATCH_API_MODEL
+        settings.EMBEDDING_BASE_URL = fake.base_url
+        settings.EMBEDDING_HTTP_MAX_RETRY_WAIT_SECONDS = 0.2
+        factory.get_provider.cache_clear()
+        yield fake
+    factory.get_provider.cache_clear()

@@ -2,7 +2,9 @@
 
 A GET shows what a backfill would take (documents, tokens, time at the recent rate, cost); its
 form POSTs the choice back, which queues through `queue_admin.backfill.enqueue` — the same
-set-based statement as `manage.py backfill`.
+set-based statement as `manage.py backfill`. A selection big enough (the setting
+`batch_api_min_documents`), with the openai provider, may instead go through the provider's
+Batch API (`queue_admin.provider_batches`): the page shows time and cost both ways.
 """
 
 from django import forms
@@ -10,11 +12,13 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from documents.priority import in_words
-from queue_admin import backfill
+from queue_admin import backfill, provider_batches
 from queue_admin.models import QueueItem
 
 KINDS = [
@@ -64,14 +68,20 @@ def respond(model_admin, request):
         form = BackfillForm(request.POST)
         if form.is_valid():
             kind, priority = form.cleaned_data["kind"], form.cleaned_data["priority"]
-            queued = backfill.enqueue(
-                kind, model, priority=priority, include_held=form.cleaned_data["include_failed"]
-            )
+            include_held = form.cleaned_data["include_failed"]
+            if request.POST.get("via") == VIA_BATCH_API:
+                return _through_batch_api(model_admin, request, kind, priority, include_held)
+            queued = backfill.enqueue(kind, model, priority=priority, include_held=include_held)
             _report(model_admin, request, queued, kind, priority)
             return redirect("admin:documents_sourcedocument_changelist")
     else:
         form = BackfillForm(request.GET or None)
     choice = _choice(form)
+    figures = (
+        backfill.estimate(backfill.count(choice["kind"], model, include_held=bool(choice["include_failed"])))
+        if choice
+        else None
+    )
     context = {
         **model_admin.admin_site.each_context(request),
         "title": _("Backfill missing and stale embeddings"),
@@ -79,14 +89,60 @@ def respond(model_admin, request):
         "form": form,
         "choice": choice,
         "priority_label": in_words(choice["priority"]) if choice else "",
-        "figures": backfill.estimate(
-            backfill.count(choice["kind"], model, include_held=bool(choice["include_failed"]))
-        )
-        if choice
-        else None,
+        "figures": figures,
+        "batch_api": _batch_api_choice(figures),
         "model": model,
     }
     return TemplateResponse(request, "admin/documents/sourcedocument/backfill.html", context)
+
+
+VIA_WORKERS, VIA_BATCH_API = "workers", "batch_api"
+
+
+def _batch_api_choice(figures) -> dict | None:
+    """The Batch API's side of the choice, when it is offered for this selection."""
+    if figures is None or not provider_batches.offered(figures.selection.documents):
+        return None
+    return {"cost": provider_batches.batch_cost(figures.cost), "window": provider_batches.window_in_words()}
+
+
+def _through_batch_api(model_admin, request, kind, priority, include_held):
+    count = backfill.count(kind, model_admin.embedding_model(), include_held=include_held).documents
+    if not provider_batches.offered(count):
+        model_admin.message_user(
+            request,
+            _(
+                "The Batch API is not offered for this backfill (too few documents, or another provider); nothing was sent."
+            ),
+            messages.ERROR,
+        )
+        return redirect("admin:documents_sourcedocument_backfill")
+    try:
+        batches = provider_batches.start(
+            kind, priority=priority, include_held=include_held, started_by=request.user.get_username()
+        )
+    except provider_batches.NotAvailable as error:
+        model_admin.message_user(request, _("Nothing was sent: %(why)s.") % {"why": error}, messages.ERROR)
+        return redirect("admin:documents_sourcedocument_backfill")
+    claimed = sum(batch.documents for batch in batches)
+    model_admin.message_user(
+        request,
+        format_html(
+            '{} <a href="{}">{}</a>',
+            ngettext(
+                "%(count)s document goes to the provider's Batch API; it is written when the provider answers "
+                "(within %(window)s).",
+                "%(count)s documents go to the provider's Batch API; they are written when the provider answers "
+                "(within %(window)s).",
+                claimed,
+            )
+            % {"count": f"{claimed:,}", "window": provider_batches.window_in_words()},
+            reverse("admin:queue_admin_providerbatch_changelist"),
+            _("Follow them under Provider batches."),
+        ),
+        messages.SUCCESS,
+    )
+    return redirect("admin:documents_sourcedocument_changelist")
 
 
 def _choice(form) -> dict | None:

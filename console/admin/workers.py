@@ -10,6 +10,7 @@ from django.contrib import admin
 from django.db.models import F
 from django.db.models.functions import Now
 from django.utils.html import format_html
+from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from console.admin.base import ReadOnlyAdmin, report
@@ -91,12 +92,15 @@ class WorkerAdmin(ReadOnlyAdmin):
     @admin.display(description=gettext_lazy("heartbeat"), ordering="-last_heartbeat")
     def heartbeat(self, obj):
         return format_html(
-            '<span class="sidecar-heartbeat {}" title=gettext_lazy("{}; last heartbeat {}")>{} · {} s ago</span>',
+            '<span class="sidecar-heartbeat {}" title="{}">{} · {}</span>',
             obj.health,
-            registry.HEALTH_LABELS[obj.health],
-            obj.last_heartbeat.isoformat(timespec="seconds"),
+            _("%(health)s; last heartbeat %(at)s")
+            % {
+                "health": registry.HEALTH_LABELS[obj.health],
+                "at": obj.last_heartbeat.isoformat(timespec="seconds"),
+            },
             obj.health,
-            f"{obj.heartbeat_age.total_seconds():,.0f}",
+            _("%(seconds)s s ago") % {"seconds": f"{obj.heartbeat_age.total_seconds():,.0f}"},
         )
 
     @admin.display(description=gettext_lazy("docs/s while busy"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from documents.models import SourceDocument
 from documents.providers.local import LocalEmbeddingProvider
 from queue_admin import config, file_sources
-from queue_admin.models import QueueItem, Worker
+from queue_admin.models import ProviderBatch, QueueItem, Worker
 from queue_admin.worker import QueueWorker
 
 # A message with no space to break at: a stack of identifiers, a URL, a base64 blob.
@@ -56,6 +56,15 @@ def seed() -> Seeded:
         tasks_processed=1280,
     )
     Worker.objects.create(worker_id="web-2:5230:drain-b", hostname="web-2", pid=5230, tasks_processed=960)
+    ProviderBatch.objects.create(
+        model="text-embedding-3-small", state="submitted", provider_status="in_progress", documents=10_000,
+        provider_batch_id="batch_6752a1f0c8a48190b2d4e3f5a6b7c8d9", started_by="backfill command",
+        request_counts={"total": 10_000, "completed": 4_200, "failed": 3},
+    )  # fmt: skip
+    ProviderBatch.objects.create(
+        model="text-embedding-3-small", state="done", provider_status="failed", documents=25, returned=25,
+        provider_batch_id="batch_0a1b2c3d4e5f60718293a4b5c6d7e8f9", error_message=UNBROKEN_ERROR,
+    )  # fmt: skip
     source = file_sources.attach("uploads", [], name="handbook-uploads")
     config.set_value("batch_size", 64)
     return Seeded(document=documents[-1], source_id=source.pk)
@@ -98,6 +107,7 @@ PAGES = {
     "workers": _opened("/admin/queue_admin/worker/", "#result_list"),
     "queue-items": _opened("/admin/queue_admin/queueitem/", "#result_list"),
     "dead-letters": _opened("/admin/queue_admin/deadletter/", "#result_list"),
+    "provider-batches": _opened("/admin/queue_admin/providerbatch/", "#result_list"),
     "settings": _opened("/admin/queue_admin/queueconfig/", "#queue-settings-form"),
     "search": _opened(f"/admin/search/?q={SEARCH_QUERY.replace(' ', '+')}", "#search-results"),
     "search-quality": _opened("/admin/search/quality/", "#quality-test-set"),

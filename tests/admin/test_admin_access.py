@@ -138,7 +138,7 @@ def a_row_for_every_admin(document, sql):
 
     from documents.models import ApiToken
     from queue_admin import config, limits
-    from queue_admin.models import Worker
+    from queue_admin.models import ProviderBatch, Worker
 
     QueueItem.objects.filter(document=document).update(status="failed", error_kind="permanent")
     stuck = SourceDocument.objects.create(content="stuck in processing")
@@ -153,6 +153,7 @@ def a_row_for_every_admin(document, sql):
         [str(document.pk)],
     )
     Worker.objects.create(worker_id="host:1:drain:dead", hostname="host", pid=1, status="dead")
+    ProviderBatch.objects.create(model="m", documents=1)  # preparing: cancelling it would act at once
     ApiToken.issue(User.objects.create_user("token-owner"), "a script")
     config.set_value("batch_size", 16)
     limits.record_failure("some-provider", "down", threshold=5)

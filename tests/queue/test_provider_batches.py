@@ -17,24 +17,10 @@ from documents.providers.openai_batches import BatchApi
 from queue_admin import backfill, provider_batches
 from queue_admin.models import ProviderBatch, QueueItem
 from queue_admin.worker import QueueWorker
-from tests.batch_server import FakeBatchApi
+from tests.conftest import BATCH_API_MODEL as MODEL
 from tests.fault_server import fake_vector
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("seeded_config")]
-
-MODEL = "fake-batch-model"
-
-
-@pytest.fixture
-def batch_api(settings):
-    """The configured provider: openai at a fake Batch API service."""
-    with FakeBatchApi(dimensions=settings.EMBEDDING_DIMENSIONS) as fake:
-        settings.EMBEDDING_PROVIDER, settings.EMBEDDING_MODEL = "openai", MODEL
-        settings.EMBEDDING_BASE_URL = fake.base_url
-        settings.EMBEDDING_HTTP_MAX_RETRY_WAIT_SECONDS = 0.2
-        factory.get_provider.cache_clear()
-        yield fake
-    factory.get_provider.cache_clear()
 
 
 def documents(*texts):
