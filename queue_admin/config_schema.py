@@ -119,9 +119,9 @@ _KEYS = [
     ConfigKey("circuit_breaker_recovery_seconds", gettext_lazy("Breaker recovery"), int, 60,
               gettext_lazy("How long the breaker stays open before a trial request."), 1, 86_400, gettext_lazy("seconds")),
     ConfigKey("batch_api_min_documents", gettext_lazy("Batch API from"), int, 10_000,
-              gettext_lazy("A backfill of at least this many documents may go through the provider's Batch API "
-                           "(OpenAI: half the price, answered within 24 hours) if the person starting it "
-                           "chooses so. 0: never offered."),
+              gettext_lazy("A backfill or re-embed of at least this many documents may go through the provider's "
+                           "Batch API (OpenAI: half the price, answered within 24 hours) if the person starting "
+                           "it chooses so. 0: never offered."),
               0, 100_000_000, gettext_lazy("documents")),
 ]  # fmt: skip
 

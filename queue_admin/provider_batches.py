@@ -1,4 +1,5 @@
-"""Backfills through the provider's Batch API: half the price, answered within its window.
+"""Backfills and re-embeds through the provider's Batch API: half the price, answered within its
+window.
 
 A provider batch takes its documents out of the queue's hands the way a worker does: their
 items are claimed (`processing`, held by `ProviderBatch.worker_id`), so no worker embeds them
@@ -31,7 +32,7 @@ import uuid
 from contextlib import contextmanager
 
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, QuerySet
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -49,7 +50,7 @@ from documents.providers.openai_batches import (
     Request,
     batch_errors,
 )
-from queue_admin import backfill, config, queue_sql
+from queue_admin import backfill, config, queue_sql, reembed
 from queue_admin.models import ProviderBatch
 from queue_admin.worker import BatchReport, QueueWorker
 
@@ -108,10 +109,7 @@ def start(
     """Queue the documents a backfill of `kind` selects and claim them into provider batches
     (sent by the next `advance_all`). Returns the batches made; none when nothing matched or
     workers hold every matching item already."""
-    provider = get_provider()
-    if reason := unavailable_reason(provider):
-        raise NotAvailable(reason)
-    batches = []
+    provider = _usable_provider()
     with transaction.atomic():
         ids = backfill.enqueue_and_list(
             kind,
@@ -121,21 +119,37 @@ def start(
             include_held=include_held,
             source_id=source_id,
         )
-        for first in range(0, len(ids), DOCUMENTS_PER_BATCH):
-            batch = ProviderBatch.objects.create(model=provider.model_id, started_by=started_by[:200])
-            _, claimed = queue_sql.claim_documents(
-                ids[first : first + DOCUMENTS_PER_BATCH],
-                batch.worker_id,
-                lease_seconds=PREPARING_LEASE_SECONDS,
-            )
-            if not claimed:
-                batch.delete()
-                continue
-            batch.documents = claimed
-            batch.save(update_fields=["documents"])
-            batches.append(batch)
-    for batch in batches:
-        logger.info("provider batch %s: %s documents claimed by %s", batch.id, batch.documents, started_by)
+        return _claim_into_batches(ids, provider.model_id, started_by)
+
+
+def start_reembed(documents: QuerySet, *, started_by: str = "") -> list[ProviderBatch]:
+    """Re-embed `documents` (forced, as "Re-embed selected" does) through provider batches."""
+    provider = _usable_provider()
+    with transaction.atomic():
+        ids = reembed.reembed_and_list(documents)
+        return _claim_into_batches(ids, provider.model_id, started_by)
+
+
+def _usable_provider():
+    provider = get_provider()
+    if reason := unavailable_reason(provider):
+        raise NotAvailable(reason)
+    return provider
+
+
+def _claim_into_batches(ids: list, model: str, started_by: str) -> list[ProviderBatch]:
+    batches = []
+    for first in range(0, len(ids), DOCUMENTS_PER_BATCH):
+        batch = ProviderBatch.objects.create(model=model, started_by=started_by[:200])
+        _, claimed = queue_sql.claim_documents(
+            ids[first : first + DOCUMENTS_PER_BATCH], batch.worker_id, lease_seconds=PREPARING_LEASE_SECONDS
+        )
+        if not claimed:
+            batch.delete()
+            continue
+        _save(batch, documents=claimed)
+        batches.append(batch)
+        logger.info("provider batch %s: %s documents claimed by %s", batch.id, claimed, started_by)
     return batches
 
 

@@ -72,3 +72,17 @@ def reembed(documents: QuerySet, priority: str = QueueItem.Priority.HIGH) -> Ree
         )
         blank, queued = cursor.fetchone()
     return Reembedded(queued=queued, blank=blank)
+
+
+def reembed_and_list(documents: QuerySet, priority: str = QueueItem.Priority.HIGH) -> list:
+    """Queue `documents` as `reembed` does and return the ids queued (for a provider batch,
+    which claims exactly those). Call inside a transaction."""
+    ids_sql, params = documents.order_by().values("pk").query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT d.id FROM source_documents d WHERE d.id IN ({ids_sql}) AND NOT sidecar_is_blank(d.content)",
+            params,
+        )
+        ids = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT sidecar_enqueue(%s::uuid[], %s, true)", [ids, str(priority)])
+    return ids

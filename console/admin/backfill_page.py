@@ -12,11 +12,10 @@ from django.contrib import messages
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
-from django.utils.html import format_html
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
+from console.admin.base import VIA_BATCH_API, batch_api_choice, report_sent_to_batch_api
 from documents.priority import in_words
 from queue_admin import backfill, provider_batches
 from queue_admin.models import QueueItem
@@ -90,20 +89,10 @@ def respond(model_admin, request):
         "choice": choice,
         "priority_label": in_words(choice["priority"]) if choice else "",
         "figures": figures,
-        "batch_api": _batch_api_choice(figures),
+        "batch_api": batch_api_choice(figures),
         "model": model,
     }
     return TemplateResponse(request, "admin/documents/sourcedocument/backfill.html", context)
-
-
-VIA_WORKERS, VIA_BATCH_API = "workers", "batch_api"
-
-
-def _batch_api_choice(figures) -> dict | None:
-    """The Batch API's side of the choice, when it is offered for this selection."""
-    if figures is None or not provider_batches.offered(figures.selection.documents):
-        return None
-    return {"cost": provider_batches.batch_cost(figures.cost), "window": provider_batches.window_in_words()}
 
 
 def _through_batch_api(model_admin, request, kind, priority, include_held):
@@ -124,24 +113,7 @@ def _through_batch_api(model_admin, request, kind, priority, include_held):
     except provider_batches.NotAvailable as error:
         model_admin.message_user(request, _("Nothing was sent: %(why)s.") % {"why": error}, messages.ERROR)
         return redirect("admin:documents_sourcedocument_backfill")
-    claimed = sum(batch.documents for batch in batches)
-    model_admin.message_user(
-        request,
-        format_html(
-            '{} <a href="{}">{}</a>',
-            ngettext(
-                "%(count)s document goes to the provider's Batch API; it is written when the provider answers "
-                "(within %(window)s).",
-                "%(count)s documents go to the provider's Batch API; they are written when the provider answers "
-                "(within %(window)s).",
-                claimed,
-            )
-            % {"count": f"{claimed:,}", "window": provider_batches.window_in_words()},
-            reverse("admin:queue_admin_providerbatch_changelist"),
-            _("Follow them under Provider batches."),
-        ),
-        messages.SUCCESS,
-    )
+    report_sent_to_batch_api(model_admin, request, batches)
     return redirect("admin:documents_sourcedocument_changelist")
 
 

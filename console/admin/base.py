@@ -8,6 +8,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy, ngettext
 
 from embedding_site.counting import EstimatedCountPaginator
+from queue_admin import provider_batches
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -101,4 +102,38 @@ def queue_items_link(*, since, item_ids=None, document_ids=None):
         url,
         _("See them in the queue"),
         _(", with their status now."),
+    )
+
+
+# The backfill page's and the re-embed confirmation's choice of way (batch_api_choice.html).
+VIA_WORKERS, VIA_BATCH_API = "workers", "batch_api"
+
+
+def batch_api_choice(figures) -> dict | None:
+    """The Batch API's side of the choice for an estimate (queue_admin.backfill.Estimate), when
+    the Batch API is offered for that many documents; None otherwise."""
+    if figures is None or not provider_batches.offered(figures.selection.documents):
+        return None
+    return {"cost": provider_batches.batch_cost(figures.cost), "window": provider_batches.window_in_words()}
+
+
+def report_sent_to_batch_api(model_admin, request, batches) -> None:
+    """Say how many documents went to the provider's Batch API, and where to follow them."""
+    claimed = sum(batch.documents for batch in batches)
+    model_admin.message_user(
+        request,
+        format_html(
+            '{} <a href="{}">{}</a>',
+            ngettext(
+                "%(count)s document goes to the provider's Batch API; it is written when the provider answers "
+                "(within %(window)s).",
+                "%(count)s documents go to the provider's Batch API; they are written when the provider answers "
+                "(within %(window)s).",
+                claimed,
+            )
+            % {"count": f"{claimed:,}", "window": provider_batches.window_in_words()},
+            reverse("admin:queue_admin_providerbatch_changelist"),
+            _("Follow them under Provider batches."),
+        ),
+        messages.SUCCESS,
     )

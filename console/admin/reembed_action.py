@@ -13,9 +13,15 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
-from console.admin.base import LINKED_AT_MOST, queue_items_link
+from console.admin.base import (
+    LINKED_AT_MOST,
+    VIA_BATCH_API,
+    batch_api_choice,
+    queue_items_link,
+    report_sent_to_batch_api,
+)
 from documents.priority import in_words
-from queue_admin import backfill, reembed
+from queue_admin import backfill, provider_batches, reembed
 from queue_admin.models import QueueItem
 
 CONFIRM = "confirm_reembed"
@@ -28,13 +34,14 @@ def respond(model_admin, request, queryset):
         _queue(model_admin, request, queryset)
         return None
     chosen = reembed.count(queryset)
-    selection = backfill.Selection(chosen.documents, chosen.estimated_tokens)
+    figures = backfill.estimate(backfill.Selection(chosen.documents, chosen.estimated_tokens))
     context = {
         **model_admin.admin_site.each_context(request),
         "title": _("Re-embed documents?"),
         "opts": model_admin.opts,
         "chosen": chosen,
-        "figures": backfill.estimate(selection),
+        "figures": figures,
+        "batch_api": batch_api_choice(figures),
         "model": model_admin.embedding_model(),
         "priority": in_words(QueueItem.Priority.HIGH),
         "selected_ids": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
@@ -71,6 +78,9 @@ def _queue(model_admin, request, queryset) -> None:
                 messages.ERROR,
             )
             return
+    if request.POST.get("via") == VIA_BATCH_API:
+        _through_batch_api(model_admin, request, queryset)
+        return
     since = timezone.now()
     document_ids = list(queryset.values_list("pk", flat=True)[: LINKED_AT_MOST + 1])
     result = reembed.reembed(queryset)
@@ -110,6 +120,25 @@ def _queue(model_admin, request, queryset) -> None:
         model_admin.message_user(
             request, _("Nothing was queued: no documents were selected."), messages.WARNING
         )
+
+
+def _through_batch_api(model_admin, request, queryset) -> None:
+    chosen = reembed.count(queryset)
+    if not provider_batches.offered(chosen.documents):
+        model_admin.message_user(
+            request,
+            _(
+                "The Batch API is not offered for this re-embed (too few documents, or another provider); nothing was sent."
+            ),
+            messages.ERROR,
+        )
+        return
+    try:
+        batches = provider_batches.start_reembed(queryset, started_by=request.user.get_username())
+    except provider_batches.NotAvailable as error:
+        model_admin.message_user(request, _("Nothing was sent: %(why)s.") % {"why": error}, messages.ERROR)
+        return
+    report_sent_to_batch_api(model_admin, request, batches)
 
 
 def _across(request) -> bool:

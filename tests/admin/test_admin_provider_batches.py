@@ -36,7 +36,7 @@ def test_the_backfill_page_shows_both_ways_and_sends_through_the_batch_api(admin
     text = page_text(admin_client.get(BACKFILL))
 
     figures = backfill.estimate(backfill.count(backfill.MISSING_OR_STALE, "fake-batch-model"))
-    assert 'id="backfill-how"' in text
+    assert 'id="how-to-embed"' in text
     assert f"Through the workers, now, cost {figures.cost:.4f}." in text
     half = figures.cost / 2
     assert (
@@ -63,7 +63,7 @@ def test_below_the_setting_the_batch_api_is_not_offered_and_a_forged_choice_send
 ):
     set_config(batch_api_min_documents=4)
     docs = three_documents()
-    assert 'id="backfill-how"' not in page_text(admin_client.get(BACKFILL))
+    assert 'id="how-to-embed"' not in page_text(admin_client.get(BACKFILL))
 
     response = admin_client.post(
         BACKFILL, {"kind": backfill.MISSING_OR_STALE, "priority": "low", "via": "batch_api"}, follow=True
@@ -96,3 +96,34 @@ def test_provider_batches_are_listed_and_cancelled_from_the_admin(admin_client, 
     provider_batches.advance_all()
     batch.refresh_from_db()
     assert (batch.state, batch.completed, batch.returned) == (ProviderBatch.State.DONE, 1, 2)
+
+
+def test_re_embed_selected_offers_the_batch_api_and_re_embeds_unchanged_documents_through_it(
+    admin_client, batch_api
+):
+    set_config(batch_api_min_documents=3)
+    docs = three_documents()
+    (batch,) = provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
+    for _ in range(3):
+        provider_batches.advance_all()
+    assert all(item.status == "completed" for item in QueueItem.objects.filter(document__in=docs))
+    ids = [str(doc.pk) for doc in docs]
+    changelist = reverse("admin:documents_sourcedocument_changelist")
+
+    confirmation = admin_client.post(
+        changelist, {"action": "reembed_selected", "_selected_action": ids, "index": 0}
+    )
+    assert 'id="how-to-embed"' in page_text(confirmation)
+    response = admin_client.post(
+        changelist,
+        {"action": "reembed_selected", "_selected_action": ids, "confirm_reembed": "yes", "select_across": "0",
+         "confirmed_documents": "3", "via": "batch_api"},
+        follow=True,
+    )  # fmt: skip
+    assert "3 documents go to the provider's Batch API" in page_text(response)
+    again = ProviderBatch.objects.exclude(pk=batch.pk).get()
+    for _ in range(3):
+        provider_batches.advance_all()
+    again.refresh_from_db()
+    # Unchanged, but forced: every one sent and written again.
+    assert (again.state, again.texts_sent, again.completed) == (ProviderBatch.State.DONE, 3, 3)
