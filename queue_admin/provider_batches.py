@@ -200,12 +200,18 @@ def cancel(batch_id: uuid.UUID, cancelled_by: str = "") -> ProviderBatch:
         if batch.state == ProviderBatch.State.PREPARING and not batch.input_file_id:
             _finish(batch, error=f"cancelled by {cancelled_by or 'someone'} before it was sent")
         elif batch.state in (ProviderBatch.State.PREPARING, ProviderBatch.State.SUBMITTED):
-            if batch.provider_batch_id:
-                _api().cancel(batch.provider_batch_id)
+            api = _api()
+            # Uploaded but not recorded as created: it may have been created all the same.
+            created = batch.provider_batch_id or (api.find(METADATA_KEY, str(batch.id)) or {}).get("id")
+            if created:
+                api.cancel(created)
                 _save(
-                    batch, state=ProviderBatch.State.CANCELLING, error_message=f"cancelled by {cancelled_by}"
+                    batch,
+                    provider_batch_id=created,
+                    state=ProviderBatch.State.CANCELLING,
+                    error_message=f"cancelled by {cancelled_by or 'someone'}",
                 )
-            else:  # the file is uploaded but no batch exists yet
+            else:
                 _finish(batch, error=f"cancelled by {cancelled_by or 'someone'} before it was sent")
         return batch
 

@@ -180,6 +180,30 @@ def test_a_restart_after_creating_the_batch_finds_it_instead_of_creating_another
     assert all(item_of(doc).status == "completed" for doc in docs)
 
 
+def test_cancelling_a_batch_created_but_not_recorded_cancels_it_at_the_provider(batch_api, monkeypatch):
+    docs = documents("sent, then the process died", "so nobody knew the batch's id")
+    (batch,) = provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
+    real_save = provider_batches._save
+
+    def die_before_recording(target, *fields, **values):
+        if "provider_batch_id" in values:
+            raise KeyboardInterrupt("killed between creating the batch and recording its id")
+        real_save(target, *fields, **values)
+
+    monkeypatch.setattr(provider_batches, "_save", die_before_recording)
+    with pytest.raises(KeyboardInterrupt):
+        provider_batches.advance(batch.id)
+    monkeypatch.setattr(provider_batches, "_save", real_save)
+
+    batch = provider_batches.cancel(batch.id, cancelled_by="test")
+    (at_provider,) = batch_api.batches.values()
+    assert batch.state == ProviderBatch.State.CANCELLING and batch.provider_batch_id == at_provider["id"]
+    assert at_provider["status"] == "cancelling"
+    batch = advance(batch)
+    assert batch.state == ProviderBatch.State.DONE and batch.returned == 2
+    assert [item_of(doc).status for doc in docs] == ["pending", "pending"]
+
+
 def test_unchanged_documents_are_completed_without_being_sent(batch_api):
     (kept,) = documents("already embedded by this model")
     (batch,) = provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
