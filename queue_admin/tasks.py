@@ -7,6 +7,7 @@ successor. The schedules (migration 0005) keep `max_concurrent_workers` drains a
 every machine, reconcile what the triggers missed, and delete old completed items.
 """
 
+import faulthandler
 import logging
 import signal
 import time
@@ -24,6 +25,8 @@ logger = logging.getLogger("sidecar.tasks")
 # batch in hand; short enough that a cluster asked to stop is not kept waiting long.
 DRAIN_BUDGET_SECONDS = 120
 assert DRAIN_BUDGET_SECONDS + 60 < settings.Q_CLUSTER["timeout"] < settings.Q_CLUSTER["retry"]
+# A drain still running this long after its stop signal logs its threads' stacks (see drain).
+STOP_REPORT_SECONDS = 20
 
 
 def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
@@ -35,7 +38,13 @@ def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
     """
     queue_settings = config.current()
     worker = QueueWorker(get_provider(), name="drain", max_alive=queue_settings.max_concurrent_workers)
-    stop = lambda *_: worker.stop_requested.set()  # noqa: E731
+
+    def stop(*_):
+        worker.stop_requested.set()
+        # A drain asked to stop finishes within seconds; if it is still here after
+        # STOP_REPORT_SECONDS, every thread's stack goes to stderr to show what holds it.
+        faulthandler.dump_traceback_later(STOP_REPORT_SECONDS, exit=False)
+
     # SIGUSR1: our qcluster is stopping (management/commands/qcluster.py); SIGTERM: a timeout,
     # or a stop signal sent to every process of the cluster.
     previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGUSR1, signal.SIGTERM)}
@@ -45,6 +54,7 @@ def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
                 return {"started": False, "reason": "max_concurrent_workers drains are running"}
             report = worker.run(until_empty=False, deadline=time.monotonic() + budget_seconds)
     finally:
+        faulthandler.cancel_dump_traceback_later()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if not worker.stop_requested.is_set():

@@ -66,6 +66,12 @@ def test_qcluster_embeds_new_documents_and_stops_cleanly(cluster_env, embedding_
         cluster.send_signal(signal.SIGTERM)  # as `docker stop` does: the main process only
         try:
             output = cluster.communicate(timeout=30)[0]
+        except subprocess.TimeoutExpired:
+            # What held it: a drain still running 20 s after its stop signal printed its threads.
+            os.killpg(cluster.pid, signal.SIGKILL)
+            pytest.fail(
+                f"qcluster did not stop within 30 s of SIGTERM; its output:\n{cluster.communicate()[0][-30000:]}"
+            )
         finally:
             if cluster.poll() is None:
                 os.killpg(cluster.pid, signal.SIGKILL)
