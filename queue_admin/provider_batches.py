@@ -82,7 +82,7 @@ def unavailable_reason(provider=None) -> str | None:
 
 
 def offered(documents: int) -> bool:
-    """Whether a backfill of this many documents may go through the Batch API."""
+    """Whether the admin offers the Batch API for a backfill or re-embed of this many documents."""
     threshold = config.current().batch_api_min_documents
     return bool(threshold) and documents >= threshold and unavailable_reason() is None
 
@@ -267,6 +267,8 @@ def _plan_lines(batch: ProviderBatch, api: BatchApi) -> list[bytes]:
     plans = [p for p in plans if not p.too_long]
     to_send = [p for p in plans if not p.skip and len(p.reusable) < len(p.chunks)]
     worker.write_plans([p for p in plans if p not in to_send], report)
+    worker.count_outcomes(report)
+    worker.metrics.flush()
     lines, requests, surplus, texts, size = [], {}, [], 0, 0
     for plan in to_send:
         indices = [i for i in range(len(plan.chunks)) if i not in plan.reusable]
@@ -365,6 +367,7 @@ def _write_answers(batch: ProviderBatch, answers: dict) -> None:
         report.requeued += queue_sql.release(give_back, batch.worker_id)
         worker.record_failures(failures, queue_settings, report)
         worker.write_plans(written, report)
+        worker.count_outcomes(report)
         worker.metrics.flush()
         batch.completed += report.completed
         batch.failed += report.failed

@@ -425,6 +425,12 @@ class QueueWorker:
         return report
 
     def _record_batch_metrics(self, report: BatchReport, seconds: float) -> None:
+        self.count_outcomes(report)
+        self.metrics.observe("sidecar_batch_duration_seconds", seconds)
+        self.metrics.flush()
+
+    def count_outcomes(self, report: BatchReport) -> None:
+        """Count what became of a batch's documents, for /metrics (flushed with the next flush)."""
         outcomes = {
             "embedded": report.completed - report.skipped,
             "skipped": report.skipped,
@@ -435,8 +441,6 @@ class QueueWorker:
         }
         for outcome, count in outcomes.items():
             self.metrics.inc("sidecar_documents", count, outcome=outcome)
-        self.metrics.observe("sidecar_batch_duration_seconds", seconds)
-        self.metrics.flush()
 
     def _provider_for_batch(self, queue_settings: QueueSettings):
         """Who gets this batch's requests: the provider, unless its shared circuit breaker is

@@ -15,7 +15,7 @@ from documents.providers import factory
 from documents.providers.base import EmbeddingError
 from documents.providers.openai_batches import BatchApi
 from queue_admin import backfill, provider_batches
-from queue_admin.models import ProviderBatch, QueueItem
+from queue_admin.models import ProviderBatch, QueueItem, WorkerMetric
 from queue_admin.worker import QueueWorker
 from tests.conftest import BATCH_API_MODEL as MODEL
 from tests.fault_server import fake_vector
@@ -78,6 +78,8 @@ def test_a_backfill_through_the_batch_api_embeds_every_document_once(batch_api):
         assert_embedded(doc)
     assert batch_api.count("POST", "/v1/files") == 1 and batch_api.count("POST", "/v1/batches") == 1
     assert advance(batch).state == ProviderBatch.State.DONE  # a finished batch is left alone
+    embedded = WorkerMetric.objects.get(name="sidecar_documents", labels={"outcome": "embedded"})
+    assert embedded.value == 5  # /metrics counts them as the workers' own
 
 
 def test_failed_lines_are_retried_the_normal_way_and_edited_texts_go_back(batch_api):
@@ -158,9 +160,8 @@ def test_a_provider_that_is_down_keeps_the_batch_and_it_is_sent_later(batch_api)
     assert batch.state == ProviderBatch.State.DONE and batch.completed == 2
 
 
-def test_a_restart_after_creating_the_batch_finds_it_instead_of_creating_another(batch_api, monkeypatch):
-    docs = documents("created once", "and only once")
-    (batch,) = provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
+def send_but_die_before_recording_the_batch(batch: ProviderBatch, monkeypatch) -> None:
+    """Send `batch` as a process killed between creating it at the provider and storing its id."""
     real_save = provider_batches._save
 
     def die_before_recording(target, *fields, **values):
@@ -172,6 +173,12 @@ def test_a_restart_after_creating_the_batch_finds_it_instead_of_creating_another
     with pytest.raises(KeyboardInterrupt):
         provider_batches.advance(batch.id)
     monkeypatch.setattr(provider_batches, "_save", real_save)
+
+
+def test_a_restart_after_creating_the_batch_finds_it_instead_of_creating_another(batch_api, monkeypatch):
+    docs = documents("created once", "and only once")
+    (batch,) = provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
+    send_but_die_before_recording_the_batch(batch, monkeypatch)
     assert batch_api.count("POST", "/v1/batches") == 1
 
     batch = advance(advance(advance(batch)))
@@ -183,17 +190,7 @@ def test_a_restart_after_creating_the_batch_finds_it_instead_of_creating_another
 def test_cancelling_a_batch_created_but_not_recorded_cancels_it_at_the_provider(batch_api, monkeypatch):
     docs = documents("sent, then the process died", "so nobody knew the batch's id")
     (batch,) = provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
-    real_save = provider_batches._save
-
-    def die_before_recording(target, *fields, **values):
-        if "provider_batch_id" in values:
-            raise KeyboardInterrupt("killed between creating the batch and recording its id")
-        real_save(target, *fields, **values)
-
-    monkeypatch.setattr(provider_batches, "_save", die_before_recording)
-    with pytest.raises(KeyboardInterrupt):
-        provider_batches.advance(batch.id)
-    monkeypatch.setattr(provider_batches, "_save", real_save)
+    send_but_die_before_recording_the_batch(batch, monkeypatch)
 
     batch = provider_batches.cancel(batch.id, cancelled_by="test")
     (at_provider,) = batch_api.batches.values()
