@@ -67,6 +67,10 @@ SUBMITTED_LEASE_SECONDS = COMPLETION_WINDOW_SECONDS + 2 * 3600
 # Items planned and written per transaction when the answers come.
 WRITE_SLICE = 500
 METADATA_KEY = "sidecar_batch"
+NOTHING_LEFT = (
+    "nothing left to send: the workers took its documents back (they waited past their lease) or they were "
+    "cancelled"
+)
 
 
 class NotAvailable(Exception):
@@ -222,6 +226,9 @@ def cancel(batch_id: uuid.UUID, cancelled_by: str = "") -> ProviderBatch:
 def _send(batch: ProviderBatch) -> None:
     api = _api()
     if not batch.input_file_id:
+        if not queue_sql.held_by(batch.worker_id, limit=1):
+            _finish(batch, error=NOTHING_LEFT)
+            return
         lines = _plan_lines(batch, api)
         if not lines:
             _finish(batch)

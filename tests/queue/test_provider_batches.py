@@ -14,7 +14,7 @@ from documents.models import DocumentEmbedding, SourceDocument
 from documents.providers import factory
 from documents.providers.base import EmbeddingError
 from documents.providers.openai_batches import BatchApi
-from queue_admin import backfill, provider_batches
+from queue_admin import backfill, provider_batches, queue_sql
 from queue_admin.models import ProviderBatch, QueueItem, WorkerMetric
 from queue_admin.worker import QueueWorker
 from tests.conftest import BATCH_API_MODEL as MODEL
@@ -252,3 +252,45 @@ def test_the_backfill_command_sends_through_the_batch_api_and_the_status_command
     call_command("provider_batches", "--advance")
     out = capsys.readouterr().out
     assert "Done: 2 documents, provider batch_" in out and "2 completed, 0 failed, 0 returned" in out
+
+
+def test_a_crash_while_writing_the_answers_is_picked_up_where_it_stopped(batch_api, monkeypatch):
+    docs = documents(*(f"written in slices {n}" for n in range(5)))
+    monkeypatch.setattr(provider_batches, "WRITE_SLICE", 2)
+    batch = advance(start_and_send())  # in progress
+    real_write = QueueWorker.write_plans
+    slices = []
+
+    def die_after_the_first_slice(worker, plans, report):
+        if slices:
+            raise KeyboardInterrupt("killed while writing")
+        slices.append(len(plans))
+        real_write(worker, plans, report)
+
+    monkeypatch.setattr(QueueWorker, "write_plans", die_after_the_first_slice)
+    with pytest.raises(KeyboardInterrupt):
+        provider_batches.advance(batch.id)
+    monkeypatch.setattr(QueueWorker, "write_plans", real_write)
+    batch.refresh_from_db()
+    assert batch.state == ProviderBatch.State.SUBMITTED and batch.completed == 2
+    assert sorted(item_of(doc).status for doc in docs) == ["completed"] * 2 + ["processing"] * 3
+
+    batch = advance(batch)
+    assert (batch.state, batch.completed, batch.returned) == (ProviderBatch.State.DONE, 5, 0)
+    assert DocumentEmbedding.objects.count() == 5  # each once
+    assert batch_api.count("POST", "/v1/batches") == 1
+
+
+def test_documents_the_workers_took_back_while_it_waited_to_be_sent_are_not_sent(batch_api, sql):
+    docs = documents("waited", "too long")
+    (batch,) = provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
+    sql(
+        "UPDATE embedding_queue SET lease_expires_at = now() - interval '1 minute' WHERE worker_id = %s",
+        [batch.worker_id],
+    )
+    assert queue_sql.reclaim_expired_leases() == (2, 0)  # as any worker's sweep does
+    batch = advance(batch)
+    assert batch.state == ProviderBatch.State.DONE and batch.documents == 2 and batch.completed == 0
+    assert batch.error_message == provider_batches.NOTHING_LEFT
+    assert batch_api.requests == []
+    assert [item_of(doc).status for doc in docs] == ["pending", "pending"]
