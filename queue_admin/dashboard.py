@@ -90,15 +90,16 @@ class Dashboard(status.QueueFigures):
 
     @property
     def drain_seconds(self) -> float | None:
-        """The waiting work at the last 15 minutes' pace, by size: live items × their texts'
-        average length ÷ (documents per second × the average length of those completed), so a
+        """The waiting work at the last 15 minutes' pace, by size: live items (less those at the
+        provider's Batch API) × their texts' average length ÷ (documents per second × the average length of those completed), so a
         queue of long documents behind a run of short ones is not promised in minutes. 0 with
         nothing to do, None with no recent rate."""
-        if self.live.value == 0:
+        waiting = max(0, self.live.value - self.at_the_provider)  # the Batch API's are not the workers'
+        if waiting == 0:
             return 0.0
         if not self.rate_per_second_15m:
             return None
-        return self.live.value / self.rate_per_second_15m * self.text_sizes.ratio
+        return waiting / self.rate_per_second_15m * self.text_sizes.ratio
 
     @property
     def embedded_share(self) -> float | None:

@@ -32,7 +32,7 @@ import uuid
 from contextlib import contextmanager
 
 from django.db import connection, transaction
-from django.db.models import Count, QuerySet
+from django.db.models import Count, QuerySet, Sum
 from django.utils import timezone
 from django.utils.translation import ngettext
 
@@ -89,6 +89,12 @@ def offered(documents: int) -> bool:
     """Whether the admin offers the Batch API for a backfill or re-embed of this many documents."""
     threshold = config.current().batch_api_min_documents
     return bool(threshold) and documents >= threshold and unavailable_reason() is None
+
+
+def documents_at_the_provider() -> int:
+    """Documents held by open provider batches: live in the queue, but not the workers' to do."""
+    open_batches = ProviderBatch.objects.filter(state__in=ProviderBatch.OPEN_STATES)
+    return open_batches.aggregate(documents=Sum("documents"))["documents"] or 0
 
 
 def window_in_words() -> str:

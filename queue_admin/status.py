@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from documents.providers.factory import get_provider
-from queue_admin import backfill, config, limits, queue_counts, registry
+from queue_admin import backfill, config, limits, provider_batches, queue_counts, registry
 from queue_admin.models import QueueItem
 from queue_admin.queue_counts import Count
 
@@ -54,6 +54,7 @@ class QueueFigures:
     rate_per_second_15m: float | None  # documents completed per second, last 15 minutes
     workers: registry.WorkerCounts
     breaker: dict  # `provider_breaker()`
+    at_the_provider: int  # live items held by open provider batches (the Batch API), not the workers'
 
     @property
     def live_workers(self) -> int:
@@ -76,6 +77,7 @@ def queue_figures() -> QueueFigures:
         rate_per_second_15m=backfill.recent_rate(THROUGHPUT_WINDOW_MINUTES),
         workers=registry.worker_counts(),
         breaker=provider_breaker(),
+        at_the_provider=provider_batches.documents_at_the_provider(),
     )
 
 
@@ -106,6 +108,7 @@ def queue_status() -> dict:
         "late_workers": figures.workers.late,
         "dead_workers_last_hour": figures.workers.dead_recently,
         "breaker": figures.breaker,
+        "documents_at_provider_batch_api": figures.at_the_provider,
     }
 
 
@@ -129,6 +132,11 @@ def format_status(status: dict) -> str:
         f"  breaker:      {breaker['state'].replace('_', ' ')}"
         + (f" ({breaker['failures']} consecutive failures)" if breaker["failures"] else ""),
         f"  oldest pending: {'none' if age is None else f'{age:.0f} s'}",
+        *(
+            [f"  at the provider's Batch API: {status['documents_at_provider_batch_api']} documents"]
+            if status["documents_at_provider_batch_api"]
+            else []
+        ),
         f"  throughput (last 15 min): {'no completions' if rate is None else f'{rate:.2f} documents/s'}",
         "",
         f"  {'status':<14}{'high':>10}{'medium':>10}{'low':>10}{'total':>12}",

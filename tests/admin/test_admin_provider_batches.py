@@ -9,7 +9,7 @@ import pytest
 from django.urls import reverse
 
 from documents.models import SourceDocument
-from queue_admin import backfill, provider_batches
+from queue_admin import backfill, provider_batches, status
 from queue_admin.models import ProviderBatch, QueueItem
 from tests.helpers import set_config
 
@@ -127,3 +127,18 @@ def test_re_embed_selected_offers_the_batch_api_and_re_embeds_unchanged_document
     again.refresh_from_db()
     # Unchanged, but forced: every one sent and written again.
     assert (again.state, again.texts_sent, again.completed) == (ProviderBatch.State.DONE, 3, 3)
+
+
+def test_the_dashboard_and_queue_status_tell_documents_at_the_provider_from_the_workers_work(
+    admin_client, batch_api
+):
+    three_documents()
+    provider_batches.start(backfill.MISSING_OR_STALE, priority="low")
+    provider_batches.advance_all()
+
+    text = page_text(admin_client.get(reverse("admin:index")))
+    assert f'<a href="{BATCHES}" id="at-the-provider">3</a> of them at the provider\'s Batch API' in text
+    assert "nothing to do" in text  # time to drain: none of it is the workers'
+    figures = status.queue_status()
+    assert figures["counts"]["live"] == 3 and figures["documents_at_provider_batch_api"] == 3
+    assert "at the provider's Batch API: 3 documents" in status.format_status(figures)

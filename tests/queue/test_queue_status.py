@@ -24,6 +24,7 @@ KEYS = {
     "late_workers",
     "dead_workers_last_hour",
     "breaker",
+    "documents_at_provider_batch_api",
 }
 
 
