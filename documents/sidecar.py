@@ -66,7 +66,8 @@ class DocumentsBusy(Exception):
 
 
 def lock_current_hashes(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Lock the documents against edits until commit and return their current text's MD5.
+    """Lock the documents against edits until commit and return their current text's MD5 (the
+    stored `content_hash`: a long text is not read again to hash it).
 
     Held across the write, this makes "is the text still the one we embedded?" and the write
     one atomic step: an edit waits, then its trigger sees our completed item and queues anew.
@@ -76,12 +77,12 @@ def lock_current_hashes(document_ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     that updates several mirrored rows: it locks documents in its own row order and waits for
     ours, while we, holding some, wait for one of its. PostgreSQL then cancels one side,
     sometimes the application's mirror trigger, whose change would be lost. The caller tries
-    again in a moment (see QueueWorker._write); it holds no other lock when it calls this.
+    again in a moment (see QueueWorker.write_plans); it holds no other lock when it calls this.
     """
     try:
         with transaction.atomic(), connection.cursor() as cursor:  # a savepoint: the failure is undone
             cursor.execute(
-                "SELECT id, md5(content) FROM source_documents WHERE id = ANY(%s) ORDER BY id FOR SHARE NOWAIT",
+                "SELECT id, content_hash FROM source_documents WHERE id = ANY(%s) ORDER BY id FOR SHARE NOWAIT",
                 [list(document_ids)],
             )
             return dict(cursor.fetchall())

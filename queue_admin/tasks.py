@@ -10,6 +10,7 @@ every machine, reconcile what the triggers missed, and delete old completed item
 import faulthandler
 import logging
 import signal
+import threading
 import time
 
 from django.conf import settings
@@ -29,6 +30,17 @@ assert DRAIN_BUDGET_SECONDS + 60 < settings.Q_CLUSTER["timeout"] < settings.Q_CL
 STOP_REPORT_SECONDS = 20
 
 
+# Set in a cluster process once the cluster's stop signal reached it (SIGUSR1, see
+# note_cluster_stopping), or a drain in it was told to stop: no drain starts there after that.
+cluster_stopping = threading.Event()
+
+
+def note_cluster_stopping(*_) -> None:
+    """The SIGUSR1 handler of every cluster process that is not running a drain
+    (management/commands/qcluster.py installs it before the cluster forks)."""
+    cluster_stopping.set()
+
+
 def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
     """Run one worker for up to `budget_seconds`, unless enough drains are alive already.
 
@@ -36,10 +48,16 @@ def drain(budget_seconds: float = DRAIN_BUDGET_SECONDS) -> dict:
     of the batch back and returns; otherwise a successor is queued so the cluster keeps
     draining.
     """
+    if cluster_stopping.is_set():
+        # Handed out by the cluster's pusher before it stopped, picked up after the stop
+        # signal came: started now, it would hold the stopping cluster for its whole budget.
+        return {"started": False, "reason": "the cluster is stopping"}
     queue_settings = config.current()
     worker = QueueWorker(get_provider(), name="drain", max_alive=queue_settings.max_concurrent_workers)
 
-    def stop(*_):
+    def stop(signum, _frame):
+        if signum == signal.SIGUSR1:  # the cluster stops; a SIGTERM may be this task's timeout only
+            cluster_stopping.set()
         worker.stop_requested.set()
         # A drain asked to stop finishes within seconds; if it is still here after
         # STOP_REPORT_SECONDS, every thread's stack goes to stderr to show what holds it.

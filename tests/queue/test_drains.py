@@ -1,12 +1,14 @@
 """Drains per machine: `max_concurrent_workers` caps each machine's drains, so a new machine
 adds its own without any setting changing, and the schedule queues enough for every machine."""
 
+import signal
 import socket
 
 import pytest
 from django_q.models import OrmQ
 
 from queue_admin import registry, tasks
+from queue_admin.management.commands import qcluster
 from queue_admin.models import Worker
 from queue_admin.worker import QueueWorker
 from tests.fakes import FakeEmbedderForQueueTests
@@ -43,3 +45,14 @@ def test_the_schedule_queues_drains_for_every_machine_seen_and_one_more():
     assert OrmQ.objects.count() == 6
     set_config(queue_enabled=False)
     assert tasks.keep_drains_running() == 0
+
+
+def test_a_drain_handed_out_after_the_cluster_began_to_stop_does_not_start():
+    previous = signal.signal(qcluster.STOP_DRAINS_SIGNAL, tasks.note_cluster_stopping)
+    try:
+        signal.raise_signal(qcluster.STOP_DRAINS_SIGNAL)  # the cluster's stop reached this idle process
+        assert tasks.drain(budget_seconds=60) == {"started": False, "reason": "the cluster is stopping"}
+        assert not Worker.objects.exists()  # it never registered, let alone claimed
+    finally:
+        signal.signal(qcluster.STOP_DRAINS_SIGNAL, previous)
+        tasks.cluster_stopping.clear()

@@ -10,9 +10,9 @@ and that one is due once a minute.
 
 django-q2 stops a cluster by waiting for every worker process to finish its current task; a
 drain task would otherwise keep it waiting up to DRAIN_BUDGET_SECONDS. So the cluster's main
-process tells its descendants with SIGUSR1 — which every cluster process ignores (set before
-the processes are forked) except a running drain task, which takes it as "stop after this
-batch" (queue_admin/tasks.py). queue_admin is listed before django_q in INSTALLED_APPS so
+process tells its descendants with SIGUSR1 — which every cluster process notes (set before
+the processes are forked), so that a drain task its pusher had already handed out does not
+start, and which a running drain task takes as "stop after this batch" (queue_admin/tasks.py). queue_admin is listed before django_q in INSTALLED_APPS so
 that this command is the one `manage.py qcluster` runs.
 
 SIGTERM to the whole process group (systemd's default KillMode, `kill -TERM -PGID`, an init
@@ -35,7 +35,7 @@ from django_q import cluster as q_cluster
 from django_q.cluster import Cluster, Sentinel
 from django_q.management.commands import qcluster
 
-from queue_admin.tasks import keep_drains_running
+from queue_admin.tasks import keep_drains_running, note_cluster_stopping
 
 logger = logging.getLogger("sidecar.tasks")
 
@@ -73,7 +73,9 @@ class _Sentinel(Sentinel):
 
 class Command(qcluster.Command):
     def handle(self, *args, **options):
-        signal.signal(STOP_DRAINS_SIGNAL, signal.SIG_IGN)  # inherited by the forked cluster processes
+        # Inherited by the forked cluster processes: one that is not running a drain notes that
+        # the cluster is stopping, so it starts none (a drain task may still reach it).
+        signal.signal(STOP_DRAINS_SIGNAL, note_cluster_stopping)
         qcluster.Cluster = _Cluster  # the parent command builds its Cluster from this name
         q_cluster.Sentinel = _Sentinel  # and Cluster.start its sentinel from this one
         super().handle(*args, **options)
