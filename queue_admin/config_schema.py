@@ -85,7 +85,7 @@ _KEYS = [
                            "the next is claimed and sent. More helps a remote provider far away; a local "
                            "model on the CPU gains nothing. A worker killed outright holds twice this many "
                            "batches until their leases run out."),
-              1, 16, gettext_lazy("batches")),
+              1, 16, gettext_lazy("batches"), by_provider={"local": 1, "openai": 4, "tei": 4}),
     ConfigKey("max_concurrent_workers", gettext_lazy("Concurrent workers per machine"), int, 2,
               gettext_lazy("How many drain tasks each machine's cluster keeps running at once (one fewer than "
                  "Q_WORKERS leaves a process for the schedules). A new machine adds its own."),

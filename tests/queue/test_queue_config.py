@@ -8,10 +8,10 @@ from queue_admin.models import QueueConfig
 
 pytestmark = pytest.mark.django_db
 
-# Every key but batch_size, whose default follows the provider: stored only once someone sets it.
+# Every key but batch_size and requests_in_flight, whose defaults follow the provider: stored only
+# once someone sets them.
 SEED = {
     "queue_enabled": True,
-    "requests_in_flight": 1,
     "max_concurrent_workers": 2,
     "max_retries": 3,
     "rate_limit_delay_ms": 1000,
@@ -29,8 +29,8 @@ SEED = {
 
 def test_migration_seeds_every_key_with_its_default():
     assert dict(QueueConfig.objects.values_list("config_key", "config_value")) == SEED
-    assert set(config.SCHEMA) - set(SEED) == {"batch_size"}
-    assert config.SCHEMA["batch_size"].by_provider
+    assert set(config.SCHEMA) - set(SEED) == {"batch_size", "requests_in_flight"}
+    assert config.SCHEMA["batch_size"].by_provider and config.SCHEMA["requests_in_flight"].by_provider
 
 
 BAD = [

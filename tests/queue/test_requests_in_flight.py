@@ -115,17 +115,22 @@ def test_marathon_means_one_request_at_a_time_too():
     assert (config.current().batch_size, config.current().requests_in_flight) == (1, 1)
 
 
-@pytest.mark.parametrize("provider, batch_size", [("local", 32), ("openai", 256), ("tei", 32)])
-def test_an_unset_batch_size_follows_the_provider(provider, batch_size):
-    """Nobody set it (no row): the provider's default, which the settings page names. Requests
-    in flight stay 1 for every provider until someone raises them."""
-    assert not QueueConfig.objects.filter(config_key="batch_size").exists()
+@pytest.mark.parametrize(
+    "provider, batch_size, lanes", [("local", 32, 1), ("openai", 256, 4), ("tei", 32, 4)]
+)
+def test_an_unset_batch_size_and_requests_in_flight_follow_the_provider(provider, batch_size, lanes):
+    """Nobody set them (no row): the provider's defaults, which the settings page names."""
+    assert not QueueConfig.objects.filter(config_key__in=["batch_size", "requests_in_flight"]).exists()
     with override_settings(EMBEDDING_PROVIDER=provider):
         assert SCHEMA["batch_size"].effective_default == batch_size
         assert (
             "(it follows the provider: local 32, openai 256, tei 32)" in SCHEMA["batch_size"].default_display
         )
-        assert SCHEMA["requests_in_flight"].effective_default == 1
+        assert SCHEMA["requests_in_flight"].effective_default == lanes
+        assert (
+            "(it follows the provider: local 1, openai 4, tei 4)"
+            in SCHEMA["requests_in_flight"].default_display
+        )
 
 
 def test_a_value_a_person_set_wins_over_the_providers_default():
@@ -146,6 +151,20 @@ def test_the_upgrade_unpins_a_seeded_batch_size_but_keeps_a_chosen_one():
     assert ConfigChange.objects.filter(config_key="batch_size").exists()
     migration.follow_the_provider(apps, None)
     assert QueueConfig.objects.get(config_key="batch_size").config_value == 32
+
+
+def test_the_upgrade_unpins_seeded_requests_in_flight_but_keeps_a_chosen_value():
+    migration = importlib.import_module("queue_admin.migrations.0024_requests_in_flight_follow_the_provider")
+    from django.apps import apps
+
+    QueueConfig.objects.create(config_key="requests_in_flight", config_value=1)  # as 0003 seeded it
+    migration.follow_the_provider(apps, None)
+    assert not QueueConfig.objects.filter(config_key="requests_in_flight").exists()
+
+    config.set_value("requests_in_flight", 2)  # a person chose 2, then back to 1: both recorded
+    config.set_value("requests_in_flight", 1)
+    migration.follow_the_provider(apps, None)
+    assert QueueConfig.objects.get(config_key="requests_in_flight").config_value == 1
 
 
 def test_items_to_give_back_survive_a_failed_give_back(monkeypatch):
