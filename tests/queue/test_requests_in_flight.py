@@ -138,33 +138,26 @@ def test_a_value_a_person_set_wins_over_the_providers_default():
     assert config.current().requests_in_flight == 2
 
 
-def test_the_upgrade_unpins_a_seeded_batch_size_but_keeps_a_chosen_one():
-    migration = importlib.import_module("queue_admin.migrations.0020_settings_that_follow_the_provider")
+@pytest.mark.parametrize(
+    "migration_name, key, seeded, chosen",
+    [
+        ("0020_settings_that_follow_the_provider", "batch_size", 32, 64),
+        ("0024_requests_in_flight_follow_the_provider", "requests_in_flight", 1, 2),
+    ],
+)
+def test_the_upgrade_unpins_a_seeded_value_but_keeps_a_chosen_one(migration_name, key, seeded, chosen):
+    migration = importlib.import_module(f"queue_admin.migrations.{migration_name}")
     from django.apps import apps
 
-    QueueConfig.objects.create(config_key="batch_size", config_value=32)  # as 0003 seeded it
+    QueueConfig.objects.create(config_key=key, config_value=seeded)  # as 0003 seeded it
     migration.follow_the_provider(apps, None)
-    assert not QueueConfig.objects.filter(config_key="batch_size").exists()
+    assert not QueueConfig.objects.filter(config_key=key).exists()
 
-    config.set_value("batch_size", 64)  # a person chose 64, then back to 32: both recorded
-    config.set_value("batch_size", 32)
-    assert ConfigChange.objects.filter(config_key="batch_size").exists()
+    config.set_value(key, chosen)  # a person chose another value, then back to the seeded one
+    config.set_value(key, seeded)
+    assert ConfigChange.objects.filter(config_key=key).exists()
     migration.follow_the_provider(apps, None)
-    assert QueueConfig.objects.get(config_key="batch_size").config_value == 32
-
-
-def test_the_upgrade_unpins_seeded_requests_in_flight_but_keeps_a_chosen_value():
-    migration = importlib.import_module("queue_admin.migrations.0024_requests_in_flight_follow_the_provider")
-    from django.apps import apps
-
-    QueueConfig.objects.create(config_key="requests_in_flight", config_value=1)  # as 0003 seeded it
-    migration.follow_the_provider(apps, None)
-    assert not QueueConfig.objects.filter(config_key="requests_in_flight").exists()
-
-    config.set_value("requests_in_flight", 2)  # a person chose 2, then back to 1: both recorded
-    config.set_value("requests_in_flight", 1)
-    migration.follow_the_provider(apps, None)
-    assert QueueConfig.objects.get(config_key="requests_in_flight").config_value == 1
+    assert QueueConfig.objects.get(config_key=key).config_value == seeded
 
 
 def test_items_to_give_back_survive_a_failed_give_back(monkeypatch):
