@@ -28,6 +28,7 @@ provider_batches`; an advisory lock per batch keeps two of them from doing the s
 """
 
 import logging
+import statistics
 import uuid
 from contextlib import contextmanager
 
@@ -95,6 +96,23 @@ def documents_at_the_provider() -> int:
     """Documents held by open provider batches: live in the queue, but not the workers' to do."""
     open_batches = ProviderBatch.objects.filter(state__in=ProviderBatch.OPEN_STATES)
     return open_batches.aggregate(documents=Sum("documents"))["documents"] or 0
+
+
+# The turnaround the admin quotes is the median of this many latest answered batches.
+TURNAROUND_SAMPLE = 20
+
+
+def recent_turnaround_seconds() -> float | None:
+    """How long the provider took lately, sent to answered: the median over the latest
+    TURNAROUND_SAMPLE completed batches; None before any."""
+    finished = (
+        ProviderBatch.objects.filter(provider_status="completed", submitted_at__isnull=False)
+        .exclude(finished_at=None)
+        .order_by("-finished_at")
+        .values_list("submitted_at", "finished_at")[:TURNAROUND_SAMPLE]
+    )
+    seconds = sorted((done - sent).total_seconds() for sent, done in finished)
+    return statistics.median(seconds) if seconds else None
 
 
 def window_in_words() -> str:

@@ -9,6 +9,7 @@ from django.utils.translation import gettext_lazy, ngettext
 
 from embedding_site.counting import EstimatedCountPaginator
 from queue_admin import provider_batches
+from queue_admin.backfill import duration_in_words
 
 
 class BigTableAdmin(admin.ModelAdmin):
@@ -114,7 +115,12 @@ def batch_api_choice(figures) -> dict | None:
     the Batch API is offered for that many documents; None otherwise."""
     if figures is None or not provider_batches.offered(figures.selection.documents):
         return None
-    return {"cost": provider_batches.batch_cost(figures.cost), "window": provider_batches.window_in_words()}
+    lately = provider_batches.recent_turnaround_seconds()
+    return {
+        "cost": provider_batches.batch_cost(figures.cost),
+        "window": provider_batches.window_in_words(),
+        "lately": None if lately is None else duration_in_words(lately),
+    }
 
 
 def report_sent_to_batch_api(model_admin, request, batches) -> None:

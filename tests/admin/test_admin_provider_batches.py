@@ -4,9 +4,11 @@ OpenAI Batch API on loopback (tests/batch_server.py) and the real PostgreSQL."""
 
 import html
 import re
+from datetime import timedelta
 
 import pytest
 from django.urls import reverse
+from django.utils import timezone
 
 from documents.models import SourceDocument
 from queue_admin import backfill, provider_batches, status
@@ -43,6 +45,19 @@ def test_the_backfill_page_shows_both_ways_and_sends_through_the_batch_api(admin
         f"Through the provider's Batch API: answered within 24 hours, cost {half:.4f} (half the price)."
         in text
     )
+
+    # Once batches have come back, the page says how long they took lately (the median).
+    now = timezone.now()
+    for hours in (1, 2, 9):
+        ProviderBatch.objects.create(
+            model="m", state="done", provider_status="completed", submitted_at=now - timedelta(hours=hours),
+            finished_at=now,
+        )  # fmt: skip
+    text = page_text(admin_client.get(BACKFILL))
+    assert (
+        "Through the provider's Batch API: answered within 24 hours (lately in about 2 hours), cost" in text
+    )
+    ProviderBatch.objects.all().delete()
 
     response = admin_client.post(
         BACKFILL, {"kind": backfill.MISSING_OR_STALE, "priority": "low", "via": "batch_api"}, follow=True
