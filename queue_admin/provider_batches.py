@@ -271,7 +271,7 @@ def _send(batch: ProviderBatch) -> None:
     created = api.find(METADATA_KEY, str(batch.id)) or api.create(
         batch.input_file_id, {METADATA_KEY: str(batch.id)}
     )
-    queue_sql.heartbeat(batch.worker_id, SUBMITTED_LEASE_SECONDS)
+    queue_sql.extend_lease(batch.worker_id, SUBMITTED_LEASE_SECONDS)
     _save(
         batch,
         provider_batch_id=created["id"],

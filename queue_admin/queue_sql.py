@@ -144,7 +144,30 @@ def hand_over(item_ids: list[uuid.UUID], from_worker: str, to_worker: str) -> in
 
 
 def heartbeat(worker_id: str, lease_seconds: int) -> int:
-    """Extend the leases of everything `worker_id` holds; returns how many it still holds."""
+    """Extend the leases of what `worker_id` holds; returns how many were extended.
+
+    SKIP LOCKED: the rows the worker's own writer is completing are locked by its write
+    transaction. Waiting for them while holding the others deadlocked with that write (each
+    locking the batch's rows in its own order; PostgreSQL then aborted the write and the batch
+    was embedded again). Those rows are finishing anyway; any that are not get the next beat,
+    well within the lease.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute(
+            """UPDATE embedding_queue q
+                  SET lease_expires_at = statement_timestamp() + make_interval(secs => %s), updated_at = statement_timestamp()
+                 FROM (SELECT id FROM embedding_queue WHERE worker_id = %s AND status = 'processing'
+                          FOR UPDATE SKIP LOCKED) held
+                WHERE q.id = held.id""",
+            [lease_seconds, worker_id],
+        )
+        return cursor.rowcount
+
+
+def extend_lease(worker_id: str, lease_seconds: int) -> int:
+    """Extend the lease of every item `worker_id` holds, waiting for any row locked meanwhile
+    (a provider batch going to the provider: no writer of its own holds its rows); returns how
+    many."""
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE embedding_queue

@@ -3,13 +3,16 @@
 import uuid
 from datetime import timedelta
 
+import psycopg
 import pytest
+from django.db import connection
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from documents.models import SourceDocument
 from queue_admin import queue_sql
 from queue_admin.models import QueueItem
+from tests.helpers import database_url
 
 pytestmark = pytest.mark.django_db
 
@@ -162,3 +165,23 @@ def test_heartbeat_extends_only_this_workers_leases():
     assert queue_sql.heartbeat("a", 600) == 1
     assert (QueueItem.objects.get(id=mine[0].id).lease_expires_at - timezone.now()).total_seconds() > 500
     assert (QueueItem.objects.get(worker_id="b").lease_expires_at - timezone.now()).total_seconds() < 11
+
+
+@pytest.mark.django_db(transaction=True)
+def test_heartbeat_skips_rows_its_own_write_holds_instead_of_waiting_for_them():
+    """The worker's writer holds some of its rows while it completes them; a heartbeat that
+    waited for them while holding the others deadlocked with that write."""
+    make_items(2)
+    _, mine = claim(2, worker="a", lease=10)
+    with psycopg.connect(database_url()) as writer:
+        writer.execute("UPDATE embedding_queue SET updated_at = now() WHERE id = %s", [mine[0].id])  # held
+        with connection.cursor() as cursor:
+            cursor.execute("SET lock_timeout = '3s'")  # waiting would fail this test, not hang it
+            try:
+                assert queue_sql.heartbeat("a", 600) == 1
+            finally:
+                cursor.execute("RESET lock_timeout")
+        writer.rollback()
+    leases = {item.id: item.lease_expires_at for item in QueueItem.objects.filter(worker_id="a")}
+    assert (leases[mine[1].id] - timezone.now()).total_seconds() > 500
+    assert (leases[mine[0].id] - timezone.now()).total_seconds() < 11  # the next beat's
