@@ -5,7 +5,7 @@ request after 50 ms with deterministic vectors. The workers are the real thing: 
 provider over HTTP, with the shared rate limits and circuit breaker of every remote provider
 (the quotas set far above what is reached, so they cost their round trips but never wait).
 For each concurrency (worker processes: 1, 4, 16, one request in flight each; then one worker
-process with four requests in flight), the documents are
+process with the `openai` provider's default of four requests in flight), the documents are
 inserted, the workers released together, and the queue drained at queue batch 32 = one request
 of 32 texts.
 
@@ -25,7 +25,7 @@ LATENCY_SECONDS = 0.05
 BATCH_SIZE = 32
 CONCURRENCY = (1, 4, 16)
 # (worker processes, requests in flight each): one in flight at each concurrency, then one
-# worker with four (requests_in_flight = 4, where a remote API gains most).
+# worker at the openai provider's default (queue_admin.config_schema: requests_in_flight).
 RUNS = (*((concurrency, 1) for concurrency in CONCURRENCY), (1, 4))
 TARGET_SHARE = 0.9
 MODEL = "bench-fixed-latency-embedder"

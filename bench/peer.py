@@ -21,9 +21,9 @@ turns (which goes first alternates), ROUNDS times each; the figures are medians:
 - `defaults`: as shipped. pgai: `create_vectorizer` with only what it requires (loading from
   the column, the openai embedding) — its default chunking (recursive splitter, 800
   characters, 400 overlap), batch 50, concurrency 1, no index below 100,000 rows. Sidecar:
-  what the `openai` provider gets when nobody set them (queue batch 256, one request in flight
-  per worker), `max_concurrent_workers` (2) worker processes, the provider's own request size,
-  the index policy's default (no HNSW index below VECTOR_INDEX_MIN_ROWS).
+  what the `openai` provider gets when nobody set them (queue batch 256, four requests in
+  flight per worker), `max_concurrent_workers` (2) worker processes, the provider's own
+  request size, the index policy's default (no HNSW index below VECTOR_INDEX_MIN_ROWS).
 
 In `batch50` and `best` every Sidecar worker process keeps one request in flight, as each of
 the peer's concurrent tasks does.
@@ -175,7 +175,7 @@ def run_sidecar(configuration: Configuration, documents: list[dict]) -> dict:
         # Unset, so the worker processes (EMBEDDING_PROVIDER=openai) read the provider's defaults.
         reset_sidecar_config(("batch_size", "requests_in_flight"))
         batch = SCHEMA["batch_size"].by_provider["openai"]
-        lanes = SCHEMA["requests_in_flight"].by_provider.get("openai", SCHEMA["requests_in_flight"].default)
+        lanes = SCHEMA["requests_in_flight"].by_provider["openai"]
     else:
         batch, lanes = setting.batch, 1
         common.set_batch_size(batch)

@@ -225,8 +225,9 @@ def cancel(batch_id: uuid.UUID, cancelled_by: str = "") -> ProviderBatch:
         if not ours:
             raise NotAvailable("the batch is being sent or written right now; try again in a minute")
         batch = ProviderBatch.objects.get(pk=batch_id)
+        cancelled = f"cancelled by {cancelled_by or 'someone'}"
         if batch.state == ProviderBatch.State.PREPARING and not batch.input_file_id:
-            _finish(batch, error=f"cancelled by {cancelled_by or 'someone'} before it was sent")
+            _finish(batch, error=f"{cancelled} before it was sent")
         elif batch.state in (ProviderBatch.State.PREPARING, ProviderBatch.State.SUBMITTED):
             api = _api()
             # Uploaded but not recorded as created: it may have been created all the same.
@@ -237,10 +238,10 @@ def cancel(batch_id: uuid.UUID, cancelled_by: str = "") -> ProviderBatch:
                     batch,
                     provider_batch_id=created,
                     state=ProviderBatch.State.CANCELLING,
-                    error_message=f"cancelled by {cancelled_by or 'someone'}",
+                    error_message=cancelled,
                 )
             else:
-                _finish(batch, error=f"cancelled by {cancelled_by or 'someone'} before it was sent")
+                _finish(batch, error=f"{cancelled} before it was sent")
         return batch
 
 
@@ -300,10 +301,11 @@ def _plan_lines(batch: ProviderBatch, api: BatchApi) -> list[bytes]:
     worker.write_plans([p for p in plans if p not in to_send], report)
     worker.count_outcomes(report)
     worker.metrics.flush()
-    lines, requests, surplus, texts, size = [], {}, [], 0, 0
+    lines, requests, surplus, texts, size, tokens = [], {}, [], 0, 0, 0
     for plan in to_send:
         indices = [i for i in range(len(plan.chunks)) if i not in plan.reusable]
-        line = api.request_line(Request(str(plan.item.id), [plan.chunks[i] for i in indices]))
+        chunks = [plan.chunks[i] for i in indices]
+        line = api.request_line(Request(str(plan.item.id), chunks))
         full = (
             len(lines) >= MAX_REQUESTS
             or texts + len(indices) > MAX_INPUTS
@@ -315,14 +317,10 @@ def _plan_lines(batch: ProviderBatch, api: BatchApi) -> list[bytes]:
         lines.append(line)
         requests[str(plan.item.id)] = {"hash": plan.document_hash, "chunks": indices}
         texts, size = texts + len(indices), size + len(line)
+        tokens += sum(worker.provider.count_tokens(chunks))
     if surplus:
         _hand_over(batch, surplus)
-    batch.requests, batch.texts_sent = requests, texts
-    batch.estimated_tokens = sum(
-        sum(worker.provider.count_tokens([p.chunks[i] for i in requests[str(p.item.id)]["chunks"]]))
-        for p in to_send
-        if str(p.item.id) in requests
-    )
+    batch.requests, batch.texts_sent, batch.estimated_tokens = requests, texts, tokens
     batch.completed += report.completed
     batch.failed += report.failed
     batch.returned += report.requeued

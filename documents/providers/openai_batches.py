@@ -13,7 +13,6 @@ which documents go into a batch and what happens to them is the queue's
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .base import EmbeddingError, EmbeddingResult, validate_result
@@ -136,6 +135,7 @@ class BatchApi:
             body = response.get("body")
             try:
                 vectors = _vectors_in_input_order(body, texts)
+                # The texts are not at hand here: the usage total is shared out evenly.
                 result = EmbeddingResult(vectors, _token_counts(body, [""] * texts))
                 return validate_result(result, texts, self.provider.dimensions)
             except EmbeddingError as exc:
@@ -160,10 +160,6 @@ def batch_errors(batch: dict) -> str:
         if isinstance(item, dict)
     ]
     return "; ".join(messages)[:2000] or "the provider gave no reason"
-
-
-def jsonl(lines: Iterable[bytes]) -> bytes:
-    return b"".join(lines)
 
 
 def _error_text(error, response) -> str:
