@@ -254,6 +254,8 @@ def mark_rate_limited(item_ids: list[uuid.UUID], worker_id: str, *, until: datet
 def release(item_ids: list[uuid.UUID], worker_id: str) -> int:
     """Give back claimed items not yet started (graceful shutdown, or the text changed in
     flight): pending again at once, no attempt counted."""
+    if not item_ids:
+        return 0
     with connection.cursor() as cursor:
         cursor.execute(
             """UPDATE embedding_queue

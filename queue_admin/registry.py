@@ -205,10 +205,13 @@ def set_batch(worker_id: str, batch_id) -> None:
     )
 
 
-def record_batch(worker_id: str, report, elapsed_ms: int) -> None:
+def record_batch(worker_id: str, batch_id, report, elapsed_ms: int) -> None:
+    """Count a written batch. The worker is idle now unless it has claimed another batch
+    meanwhile (a lane claims its next batch while one is at the provider)."""
+    this_batch = Q(current_batch_id=batch_id)
     Worker.objects.filter(worker_id=worker_id).update(
-        status=Worker.Status.IDLE,
-        current_batch_id=None,
+        status=Case(When(this_batch, then=Value(Worker.Status.IDLE)), default=F("status")),
+        current_batch_id=Case(When(this_batch, then=None), default=F("current_batch_id")),
         tasks_processed=F("tasks_processed") + report.completed,
         total_processing_time_ms=F("total_processing_time_ms") + elapsed_ms,
         error_count=F("error_count") + report.failed + report.retried,

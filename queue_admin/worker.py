@@ -15,6 +15,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -97,7 +98,11 @@ class _Batch:
     items: list[queue_sql.ClaimedItem]
     report: BatchReport
     started: float  # time.monotonic() at the claim
+    provider: object  # who gets its requests: the provider, or its fallback (breaker open)
+    queue_settings: QueueSettings  # as read at the claim
     plans: list[_Plan] = field(default_factory=list)  # what to write: skipped and embedded items
+    claimed_ahead: bool = False  # while the lane's batch before was at the provider
+    pending: list[_Plan] = field(default_factory=list)  # claimed and planned, to embed
 
 
 def _close_this_threads_connections() -> None:
@@ -149,13 +154,18 @@ class QueueWorker:
         # has no quota to share and nothing to trip over.
         self.shared_limits = provider.is_remote
         self.provider_key = provider.model_id
+        # A lane claims its next batch while its request is at a remote provider: that wait is
+        # the network's and the provider's, so the claim's round trips come free. A local model
+        # computes on this machine's cores, where the claim would compete with it, and the batch
+        # claimed ahead would sit held (from other workers) for the whole computation.
+        self.claims_ahead = provider.is_remote
         self._lane_state = threading.local()  # who gets this lane's requests (_sending_to)
         self._heartbeat: registry.Heartbeat | None = None
         self.metrics = worker_metrics.Recorder()
-        # Items of a batch that failed while the database was unreachable: they could not be
-        # given back then, and the heartbeat would renew their lease for as long as this worker
-        # lives, so they are given back as soon as the database answers again.
-        self._to_release: list[uuid.UUID] = []
+        # Items of batches that failed while the database was unreachable, batch by batch: they
+        # could not be given back then, and the heartbeat would renew their lease for as long as
+        # this worker lives, so they are given back as soon as the database answers again.
+        self._to_release: list[list[uuid.UUID]] = []
         self._release_lock = threading.Lock()  # the writer thread adds to it too
 
     @property
@@ -235,10 +245,16 @@ class QueueWorker:
             _close_this_threads_connections()
 
     def _lane(self, writer, total: BatchReport, budget: "_Budget", until_empty: bool) -> None:
-        """One lane of run(): claim and embed a batch, hand its write to the writer, repeat;
-        at most one write of this lane's in flight."""
+        """One lane of run(): claim a batch, embed it, hand its write to the writer, repeat.
+
+        While a batch is at a remote provider, the lane's claimer thread claims and plans the
+        next one, as soon as the write before has finished: the claim's round trips then overlap the
+        provider's answer instead of following it, and the lane still holds at most two batches
+        (one being written or claimed, one at the provider) and sends one request at a time.
+        """
         failures_in_a_row = 0
         writing: tuple[Future, _Batch] | None = None
+        ahead: Future | None = None  # the next batch's claim, started while this one embeds
 
         def settle() -> None:  # wait for this lane's write in flight and count it
             nonlocal writing
@@ -246,14 +262,19 @@ class QueueWorker:
                 (future, batch), writing = writing, None
                 self._add(total, self._settle(future, batch))
 
+        claimer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-claimer")
         try:
             while self.registered and not self.stop_requested.is_set():
                 if self.deadline is not None and time.monotonic() >= self.deadline:
                     break
-                if not budget.take():
+                if ahead is not None:  # its share of the budget was taken when it started
+                    claim, ahead = ahead.result, None
+                elif budget.take():
+                    claim = self._claim_batch
+                else:
                     break
                 try:
-                    batch = self._prepare_batch()
+                    batch = claim()
                 except Exception:
                     # The database restarting, a broken model file: keep the worker alive,
                     # back off (2, 4, … 60 s), reconnect on the next try (close_old_connections).
@@ -263,11 +284,11 @@ class QueueWorker:
                     logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
                     self.stop_requested.wait(min(60, 2**failures_in_a_row))
                     continue
-                failures_in_a_row = 0
-                was_writing = writing is not None
-                settle()
                 if batch is None:
                     budget.give_back()
+                    was_writing = writing is not None
+                    settle()
+                    failures_in_a_row = 0
                     if was_writing or self._to_release:
                         # That write may have given items back (a text edited meanwhile), or
                         # another lane's failed batch waits to be given back: look again.
@@ -276,9 +297,50 @@ class QueueWorker:
                         break
                     self.stop_requested.wait(IDLE_POLL_SECONDS)
                     continue
+                if self.claims_ahead and batch.pending and budget.take():
+                    ahead = claimer.submit(self._claim_batch_after, writing[0] if writing else None)
+                try:
+                    self._embed_batch(batch)
+                except Exception:
+                    budget.give_back()
+                    if ahead is not None:  # not sent while this lane backs off
+                        self._add(total, self._give_back_unsent(ahead))
+                        ahead = None
+                        budget.give_back()
+                    settle()
+                    failures_in_a_row += 1
+                    logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
+                    self.stop_requested.wait(min(60, 2**failures_in_a_row))
+                    continue
+                failures_in_a_row = 0
+                settle()
                 writing = (writer.submit(self._write_batch_on_writer_thread, batch), batch)
         finally:
+            if ahead is not None:
+                self._add(total, self._give_back_unsent(ahead))
             settle()
+            claimer.submit(_close_this_threads_connections).result()
+            claimer.shutdown()
+
+    def _claim_batch_after(self, write: Future | None) -> "_Batch | None":
+        """The claimer's task: the next batch, claimed once the write before has finished (so
+        the lane never holds more than two batches)."""
+        if write is not None:
+            wait_for([write])  # its outcome is the lane's to report (settle), not ours
+        return self._claim_batch(ahead=True)
+
+    def _give_back_unsent(self, ahead: Future) -> BatchReport | None:
+        """A batch claimed ahead but never sent (stopping, out of time or budget, a failure):
+        back to the queue now, untouched, rather than held until its lease runs out. Returns
+        what became of it (claimed, requeued) for run()'s report."""
+        try:
+            batch = ahead.result()
+        except Exception:  # the claim itself failed: it gave its items back
+            return None
+        if batch is None:
+            return None
+        batch.report.requeued += self._give_back(batch.items)
+        return batch.report
 
     _adding = threading.Lock()  # lanes add to one total
 
@@ -290,22 +352,15 @@ class QueueWorker:
                     setattr(total, name, getattr(total, name) + getattr(report, name))
 
     def _settle(self, writing: Future, batch: "_Batch") -> BatchReport | None:
-        """The finished write's report, recorded and logged here on the loop's thread; None
-        when the write failed (its items were given back, see _write_batch). Never raises: the
-        database may be down while the loop is already handling that."""
+        """The finished write's report (recorded by the writer); None when the write failed (its
+        items were given back, see _write_batch). Never raises: the database may be down while
+        the loop is already handling that."""
         try:
-            writing.result()
+            return writing.result()
         except Exception:
             logger.exception("worker %s: writing a batch failed; its items were given back", self.worker_id)
             self._flush_metrics()  # the requests it did send still count
             return None
-        try:
-            return self._finish_batch(batch)
-        except Exception:  # written and completed; only its bookkeeping failed
-            logger.exception(
-                "worker %s: batch %s was written but not recorded", self.worker_id, batch.batch_id
-            )
-            return batch.report
 
     def _flush_metrics(self) -> None:
         """Flush the metrics after a failure; with the database down they stay for the next flush."""
@@ -330,29 +385,39 @@ class QueueWorker:
         return self._finish_batch(batch)
 
     def _prepare_batch(self) -> "_Batch | None":
-        """Claim a batch and get it ready to write: reclaim expired leases; claim; plan each
-        item (skip unchanged or blank text, chunk, find reusable chunks); embed what is left.
-        Failures of single items are recorded on them, never raised; anything else gives the
-        batch back and is raised."""
+        """Claim a batch and embed it: ready to write, or None when there was nothing to claim."""
+        batch = self._claim_batch()
+        if batch is not None:
+            self._embed_batch(batch)
+        return batch
+
+    def _claim_batch(self, *, ahead: bool = False) -> "_Batch | None":
+        """Claim a batch and plan it: give back what a failed batch left; reclaim expired
+        leases; claim; plan each item (skip unchanged or blank text, refuse one too long,
+        chunk, find reusable chunks). Anything that fails gives the batch back and is raised.
+
+        `ahead`: claimed while the lane's batch before is at the provider. Such a claim never
+        becomes the breaker's half-open trial nor goes to the fallback: it is made only while
+        the provider's breaker is closed (else None, and the lane claims again the usual way)."""
         close_old_connections()
         reset_queries()  # with DEBUG on, Django keeps every query until a request starts: never, here
         with self._release_lock:
             to_release, self._to_release = self._to_release, []
-        if to_release:
+        for position, batch_items in enumerate(to_release):
             try:
-                released = queue_sql.release(to_release, self.worker_id)
+                released = queue_sql.release(batch_items, self.worker_id)
             except Exception:
                 # Still unreachable: keep them for the next try, or they would wait out their lease.
                 with self._release_lock:
-                    self._to_release.extend(to_release)
+                    self._to_release.extend(to_release[position:])
                 raise
             logger.warning("worker %s gave back %s items of a batch that failed", self.worker_id, released)
         queue_settings = config.current()
         registry.reclaim_and_expire(queue_settings)
         if not queue_settings.queue_enabled:
             return None
-        self._sending_to = self._provider_for_batch(queue_settings)
-        if self._sending_to is None:
+        provider = self._provider_for_batch(queue_settings, ahead=ahead)
+        if provider is None:
             return None  # the provider's breaker is open and there is no fallback: wait
         batch_id, items = queue_sql.claim_batch(
             self.worker_id,
@@ -362,21 +427,47 @@ class QueueWorker:
         )
         if not items:
             return None
-        batch = _Batch(batch_id, items, BatchReport(claimed=len(items)), time.monotonic())
+        batch = _Batch(
+            batch_id,
+            items,
+            BatchReport(claimed=len(items)),
+            time.monotonic(),
+            provider,
+            queue_settings,
+            claimed_ahead=ahead,
+        )
         try:
             registry.set_batch(self.worker_id, batch_id)
             plans = self.plan_items(items)
             self.refuse_too_long([p for p in plans if p.too_long], batch.report)
-            plans = [p for p in plans if not p.too_long]
-            pending = [p for p in plans if not p.skip]
-            if pending:
-                pending = self._embed(pending, queue_settings, batch.report)
-            batch.plans = [*[p for p in plans if p.skip], *pending]
+            batch.plans = [p for p in plans if p.skip and not p.too_long]
+            batch.pending = [p for p in plans if not p.skip and not p.too_long]
         except Exception:
             self._give_back(items)
-            self._flush_metrics()  # the requests it did send still count
+            self._flush_metrics()
             raise
         return batch
+
+    def _embed_batch(self, batch: "_Batch") -> None:
+        """Embed a claimed batch's pending plans (on the lane's thread: its request is the
+        lane's one in flight). Failures of single items are recorded on them, never raised;
+        anything else gives the batch back and is raised."""
+        self._sending_to = batch.provider
+        try:
+            if batch.claimed_ahead and batch.pending and not self._breaker_still_closed():
+                # The batch before opened the breaker (or another worker did) after this one was
+                # claimed: it goes back unsent, as a claim now would not have been made.
+                unsent = [plan.item.id for plan in batch.pending]
+                batch.report.requeued += queue_sql.release(unsent, self.worker_id)
+                batch.pending = []
+                return
+            if batch.pending:
+                batch.plans += self._embed(batch.pending, batch.queue_settings, batch.report)
+        except Exception:
+            self._give_back(batch.items)
+            self._flush_metrics()  # the requests it did send still count
+            raise
+        batch.pending = []
 
     def _write_batch(self, batch: "_Batch") -> None:
         """Write the batch's chunks and complete its items (one transaction); on the writer
@@ -387,28 +478,38 @@ class QueueWorker:
             self._give_back(batch.items)
             raise
 
-    def _write_batch_on_writer_thread(self, batch: "_Batch") -> None:
+    def _write_batch_on_writer_thread(self, batch: "_Batch") -> BatchReport:
+        """Write the batch, then record it (registry, metrics, log): both off the lane's thread,
+        whose next request is meanwhile at the provider."""
         # The writer's own session: dropped and reopened here after the database restarted, as
-        # _prepare_batch does for the loop's session.
+        # _claim_batch does for the lane's session.
         close_old_connections()
         reset_queries()
         self._write_batch(batch)
-
-    def _give_back(self, items: list[queue_sql.ClaimedItem]) -> None:
-        """Nothing any one item can be blamed for: give the batch back now rather than hold it
-        until the lease expires. If the database is down this fails too; then the next batch
-        gives it back first (see _to_release)."""
         try:
-            queue_sql.release([item.id for item in items], self.worker_id)
+            return self._finish_batch(batch)
+        except Exception:  # written and completed; only its bookkeeping failed
+            logger.exception(
+                "worker %s: batch %s was written but not recorded", self.worker_id, batch.batch_id
+            )
+            return batch.report
+
+    def _give_back(self, items: list[queue_sql.ClaimedItem]) -> int:
+        """Nothing any one item can be blamed for: give the batch back now rather than hold it
+        until the lease expires; how many went back. If the database is down this fails too;
+        then the next batch gives it back first (see _to_release), and this returns 0."""
+        try:
+            return queue_sql.release([item.id for item in items], self.worker_id)
         except Exception:
             with self._release_lock:
-                self._to_release.extend(item.id for item in items)
+                self._to_release.append([item.id for item in items])
+            return 0
 
     def _finish_batch(self, batch: "_Batch") -> BatchReport:
         """Record a written batch in the registry and the metrics, and log it."""
         report = batch.report
         elapsed_ms = int((time.monotonic() - batch.started) * 1000)
-        registry.record_batch(self.worker_id, report, elapsed_ms)
+        registry.record_batch(self.worker_id, batch.batch_id, report, elapsed_ms)
         self._record_batch_metrics(report, elapsed_ms / 1000)
         logger.info(
             "batch %s: %s claimed, %s completed (%s skipped), %s retried, %s failed, %s rate-limited, "
@@ -442,12 +543,15 @@ class QueueWorker:
         for outcome, count in outcomes.items():
             self.metrics.inc("sidecar_documents", count, outcome=outcome)
 
-    def _provider_for_batch(self, queue_settings: QueueSettings):
+    def _provider_for_batch(self, queue_settings: QueueSettings, *, ahead: bool = False):
         """Who gets this batch's requests: the provider, unless its shared circuit breaker is
         open; then the fallback (the same model served elsewhere) if one is configured, else
-        nobody, and the queue waits."""
+        nobody, and the queue waits. A batch claimed `ahead` gets the provider while its
+        breaker is closed, else nobody."""
         if not self.shared_limits:
             return self.provider
+        if ahead:
+            return self.provider if self._breaker_still_closed() else None
         recovery = queue_settings.circuit_breaker_recovery_seconds
         if limits.breaker_allows(self.provider_key, recovery_seconds=recovery):
             return self.provider
@@ -627,6 +731,9 @@ class QueueWorker:
             rpm=queue_settings.api_quota_per_minute, tpm=queue_settings.token_quota_per_minute,
             should_stop=self._should_stop, timeout=queue_settings.lease_seconds / 2,
         )  # fmt: skip
+
+    def _breaker_still_closed(self) -> bool:
+        return not self.shared_limits or limits.breaker_is_closed(self.provider_key)
 
     def _should_stop(self) -> bool:
         """Asked to stop, or past the time budget of run(): don't wait for quota any more (a

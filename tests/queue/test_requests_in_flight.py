@@ -173,7 +173,7 @@ def test_items_to_give_back_survive_a_failed_give_back(monkeypatch):
             worker.worker_id, 4, lease_seconds=300, weights=config.current().priority_weights
         )
         held = [item.id for item in items]
-        worker._to_release = list(held)
+        worker._to_release = [list(held)]
         real_release = queue_sql.release
         calls = []
 
@@ -186,7 +186,104 @@ def test_items_to_give_back_survive_a_failed_give_back(monkeypatch):
         monkeypatch.setattr(queue_sql, "release", release_fails_once)
         with pytest.raises(RuntimeError):
             worker._prepare_batch()
-        assert sorted(worker._to_release) == sorted(held)  # kept, not dropped
+        assert [sorted(batch) for batch in worker._to_release] == [sorted(held)]  # kept, not dropped
         report = worker.run()
     assert report.completed == 4
     assert set(QueueItem.objects.values_list("status", flat=True)) == {"completed"}
+
+
+class HeldCountingFakeEmbedderForQueueTests(SlowFakeEmbedderForQueueTests):
+    """Answers after `seconds` and, meanwhile, notes how many items are held (processing) at
+    once: what a SIGKILL at that moment would leave to the leases; `most_held_late` counts only
+    from `look_after` seconds into each call, when the write of the batch before has finished.
+    `on_call` runs at each call."""
+
+    def __init__(self, seconds: float = 0.4, on_call=None, look_after: float = 0.2):
+        super().__init__(seconds)
+        self.most_held = self.most_held_late = 0
+        self.on_call = on_call or (lambda embedder: None)
+        self.look_after = look_after
+
+    def held(self) -> int:
+        return QueueItem.objects.filter(status="processing").count()
+
+    def embed(self, texts, may_retry=None):
+        with self._count_lock:
+            self.at_once += 1
+            self.most_at_once = max(self.most_at_once, self.at_once)
+        try:
+            self.on_call(self)
+            start = time.monotonic()
+            while (now := time.monotonic()) < start + self.seconds:
+                held = self.held()
+                self.most_held = max(self.most_held, held)
+                if now >= start + self.look_after:
+                    self.most_held_late = max(self.most_held_late, held)
+                time.sleep(0.02)
+            return FakeEmbedderForQueueTests.embed(self, texts)
+        finally:
+            with self._count_lock:
+                self.at_once -= 1
+
+
+class FarAwayHeldCountingFakeEmbedderForQueueTests(HeldCountingFakeEmbedderForQueueTests):
+    """The same, as a remote provider (shared limits, breaker, and the lane claims ahead)."""
+
+    is_remote = True
+    model_id = "far-away-fake-embedder-for-queue-tests@1"
+
+
+def test_with_a_remote_provider_a_lane_claims_its_next_batch_while_one_is_at_the_provider():
+    """The next batch is claimed and planned while the request before is out, so its round trips
+    do not wait for the answer; one request at a time still, and never more than two batches
+    held (the one at the provider, the one claimed ahead or being written)."""
+    set_config(batch_size=4, requests_in_flight=1)
+    docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"ahead {n}") for n in range(16))
+    embedder = FarAwayHeldCountingFakeEmbedderForQueueTests()
+    report = run_worker(embedder)
+    assert embedder.most_held_late == 8  # the next batch, claimed while this one is out
+    assert embedder.most_held == 8  # and never more than two batches of 4
+    assert embedder.most_at_once == 1
+    assert (report.claimed, report.completed) == (16, 16)
+    assert sorted(embedder.texts_sent) == sorted(d.content for d in docs)  # none twice, none lost
+    assert set(QueueItem.objects.values_list("status", flat=True)) == {"completed"}
+
+
+def test_a_local_model_does_not_claim_ahead():
+    """Its batch computes on this machine's cores: once the batch before is written (in the
+    first moments of the call), nothing is held beyond the batch at the model."""
+    set_config(batch_size=4, requests_in_flight=1)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"near {n}") for n in range(12))
+    embedder = HeldCountingFakeEmbedderForQueueTests()
+    assert run_worker(embedder).completed == 12
+    assert embedder.most_held_late == 4
+
+
+def test_a_stop_gives_back_the_batch_claimed_ahead_unsent():
+    """Stopped while a batch is at the provider and the next one is claimed: the answered one is
+    written, the one claimed ahead goes back to the queue at once, never sent; a second run
+    finishes the job with nothing sent twice."""
+    set_config(batch_size=4, requests_in_flight=1)
+    docs = SourceDocument.objects.bulk_create(SourceDocument(content=f"stop ahead {n}") for n in range(12))
+    worker_box = []
+
+    def stop_once_the_next_batch_is_claimed(embedder):
+        deadline = time.monotonic() + 10
+        while embedder.held() < 8:
+            assert time.monotonic() < deadline, "the next batch was never claimed ahead"
+            time.sleep(0.01)
+        worker_box[0].stop_requested.set()
+
+    embedder = FarAwayHeldCountingFakeEmbedderForQueueTests(on_call=stop_once_the_next_batch_is_claimed)
+    with QueueWorker(embedder, name="test") as worker:
+        worker_box.append(worker)
+        first = worker.run()
+    # The batch claimed ahead is counted as claimed and given back, not embedded.
+    assert (first.claimed, first.completed, first.requeued) == (8, 4, 4)
+    assert len(embedder.texts_sent) == 4
+    assert QueueItem.objects.filter(status="processing").count() == 0  # given back, not held
+    assert QueueItem.objects.filter(status="pending").count() == 8
+    second = run_worker(FarAwayHeldCountingFakeEmbedderForQueueTests(seconds=0.01, look_after=0))
+    assert second.completed == 8
+    assert set(QueueItem.objects.values_list("status", flat=True)) == {"completed"}
+    assert DocumentEmbedding.objects.count() == len(docs)
