@@ -262,6 +262,16 @@ class QueueWorker:
                 (future, batch), writing = writing, None
                 self._add(total, self._settle(future, batch))
 
+        def back_off() -> None:
+            # The database restarting, a broken model file: keep the worker alive, back off
+            # (2, 4, … 60 s), reconnect on the next try (close_old_connections).
+            nonlocal failures_in_a_row
+            budget.give_back()
+            settle()
+            failures_in_a_row += 1
+            logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
+            self.stop_requested.wait(min(60, 2**failures_in_a_row))
+
         claimer = ThreadPoolExecutor(1, thread_name_prefix=f"{self.name}-claimer")
         try:
             while self.registered and not self.stop_requested.is_set():
@@ -276,13 +286,7 @@ class QueueWorker:
                 try:
                     batch = claim()
                 except Exception:
-                    # The database restarting, a broken model file: keep the worker alive,
-                    # back off (2, 4, … 60 s), reconnect on the next try (close_old_connections).
-                    budget.give_back()
-                    settle()
-                    failures_in_a_row += 1
-                    logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
-                    self.stop_requested.wait(min(60, 2**failures_in_a_row))
+                    back_off()
                     continue
                 if batch is None:
                     budget.give_back()
@@ -302,15 +306,11 @@ class QueueWorker:
                 try:
                     self._embed_batch(batch)
                 except Exception:
-                    budget.give_back()
                     if ahead is not None:  # not sent while this lane backs off
                         self._add(total, self._give_back_unsent(ahead))
                         ahead = None
                         budget.give_back()
-                    settle()
-                    failures_in_a_row += 1
-                    logger.exception("worker %s: batch failed; retrying in a moment", self.worker_id)
-                    self.stop_requested.wait(min(60, 2**failures_in_a_row))
+                    back_off()
                     continue
                 failures_in_a_row = 0
                 settle()
