@@ -253,14 +253,14 @@ class QueueWorker:
         (one being written or claimed, one at the provider) and sends one request at a time.
         """
         failures_in_a_row = 0
-        writing: tuple[Future, _Batch] | None = None
+        writing: Future | None = None  # this lane's write in flight
         ahead: Future | None = None  # the next batch's claim, started while this one embeds
 
         def settle() -> None:  # wait for this lane's write in flight and count it
             nonlocal writing
             if writing is not None:
-                (future, batch), writing = writing, None
-                self._add(total, self._settle(future, batch))
+                future, writing = writing, None
+                self._add(total, self._settle(future))
 
         def back_off() -> None:
             # The database restarting, a broken model file: keep the worker alive, back off
@@ -302,7 +302,7 @@ class QueueWorker:
                     self.stop_requested.wait(IDLE_POLL_SECONDS)
                     continue
                 if self.claims_ahead and batch.pending and budget.take():
-                    ahead = claimer.submit(self._claim_batch_after, writing[0] if writing else None)
+                    ahead = claimer.submit(self._claim_batch_after, writing)
                 try:
                     self._embed_batch(batch)
                 except Exception:
@@ -314,7 +314,7 @@ class QueueWorker:
                     continue
                 failures_in_a_row = 0
                 settle()
-                writing = (writer.submit(self._write_batch_on_writer_thread, batch), batch)
+                writing = writer.submit(self._write_batch_on_writer_thread, batch)
         finally:
             if ahead is not None:
                 self._add(total, self._give_back_unsent(ahead))
@@ -351,7 +351,7 @@ class QueueWorker:
                 for name in total.__dataclass_fields__:
                     setattr(total, name, getattr(total, name) + getattr(report, name))
 
-    def _settle(self, writing: Future, batch: "_Batch") -> BatchReport | None:
+    def _settle(self, writing: Future) -> BatchReport | None:
         """The finished write's report (recorded by the writer); None when the write failed (its
         items were given back, see _write_batch). Never raises: the database may be down while
         the loop is already handling that."""
