@@ -26,7 +26,11 @@ turns (which goes first alternates), ROUNDS times each; the figures are medians:
   request size, the index policy's default (no HNSW index below VECTOR_INDEX_MIN_ROWS).
 
 In `batch50` and `best` every Sidecar worker process keeps one request in flight, as each of
-the peer's concurrent tasks does.
+the peer's concurrent tasks does. Each round of those two also times a **bare client**: the
+same requests (the same batches, as many in flight) from threads of the bench's own process
+with httpx, base64 answers decoded with numpy, and no database at all. No worker can go
+faster than that against this server on this machine, so it is the bound both sides are
+measured against, and it says whether a target ratio is reachable at all.
 
 Sidecar's provider quotas (requests and tokens per minute) are set out of reach in every
 configuration: they are the operator's copy of a provider account's limits, which the bench
@@ -39,11 +43,17 @@ When the peer cannot be installed or run, the scenario says why in its notes and
 figure for it.
 """
 
+import base64
 import os
 import statistics
 import subprocess
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+
+import httpx
+import numpy as np
 
 from bench import common, corpus
 from bench.http_provider import LATENCY_SECONDS, MODEL, start_server, stop_server
@@ -125,6 +135,7 @@ def run(*, size: int | None, quick: bool, corpus_name: str, words_per_doc: int) 
 
 def measure(result, configuration: Configuration, documents: list[dict], rounds: int, peer_url: str) -> None:
     runs: dict[str, list[dict]] = {"pgai": [], "sidecar": []}
+    bound: list[float] = []  # the bare client's docs/s, one per round
     for round_number in range(rounds):
         order = ("pgai", "sidecar") if round_number % 2 == 0 else ("sidecar", "pgai")
         for side in order:
@@ -132,6 +143,8 @@ def measure(result, configuration: Configuration, documents: list[dict], rounds:
                 runs[side].append(run_pgai(configuration, documents, peer_url))
             else:
                 runs[side].append(run_sidecar(configuration, documents))
+        if not configuration.as_shipped:  # the two sides' settings differ there: no one bound
+            bound.append(run_bare_client(configuration.sidecar, documents))
     key, count = configuration.key, len(documents)
     rates = {side: statistics.median(r["docs_per_s"] for r in side_runs) for side, side_runs in runs.items()}
     ratio = rates["sidecar"] / rates["pgai"]
@@ -141,6 +154,8 @@ def measure(result, configuration: Configuration, documents: list[dict], rounds:
         f"{key}_ratio", f"{configuration.label}: Sidecar / pgai", ratio, "ratio",
         f">= {TARGET_RATIO}", ratio >= TARGET_RATIO,
     )  # fmt: skip
+    if bound:
+        report_bound(result, configuration, rates, bound)
     for side, side_runs in runs.items():
         cpu = {
             party: statistics.median(r["cpu_ms_per_doc"][party] for r in side_runs)
@@ -204,6 +219,62 @@ def run_sidecar(configuration: Configuration, documents: list[dict]) -> dict:
         setting=f"queue batch {batch}, {workers} worker process{'es' if workers > 1 else ''}, "
         f"{lanes} request{'s' if lanes > 1 else ''} in flight each",
     )  # fmt: skip
+
+
+def report_bound(result, configuration: Configuration, rates: dict[str, float], bound: list[float]) -> None:
+    """The bare client's figure, each side's share of it, and whether the target was reachable."""
+    key, ceiling = configuration.key, statistics.median(bound)
+    result.add(
+        f"{key}_bare_client_docs_per_s",
+        f"{configuration.label}: a bare HTTP client, no database (the bound for both)",
+        ceiling, "docs/s",
+    )  # fmt: skip
+    result.add(
+        f"{key}_bound_over_pgai", f"{configuration.label}: bound / pgai", ceiling / rates["pgai"], "ratio"
+    )
+    result.metrics[f"{key}_bare_client_all_docs_per_s"] = bound
+    for side in ("pgai", "sidecar"):
+        result.metrics[f"{key}_{side}_share_of_bound"] = rates[side] / ceiling
+    result.notes.append(
+        f"{configuration.label}, bare client: " + ", ".join(f"{rate:,.0f}" for rate in bound)
+        + f" docs/s; pgai reaches {rates['pgai'] / ceiling:.0%} of it, Sidecar {rates['sidecar'] / ceiling:.0%}"
+    )  # fmt: skip
+    if ceiling < TARGET_RATIO * rates["pgai"]:
+        result.notes.append(
+            f"{configuration.label}: {TARGET_RATIO} x pgai ({TARGET_RATIO * rates['pgai']:,.0f} docs/s) is above "
+            f"what a client with no database reaches against this server ({ceiling:,.0f}): out of reach here"
+        )
+
+
+def run_bare_client(setting: Setting, documents: list[dict]) -> float:
+    """Docs/s of the same requests with nothing else to do: `setting.batch` texts each,
+    `setting.in_flight` at a time, base64 answers decoded as the openai provider does."""
+    texts = [doc["content"] for doc in documents]
+    batches = [texts[start : start + setting.batch] for start in range(0, len(texts), setting.batch)]
+    server, port = start_server()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}/v1", timeout=60) as client:
+
+            def send(batch: list[str]) -> int:
+                response = client.post(
+                    "/embeddings", json={"model": MODEL, "input": batch, "encoding_format": "base64"}
+                )
+                response.raise_for_status()
+                vectors = [
+                    np.frombuffer(base64.b64decode(row["embedding"]), dtype="<f4")
+                    for row in response.json()["data"]
+                ]
+                return sum(vector.shape == (DIMENSIONS,) for vector in vectors)
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(setting.in_flight) as pool:
+                answered = sum(pool.map(send, batches))
+            seconds = time.perf_counter() - started
+    finally:
+        stop_server(server)
+    if answered != len(texts):
+        raise RuntimeError(f"the bare client got {answered} vectors of {DIMENSIONS} for {len(texts)} texts")
+    return len(texts) / seconds
 
 
 def run_pgai(configuration: Configuration, documents: list[dict], peer_url: str) -> dict:

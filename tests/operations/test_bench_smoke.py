@@ -188,3 +188,25 @@ def test_the_peer_comparison_runs_only_when_named():
 
     assert "peer" not in parse_arguments([]).scenarios
     assert parse_arguments(["peer", "--quick"]).scenarios == ["peer"]
+
+
+def test_the_peer_comparisons_bare_client_embeds_every_text_against_the_bench_server():
+    # The bound both sides are measured against: the real bench server, no database.
+    from bench import corpus, peer
+
+    documents = corpus.documents_for("synthetic", 23, 20)
+    rate = peer.run_bare_client(peer.Setting(batch=5, in_flight=2), documents)
+    assert math.isfinite(rate) and rate > 0
+
+
+@pytest.mark.parametrize(("pgai", "out_of_reach"), [(633.0, True), (600.0, False)])
+def test_the_peer_comparison_says_when_its_target_is_beyond_the_bare_client(pgai, out_of_reach):
+    from bench import common, peer
+
+    result = common.ScenarioResult("peer", "corpus", {})
+    batch50 = peer.CONFIGURATIONS[0]
+    peer.report_bound(result, batch50, {"pgai": pgai, "sidecar": 829.0}, [941.0, 939.0, 950.0])
+    assert result.metrics["batch50_bare_client_docs_per_s"] == 941.0  # the median of the rounds
+    assert result.metrics["batch50_bound_over_pgai"] == pytest.approx(941.0 / pgai)
+    assert result.metrics["batch50_sidecar_share_of_bound"] == pytest.approx(829.0 / 941.0)
+    assert any("out of reach here" in note for note in result.notes) is out_of_reach
