@@ -103,6 +103,7 @@ class _Batch:
     plans: list[_Plan] = field(default_factory=list)  # what to write: skipped and embedded items
     claimed_ahead: bool = False  # while the lane's batch before was at the provider
     pending: list[_Plan] = field(default_factory=list)  # claimed and planned, to embed
+    quota_taken: bool = False  # its first request's share of the shared quotas, taken ahead
 
 
 def _close_this_threads_connections() -> None:
@@ -442,11 +443,27 @@ class QueueWorker:
             self.refuse_too_long([p for p in plans if p.too_long], batch.report)
             batch.plans = [p for p in plans if p.skip and not p.too_long]
             batch.pending = [p for p in plans if not p.skip and not p.too_long]
+            if ahead and self.shared_limits and batch.pending:
+                batch.quota_taken = self._take_quota_ahead(batch)
         except Exception:
             self._give_back(items)
             self._flush_metrics()
             raise
         return batch
+
+    def _take_quota_ahead(self, batch: "_Batch") -> bool:
+        """Take the shared quotas' share of a batch claimed ahead's first request now, while
+        the lane's request before is out, so the lane sends it without that round trip. Asked
+        once, never waited for (a wait here would only add to the lane's): refused, the lane
+        takes it the usual way. Taken and never sent (a stop, the breaker opening), it stays
+        counted: the window then holds one request more than was sent, never one less."""
+        first_request = self._work(batch.pending)[: max(1, self.provider.max_batch_size)]
+        tokens = sum(self.provider.count_tokens([chunk for _, _, chunk in first_request]))
+        quotas = batch.queue_settings
+        wait = limits.acquire(
+            self.provider_key, 1, tokens, rpm=quotas.api_quota_per_minute, tpm=quotas.token_quota_per_minute
+        )
+        return wait == 0
 
     def _embed_batch(self, batch: "_Batch") -> None:
         """Embed a claimed batch's pending plans (on the lane's thread: its request is the
@@ -462,7 +479,9 @@ class QueueWorker:
                 batch.pending = []
                 return
             if batch.pending:
-                batch.plans += self._embed(batch.pending, batch.queue_settings, batch.report)
+                batch.plans += self._embed(
+                    batch.pending, batch.queue_settings, batch.report, quota_taken=batch.quota_taken
+                )
         except Exception:
             self._give_back(batch.items)
             self._flush_metrics()  # the requests it did send still count
@@ -617,27 +636,42 @@ class QueueWorker:
             if queue_sql.fail(plan.item.id, self.worker_id, kind="permanent", message=message):
                 report.failed += 1
 
-    def _embed(self, plans: list[_Plan], queue_settings: QueueSettings, report: BatchReport) -> list[_Plan]:
-        """Embed every chunk not reusable, in provider-sized sub-batches sorted by length.
-
-        Returns the plans whose every chunk now has a vector; the others were retried,
-        failed or rate-limited on the queue here. A permanent error in a sub-batch of several
-        texts is retried text by text, so one bad document fails alone.
-        """
+    @staticmethod
+    def _work(plans: list[_Plan]) -> list[tuple[_Plan, int, str]]:
+        """Every chunk to embed (not reusable) as (plan, chunk index, text), sorted by length:
+        similar lengths pad less. Its first provider-sized slice is the first request."""
         work = [
             (plan, index, chunk)
             for plan in plans
             for index, chunk in enumerate(plan.chunks)
             if index not in plan.reusable
         ]
-        work.sort(key=lambda entry: len(entry[2]))  # similar lengths pad less
+        work.sort(key=lambda entry: len(entry[2]))
+        return work
+
+    def _embed(
+        self,
+        plans: list[_Plan],
+        queue_settings: QueueSettings,
+        report: BatchReport,
+        *,
+        quota_taken: bool = False,
+    ) -> list[_Plan]:
+        """Embed every chunk not reusable, in provider-sized sub-batches sorted by length.
+
+        Returns the plans whose every chunk now has a vector; the others were retried,
+        failed or rate-limited on the queue here. A permanent error in a sub-batch of several
+        texts is retried text by text, so one bad document fails alone. `quota_taken`: the
+        first sub-batch's share of the shared quotas was taken ahead (_take_quota_ahead).
+        """
+        work = self._work(plans)
         size = max(1, self.provider.max_batch_size)
         broken: dict[uuid.UUID, EmbeddingError] = {}
         unsent: set[uuid.UUID] = set()  # never sent: given back to the queue untouched
         for start in range(0, len(work), size):
             sub_batch = [entry for entry in work[start : start + size] if entry[0].item.id not in broken]
             try:
-                self._embed_into(sub_batch, report, queue_settings)
+                self._embed_into(sub_batch, report, queue_settings, quota_taken=quota_taken and start == 0)
             except _NotSent:
                 for plan, _, _ in work[start:]:
                     unsent.add(plan.item.id)
@@ -666,15 +700,18 @@ class QueueWorker:
         self.record_failures(failures, queue_settings, report)
         return [plan for plan in plans if plan.item.id not in broken and plan.item.id not in unsent]
 
-    def _embed_into(self, sub_batch, report: BatchReport, queue_settings: QueueSettings) -> None:
-        """Embed one sub-batch within the shared limits; the breaker learns how it went."""
+    def _embed_into(
+        self, sub_batch, report: BatchReport, queue_settings: QueueSettings, *, quota_taken: bool = False
+    ) -> None:
+        """Embed one sub-batch within the shared limits (its quota taken here unless
+        `quota_taken` already); the breaker learns how it went."""
         if self._should_stop():
             # Stopping (SIGTERM) or out of time: the request in flight was answered and will be
             # written; the batch's later requests are not sent, their items go back at once.
             raise _NotSent("stopping, or past the time budget")
         texts = [chunk for _, _, chunk in sub_batch]
-        if self.shared_limits:
-            tokens = sum(self.provider.count_tokens(texts))
+        tokens = sum(self.provider.count_tokens(texts)) if self.shared_limits else 0
+        if self.shared_limits and not quota_taken:
             waiting_since = time.monotonic()
             granted = limits.wait_for_capacity(
                 self.provider_key, 1, tokens,

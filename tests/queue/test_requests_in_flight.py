@@ -11,7 +11,7 @@ from django.db import connection
 from django.test import override_settings
 
 from documents.models import DocumentEmbedding, SourceDocument
-from queue_admin import config
+from queue_admin import config, limits
 from queue_admin.config_schema import SCHEMA
 from queue_admin.models import ConfigChange, QueueConfig, QueueItem
 from queue_admin.worker import QueueWorker
@@ -287,3 +287,37 @@ def test_a_stop_gives_back_the_batch_claimed_ahead_unsent():
     assert second.completed == 8
     assert set(QueueItem.objects.values_list("status", flat=True)) == {"completed"}
     assert DocumentEmbedding.objects.count() == len(docs)
+
+
+class QuotaWatchingFakeEmbedderForQueueTests(FarAwayHeldCountingFakeEmbedderForQueueTests):
+    """The remote fake, noting during each call how many requests the shared quota window has
+    granted (the most seen within the call), one entry per call."""
+
+    def __init__(self):
+        super().__init__(seconds=0.4)
+        self.window_during_call: list[int] = []
+
+    def embed(self, texts, may_retry=None):
+        self.window_during_call.append(0)
+        return super().embed(texts, may_retry)
+
+    def held(self) -> int:
+        use = limits.quota_use(rpm=1, tpm=1).get(self.model_id)
+        granted = int(use.requests_used) if use else 0
+        self.window_during_call[-1] = max(self.window_during_call[-1], granted)
+        return super().held()
+
+
+def test_a_batch_claimed_ahead_has_its_quota_taken_while_the_one_before_is_out():
+    """Its first request's share of the shared rate limit is taken with the claim, so the lane
+    sends it on the answer of the one before without that round trip; each request is counted
+    once, whichever took it."""
+    set_config(batch_size=4, requests_in_flight=1)
+    SourceDocument.objects.bulk_create(SourceDocument(content=f"quota ahead {n}") for n in range(16))
+    embedder = QuotaWatchingFakeEmbedderForQueueTests()
+    report = run_worker(embedder)
+    assert report.completed == 16
+    # During request k the window already holds request k + 1 (taken by the claim ahead); the
+    # last has no batch after it.
+    assert embedder.window_during_call == [2, 3, 4, 4]
+    assert int(limits.quota_use(rpm=1, tpm=1)[embedder.model_id].requests_used) == 4
