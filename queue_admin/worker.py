@@ -459,11 +459,19 @@ class QueueWorker:
         counted: the window then holds one request more than was sent, never one less."""
         first_request = self._work(batch.pending)[: max(1, self.provider.max_batch_size)]
         tokens = sum(self.provider.count_tokens([chunk for _, _, chunk in first_request]))
-        quotas = batch.queue_settings
-        wait = limits.acquire(
-            self.provider_key, 1, tokens, rpm=quotas.api_quota_per_minute, tpm=quotas.token_quota_per_minute
-        )
-        return wait == 0
+        return self._take_quota(tokens, batch.queue_settings, wait=False)
+
+    def _take_quota(self, tokens: int, queue_settings: QueueSettings, *, wait: bool = True) -> bool:
+        """One request's share, with its `tokens`, of the provider's shared quotas; True when
+        granted. Waited for up to half the lease (given up at once when stopping), or, without
+        `wait`, asked once."""
+        quotas = {"rpm": queue_settings.api_quota_per_minute, "tpm": queue_settings.token_quota_per_minute}
+        if not wait:
+            return limits.acquire(self.provider_key, 1, tokens, **quotas) == 0
+        return limits.wait_for_capacity(
+            self.provider_key, 1, tokens, **quotas,
+            should_stop=self._should_stop, timeout=queue_settings.lease_seconds / 2,
+        )  # fmt: skip
 
     def _embed_batch(self, batch: "_Batch") -> None:
         """Embed a claimed batch's pending plans (on the lane's thread: its request is the
@@ -713,11 +721,7 @@ class QueueWorker:
         tokens = sum(self.provider.count_tokens(texts)) if self.shared_limits else 0
         if self.shared_limits and not quota_taken:
             waiting_since = time.monotonic()
-            granted = limits.wait_for_capacity(
-                self.provider_key, 1, tokens,
-                rpm=queue_settings.api_quota_per_minute, tpm=queue_settings.token_quota_per_minute,
-                should_stop=self._should_stop, timeout=queue_settings.lease_seconds / 2,
-            )  # fmt: skip
+            granted = self._take_quota(tokens, queue_settings)
             self.metrics.inc("sidecar_rate_limit_wait_seconds", time.monotonic() - waiting_since)
             if not granted:
                 raise _NotSent("stopping, or the shared rate limit left no room before the lease ends")
@@ -763,11 +767,7 @@ class QueueWorker:
             return False
         if not on_fallback and not limits.breaker_is_closed(self.provider_key):
             return False
-        return limits.wait_for_capacity(
-            self.provider_key, 1, tokens,
-            rpm=queue_settings.api_quota_per_minute, tpm=queue_settings.token_quota_per_minute,
-            should_stop=self._should_stop, timeout=queue_settings.lease_seconds / 2,
-        )  # fmt: skip
+        return self._take_quota(tokens, queue_settings)
 
     def _breaker_still_closed(self) -> bool:
         return not self.shared_limits or limits.breaker_is_closed(self.provider_key)
